@@ -1,0 +1,175 @@
+//! The typed configuration. Every field has a documented default, so a sparse file is valid.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::bytes::Regex;
+use sersync_plugin_sdk::Position;
+use sersync_plugins::rsync::RsyncOptions;
+use sersync_plugins::SinkSpec;
+
+/// Everything `confxml.xml` says, checked and typed.
+#[derive(Debug)]
+pub struct Config {
+    /// The file this was read from.
+    pub file: PathBuf,
+    /// `<host hostip port>`: where the control endpoint listens. Default `localhost:8008`.
+    pub control: ControlAddress,
+    /// `<debug start>`: log every raw event, watch and batch. Default off.
+    pub debug: bool,
+    /// `<fileSystem xfs>`: always `stat()` while walking. Default off (done anyway where the
+    /// kernel reports an unknown entry type).
+    pub xfs: bool,
+    /// `<filter>`: what is never watched nor synced.
+    pub filter: FilterConfig,
+    /// `<inotify>`: which kinds of change are acted on.
+    pub events: EventSwitches,
+    /// Every `<sersync><localpath>`, in file order.
+    pub watches: Vec<WatchConfig>,
+    /// `<sersync><rsync>` plus the parts of `<inotify>`/`<crontab>` that shape rsync commands.
+    pub rsync: RsyncOptions,
+    /// `<sersync><failLog path timeToExecute>`.
+    pub fail_log: FailLogConfig,
+    /// `<sersync><crontab>`, when `start="true"`.
+    pub crontab: Option<CrontabConfig>,
+    /// Names of `<sersync><plugin start="true" name="…">`: plugins run beside rsync.
+    pub enabled_plugins: Vec<String>,
+    /// Every top-level `<plugin name="…">` section, configured.
+    pub plugins: Vec<PluginConfig>,
+    /// Engine tuning (`<engine>` extension element).
+    pub engine: EngineConfig,
+}
+
+/// `<host hostip port>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlAddress {
+    /// Host name or address. Default `localhost`.
+    pub host: String,
+    /// TCP port. Default 8008.
+    pub port: u16,
+}
+
+/// `<filter>` and the temporary-file rules.
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    /// `<filter start="true"><exclude expression="…">`: regexes matched against the whole
+    /// relative path (anchored at both ends). Empty when the filter is off.
+    pub excludes: Vec<Pattern>,
+    /// Temporary-file name patterns, matched against the last path component (anchored).
+    /// Default: [`DEFAULT_TEMP_PATTERNS`]; replaced by `<filter><temp>` children when given.
+    pub temp_names: Vec<Pattern>,
+}
+
+/// Temporary names that are never synced unless the config replaces the list: vim swap files
+/// and its `4913` probe, `~` backups, emacs `#autosave#` and `.#lock` files, rsync's own
+/// `.name.XXXXXX` temporaries.
+pub const DEFAULT_TEMP_PATTERNS: &[&str] = &[
+    r"\..*\.sw[a-p]",
+    r"4913",
+    r".*~",
+    r"#.*#",
+    r"\.#.*",
+    r"\..+\.[A-Za-z0-9]{6}",
+];
+
+/// A regex with the text it was written as and where.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// The expression as written in the file.
+    pub source: String,
+    /// Compiled, anchored (`^(?:…)$`), matching bytes.
+    pub regex: Regex,
+    /// Where it was written; `None` for built-in defaults.
+    pub position: Option<Position>,
+}
+
+/// `<inotify>`: each switch on only when `start="true"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventSwitches {
+    /// Default true. Off: nothing is ever deleted on a remote.
+    pub delete: bool,
+    /// Default true. Off: new directories are still watched (unlike 2.5.4), but their
+    /// creation alone does not trigger a sync.
+    pub create_folder: bool,
+    /// Default false (`closeWrite` covers new files).
+    pub create_file: bool,
+    /// Default true.
+    pub close_write: bool,
+    /// Default true.
+    pub move_from: bool,
+    /// Default true.
+    pub move_to: bool,
+    /// Default false.
+    pub attrib: bool,
+    /// Default false.
+    pub modify: bool,
+}
+
+/// One `<localpath watch>` of `<sersync>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// The watched directory, absolute, without a trailing `/`.
+    pub root: PathBuf,
+    /// Its `<remote ip name>` children.
+    pub remotes: Vec<Remote>,
+    /// Where the element stands.
+    pub position: Position,
+}
+
+/// `<remote ip name>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    /// Host name or address (`ip`).
+    pub host: String,
+    /// rsync module (`name`); with `<ssh start="true">`, a path on the remote host.
+    pub module: String,
+}
+
+/// `<failLog path timeToExecute>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailLogConfig {
+    /// The retry script. Default `/tmp/rsync_fail_log.sh`.
+    pub path: PathBuf,
+    /// How often it is run. Default 60 minutes.
+    pub every: Duration,
+}
+
+/// `<crontab start="true" schedule>` with `<crontabfilter>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrontabConfig {
+    /// Period of the full sync. Default 600 minutes.
+    pub every: Duration,
+    /// rsync `--exclude` globs from `<crontabfilter start="true">`.
+    pub excludes: Vec<String>,
+}
+
+/// A top-level `<plugin name="…">` section.
+#[derive(Debug)]
+pub struct PluginConfig {
+    /// The `name` attribute, as written.
+    pub name: String,
+    /// The configured sink.
+    pub spec: Box<dyn SinkSpec>,
+    /// Where the element stands.
+    pub position: Position,
+}
+
+/// `<engine>` (an extension; all attributes optional).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// `settleMs`: quiet time after the last event before a batch is cut. Default 10 ms.
+    pub settle: Duration,
+    /// `maxDelayMs`: a batch is cut at the latest this long after its first event, however
+    /// busy the tree. Default 200 ms.
+    pub max_delay: Duration,
+    /// `maxPending`: pending paths per lane before they collapse into directory rescans.
+    /// Default 100,000.
+    pub max_pending: usize,
+    /// `retryInitialMs` / `retryMaxMs`: exponential backoff bounds. Default 500 ms / 60 s.
+    pub retry_initial: Duration,
+    /// See `retry_initial`.
+    pub retry_max: Duration,
+    /// `stateDir`: where lane journals live. Default: a directory `sersync-state` beside the
+    /// failLog script.
+    pub state_dir: PathBuf,
+}

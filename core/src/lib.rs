@@ -1,0 +1,3 @@
+//! The sersync engine: configuration, watch, filter, coalesce, dispatch.
+
+pub mod config;

@@ -1,0 +1,40 @@
+//! From a `<plugin>` element to a configured sink.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use sersync_plugin_sdk::{ConfigError, ConfigNode, Sink, SinkContext, SinkError};
+
+/// A sink that has read and validated its configuration and can start one instance per lane.
+pub trait SinkSpec: Send + Sync + fmt::Debug {
+    /// The name lanes of this sink are known by in logs and status, e.g. `refreshCDN`.
+    fn name(&self) -> String;
+
+    /// Watch roots this sink's own configuration names (a plugin's `<localpath watch>`).
+    /// Empty means the sink serves every `<sersync><localpath>`.
+    fn own_watches(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// One human-readable line for `sersync --check`: where it sends and how.
+    fn summary(&self) -> String;
+
+    /// Starts an instance serving one lane (one watch).
+    fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError>;
+}
+
+/// The plugin names sersync knows without a `type`/`path` (compared case-insensitively).
+pub const BUILT_IN_PLUGINS: &[&str] = &["command", "refreshCDN", "socket", "http"];
+
+/// Reads a top-level `<plugin name="…">` element into a [`SinkSpec`].
+///
+/// An unknown name, or options the sink rejects, give an error located in the file.
+pub fn configure_plugin(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
+    let name = node.required_attr("name")?;
+    Err(node
+        .error(format!("unknown plugin name \"{name}\""))
+        .with_hint(format!(
+            "built-in plugins are {}; a third-party plugin needs type=\"dylib\" or type=\"wasm\" and path=\"FILE\"",
+            BUILT_IN_PLUGINS.join(", ")
+        )))
+}

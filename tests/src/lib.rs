@@ -1,0 +1,1 @@
+//! Harness for sersync's end-to-end tests: real peers on loopback.
