@@ -4,9 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use regex::bytes::Regex;
-use sersync_plugin_sdk::Position;
+use sersync_plugin_sdk::{ConfigNode, Position};
 use sersync_plugins::rsync::RsyncOptions;
-use sersync_plugins::SinkSpec;
 
 /// Everything `confxml.xml` says, checked and typed.
 #[derive(Debug)]
@@ -143,15 +142,14 @@ pub struct CrontabConfig {
     pub excludes: Vec<String>,
 }
 
-/// A top-level `<plugin name="…">` section.
-#[derive(Debug)]
+/// A top-level `<plugin name="…">` section, kept as written: the sink it names reads its
+/// own options from `node` when it is configured (`sersync_plugins::configure_plugin`).
+#[derive(Clone, Debug)]
 pub struct PluginConfig {
     /// The `name` attribute, as written.
     pub name: String,
-    /// The configured sink.
-    pub spec: Box<dyn SinkSpec>,
-    /// Where the element stands.
-    pub position: Position,
+    /// The whole `<plugin>` element.
+    pub node: ConfigNode,
 }
 
 /// `<engine>` (an extension; all attributes optional).
