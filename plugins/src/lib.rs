@@ -9,4 +9,6 @@
 pub mod registry;
 pub mod rsync;
 
+pub use sersync_plugin_sdk as sdk;
+
 pub use registry::{configure_plugin, SinkSpec};

@@ -1,4 +1,26 @@
-//! The rsync sink: one rsync process per batch per remote.
+//! The rsync sink: one rsync process per batch per remote, paths on stdin, never a shell.
+//!
+//! Each batch becomes a single `rsync <commonParams> -R --files-from=- --from0 … ./ TARGET`
+//! run in the watch root, with the batch's paths written NUL-separated to its standard input:
+//! - changed paths and created files are listed as they are;
+//! - deleted paths are listed too: `--delete-missing-args` turns each one that no longer
+//!   exists into a delete on the remote (a path that exists again is simply sent);
+//! - new or moved-in directories and rescans are listed and sent recursively (`-r --delete`),
+//!   with the engine's excludes passed as literal `--exclude-from` rules.
+//!
+//! See [`plan`] for the mapping from events to the list, [`command`] for the argument list,
+//! [`exit`] for how rsync's exit status is classified.
+
+mod command;
+mod excludes;
+mod exit;
+mod limit;
+mod plan;
+mod sink;
+
+pub use command::Target;
+pub use limit::ProcessLimit;
+pub use sink::{RsyncSink, RsyncSpec};
 
 use std::path::PathBuf;
 
@@ -22,6 +44,21 @@ pub struct RsyncOptions {
     pub delete: bool,
     /// `<crontabfilter>` globs, excluded from full syncs.
     pub full_sync_excludes: Vec<String>,
+}
+
+impl Default for RsyncOptions {
+    fn default() -> Self {
+        RsyncOptions {
+            program: PathBuf::from("rsync"),
+            common_params: vec!["-artuz".to_string()],
+            auth: None,
+            port: None,
+            timeout: None,
+            ssh: false,
+            delete: true,
+            full_sync_excludes: Vec::new(),
+        }
+    }
 }
 
 /// `<auth users passwordfile>`.

@@ -1,0 +1,234 @@
+//! The rsync argument list for one run. No shell is involved: these are `execve` arguments.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::RsyncOptions;
+
+/// Where a lane sends: one `<remote ip name>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Host name or address.
+    pub host: String,
+    /// rsync module (daemon mode) or remote path (ssh mode).
+    pub module: String,
+}
+
+impl Target {
+    /// The destination argument: `[user@]host::module`, or `[user@]host:path` over ssh.
+    /// An IPv6 address is bracketed.
+    pub fn destination(&self, options: &RsyncOptions) -> String {
+        let user = options
+            .auth
+            .as_ref()
+            .map(|a| format!("{}@", a.user))
+            .unwrap_or_default();
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let separator = if options.ssh { ":" } else { "::" };
+        format!("{user}{host}{separator}{}", self.module)
+    }
+}
+
+/// Seconds rsync waits for a daemon to accept the connection when the config sets no timeout.
+const DEFAULT_CONNECT_TIMEOUT_SECS: u32 = 10;
+/// I/O inactivity timeout when the config sets none, so that a hung peer ends the run.
+const DEFAULT_IO_TIMEOUT_SECS: u32 = 120;
+
+/// What varies between runs of one lane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunShape<'a> {
+    /// Recurse into listed directories (and delete extraneous files inside them).
+    pub recursive: bool,
+    /// A file of NUL-separated exclude rules, for recursive runs.
+    pub exclude_file: Option<&'a Path>,
+}
+
+/// The arguments (after the program name) for one run that reads its file list from stdin.
+pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = options.common_params.iter().map(OsString::from).collect();
+    let user_sets = |prefix: &str| options.common_params.iter().any(|p| p.starts_with(prefix));
+    args.extend(
+        ["-R", "--files-from=-", "--from0"]
+            .iter()
+            .map(OsString::from),
+    );
+    // The user's params decide how files are copied; recursion is decided per batch.
+    args.push(if shape.recursive { "-r" } else { "--no-r" }.into());
+    if options.delete {
+        args.push("--delete-missing-args".into());
+        args.push("--force".into());
+        if shape.recursive {
+            args.push("--delete".into());
+        }
+    } else {
+        args.push("--ignore-missing-args".into());
+    }
+    if let Some(file) = shape.exclude_file {
+        let mut arg = OsString::from("--exclude-from=");
+        arg.push(file);
+        args.push(arg);
+    }
+    if shape.recursive {
+        for glob in &options.full_sync_excludes {
+            args.push(format!("--exclude={glob}").into());
+        }
+    }
+    if let Some(port) = options.port {
+        args.push(format!("--port={port}").into());
+    }
+    let timeout = options.timeout.unwrap_or(DEFAULT_IO_TIMEOUT_SECS);
+    if !user_sets("--timeout") {
+        args.push(format!("--timeout={timeout}").into());
+    }
+    if options.ssh {
+        if !user_sets("-e") && !user_sets("--rsh") {
+            args.push("-e".into());
+            args.push("ssh".into());
+        }
+    } else {
+        if !user_sets("--contimeout") {
+            let connect = options.timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS);
+            args.push(format!("--contimeout={connect}").into());
+        }
+        // Without TCP_NODELAY every round trip to a daemon waits ~40 ms for a delayed ACK.
+        if !user_sets("--sockopts") {
+            args.push("--sockopts=TCP_NODELAY".into());
+        }
+    }
+    if let Some(auth) = &options.auth {
+        let mut arg = OsString::from("--password-file=");
+        arg.push(&auth.password_file);
+        args.push(arg);
+    }
+    args.push("./".into());
+    args.push(target.destination(options).into());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rsync::RsyncAuth;
+
+    fn target() -> Target {
+        Target {
+            host: "127.0.0.1".into(),
+            module: "www".into(),
+        }
+    }
+
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn daemon_push_with_auth_port_and_timeout() {
+        let options = RsyncOptions {
+            auth: Some(RsyncAuth {
+                user: "backup".into(),
+                password_file: "/etc/rsync.pas".into(),
+            }),
+            port: Some(874),
+            timeout: Some(100),
+            ..RsyncOptions::default()
+        };
+        let args = strings(arguments(
+            &options,
+            &target(),
+            RunShape {
+                recursive: false,
+                exclude_file: None,
+            },
+        ));
+        assert_eq!(
+            args,
+            [
+                "-artuz",
+                "-R",
+                "--files-from=-",
+                "--from0",
+                "--no-r",
+                "--delete-missing-args",
+                "--force",
+                "--port=874",
+                "--timeout=100",
+                "--contimeout=100",
+                "--sockopts=TCP_NODELAY",
+                "--password-file=/etc/rsync.pas",
+                "./",
+                "backup@127.0.0.1::www",
+            ]
+        );
+    }
+
+    #[test]
+    fn recursive_run_deletes_inside_and_excludes() {
+        let options = RsyncOptions {
+            full_sync_excludes: vec!["*.php".into()],
+            ..RsyncOptions::default()
+        };
+        let args = strings(arguments(
+            &options,
+            &target(),
+            RunShape {
+                recursive: true,
+                exclude_file: Some(Path::new("/tmp/x")),
+            },
+        ));
+        for expected in ["-r", "--delete", "--exclude-from=/tmp/x", "--exclude=*.php"] {
+            assert!(
+                args.iter().any(|a| a == expected),
+                "{expected} missing from {args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ssh_targets_and_no_deletes_when_delete_is_off() {
+        let options = RsyncOptions {
+            ssh: true,
+            delete: false,
+            ..RsyncOptions::default()
+        };
+        let target = Target {
+            host: "::1".into(),
+            module: "/srv/www".into(),
+        };
+        let args = strings(arguments(
+            &options,
+            &target,
+            RunShape {
+                recursive: false,
+                exclude_file: None,
+            },
+        ));
+        assert!(args.contains(&"--ignore-missing-args".to_string()));
+        assert!(!args.iter().any(|a| a.starts_with("--delete")));
+        assert!(!args.iter().any(|a| a.starts_with("--sockopts")));
+        assert_eq!(args[args.len() - 3..], ["ssh", "./", "[::1]:/srv/www"]);
+    }
+
+    #[test]
+    fn user_socket_options_win() {
+        let options = RsyncOptions {
+            common_params: vec!["-a".into(), "--sockopts=SO_SNDBUF=65536".into()],
+            ..RsyncOptions::default()
+        };
+        let args = strings(arguments(
+            &options,
+            &target(),
+            RunShape {
+                recursive: false,
+                exclude_file: None,
+            },
+        ));
+        assert_eq!(
+            args.iter().filter(|a| a.starts_with("--sockopts")).count(),
+            1
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! The rsync spec (one per remote) and sink (one per lane).
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use sersync_plugin_sdk::{Batch, PathFilter, Sink, SinkContext, SinkError};
+
+use super::command::{arguments, RunShape, Target};
+use super::plan::TransferPlan;
+use super::{excludes, exit, ProcessLimit, RsyncOptions};
+use crate::SinkSpec;
+
+/// The rsync sink for one `<remote>` of one `<localpath>`.
+#[derive(Debug)]
+pub struct RsyncSpec {
+    options: RsyncOptions,
+    target: Target,
+    watch_root: PathBuf,
+    limit: Arc<ProcessLimit>,
+}
+
+impl RsyncSpec {
+    /// A remote of the watch at `watch_root`; `limit` is shared by every rsync lane (`-n`).
+    pub fn new(
+        options: RsyncOptions,
+        target: Target,
+        watch_root: PathBuf,
+        limit: Arc<ProcessLimit>,
+    ) -> Self {
+        RsyncSpec {
+            options,
+            target,
+            watch_root,
+            limit,
+        }
+    }
+}
+
+impl SinkSpec for RsyncSpec {
+    fn name(&self) -> String {
+        format!("rsync {}", self.target.destination(&self.options))
+    }
+
+    fn own_watches(&self) -> Vec<PathBuf> {
+        vec![self.watch_root.clone()]
+    }
+
+    fn summary(&self) -> String {
+        let args: Vec<String> = arguments(&self.options, &self.target, RunShape::default())
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        format!(
+            "{} -> {}: {} {} (file list on stdin)",
+            self.watch_root.display(),
+            self.target.destination(&self.options),
+            self.options.program.display(),
+            args.join(" ")
+        )
+    }
+
+    fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(RsyncSink {
+            options: self.options.clone(),
+            target: self.target.clone(),
+            root: ctx.root.clone(),
+            filter: ctx.filter.clone(),
+            limit: self.limit.clone(),
+        }))
+    }
+}
+
+/// Sends batches of one watch to one remote.
+pub struct RsyncSink {
+    options: RsyncOptions,
+    target: Target,
+    root: PathBuf,
+    filter: Arc<dyn PathFilter>,
+    limit: Arc<ProcessLimit>,
+}
+
+impl RsyncSink {
+    fn remote(&self) -> String {
+        self.target.destination(&self.options)
+    }
+
+    /// The file list as rsync reads it: NUL-terminated paths, `.` for the root.
+    fn file_list(plan: &TransferPlan) -> Vec<u8> {
+        let mut list = Vec::new();
+        for path in &plan.paths {
+            list.extend_from_slice(if path.is_root() {
+                b"."
+            } else {
+                path.as_bytes()
+            });
+            list.push(0);
+        }
+        list
+    }
+
+    fn run(&self, plan: &TransferPlan) -> Result<(), SinkError> {
+        let exclude_file = if plan.is_recursive() {
+            let rules = excludes::collect(&self.root, &plan.subtrees, self.filter.as_ref())
+                .map_err(|e| {
+                    SinkError::retryable(format!(
+                        "reading {} to list excludes: {e}",
+                        self.root.display()
+                    ))
+                })?;
+            Some(excludes::write_rules(&rules).map_err(|e| {
+                SinkError::retryable(format!(
+                    "writing the exclude list for {}: {e}",
+                    self.remote()
+                ))
+            })?)
+        } else {
+            None
+        };
+        let shape = RunShape {
+            recursive: plan.is_recursive(),
+            exclude_file: exclude_file.as_ref().map(|f| f.path()),
+        };
+        let args = arguments(&self.options, &self.target, shape);
+        let list = Self::file_list(plan);
+        let _permit = self.limit.acquire();
+        let mut child = Command::new(&self.options.program)
+            .args(&args)
+            .current_dir(&self.root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                SinkError::fatal(format!(
+                    "cannot run {} for {}: {e}",
+                    self.options.program.display(),
+                    self.remote()
+                ))
+            })?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // Written from another thread so that a large list never deadlocks against stderr.
+        let writer = std::thread::spawn(move || stdin.write_all(&list));
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            stderr = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        let status = child.wait().map_err(|e| {
+            SinkError::retryable(format!("waiting for rsync to {}: {e}", self.remote()))
+        })?;
+        // A write error here means rsync exited early; its status says why.
+        let _ = writer.join();
+        exit::classify(status, &stderr, &self.remote())
+    }
+}
+
+impl Sink for RsyncSink {
+    fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let plan = TransferPlan::for_batch(batch, self.options.delete);
+        if plan.paths.is_empty() {
+            return Ok(());
+        }
+        self.run(&plan)
+    }
+
+    fn describe(&self, batch: &Batch) -> Vec<String> {
+        let plan = TransferPlan::for_batch(batch, self.options.delete);
+        if plan.paths.is_empty() {
+            return vec![format!("rsync to {}: nothing to send", self.remote())];
+        }
+        let shape = RunShape {
+            recursive: plan.is_recursive(),
+            exclude_file: None,
+        };
+        let mut command: Vec<OsString> = vec![self.options.program.clone().into()];
+        command.extend(arguments(&self.options, &self.target, shape));
+        let mut lines = vec![format!(
+            "would run in {}: {}",
+            self.root.display(),
+            command
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )];
+        lines.extend(plan.paths.iter().map(|p| {
+            let kind = if plan.subtrees.contains(p) {
+                "tree"
+            } else {
+                "path"
+            };
+            format!("  {kind} {p}")
+        }));
+        lines
+    }
+}
