@@ -1,3 +1,6 @@
 //! The sersync engine: configuration, watch, filter, coalesce, dispatch.
 
+pub mod coalesce;
 pub mod config;
+pub mod filter;
+pub mod watch;

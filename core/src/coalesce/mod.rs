@@ -1,0 +1,538 @@
+//! The "filter queue", done properly: per-path state, not an event log.
+//!
+//! A [`Coalescer`] holds what one lane still has to deliver. Pushing an event merges it into
+//! the state of its path:
+//! - create + modify + close_write of one file is one `Create`; many writes are one event;
+//! - a file created and deleted again before delivery is nothing at all;
+//! - a rename is one `Move { from, to }`; renaming again keeps the original `from`; a
+//!   directory rename carries the pending changes below it to the new name;
+//! - a delete or a rescan of a directory swallows every pending change beneath it;
+//! - whenever a `Move` is superseded, its old name is kept as a `Delete`, so the remote
+//!   never keeps a stale copy.
+//!
+//! Memory is bounded: past `max_pending` paths, pending paths collapse into rescans of their
+//! parent directories, level by level, up to the watch root at worst.
+
+#[cfg(test)]
+mod model_tests;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Instant, SystemTime};
+
+use sersync_plugin_sdk::{Event, EventKind, RelPath, WatchId};
+
+#[derive(Clone, Debug)]
+struct Entry {
+    kind: EventKind,
+    from: Option<RelPath>,
+    is_dir: bool,
+    /// Order of first touch.
+    seq: u64,
+    time: SystemTime,
+    /// The path did not exist when the pending state began (so a delete cancels it).
+    new: bool,
+}
+
+/// The pending changes of one lane.
+#[derive(Debug)]
+pub struct Coalescer {
+    watch: WatchId,
+    entries: HashMap<RelPath, Entry>,
+    rescans: HashSet<RelPath>,
+    next_seq: u64,
+    max_pending: usize,
+    first_at: Option<Instant>,
+    last_at: Option<Instant>,
+}
+
+impl Coalescer {
+    /// An empty state for `watch` that collapses past `max_pending` paths.
+    pub fn new(watch: WatchId, max_pending: usize) -> Self {
+        Coalescer {
+            watch,
+            entries: HashMap::new(),
+            rescans: HashSet::new(),
+            next_seq: 0,
+            max_pending: max_pending.max(1),
+            first_at: None,
+            last_at: None,
+        }
+    }
+
+    /// Number of pending paths.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// When the oldest and the newest pending change arrived.
+    pub fn arrival_window(&self) -> Option<(Instant, Instant)> {
+        Some((self.first_at?, self.last_at?))
+    }
+
+    /// Merges one event into the pending state.
+    pub fn push(&mut self, event: Event) {
+        let now = Instant::now();
+        self.first_at.get_or_insert(now);
+        self.last_at = Some(now);
+        self.apply(event, true);
+        if self.entries.len() > self.max_pending {
+            self.collapse();
+        }
+    }
+
+    /// Takes everything pending, in the order paths were first touched.
+    pub fn take(&mut self) -> Vec<Event> {
+        self.first_at = None;
+        self.last_at = None;
+        self.rescans.clear();
+        let mut entries: Vec<(RelPath, Entry)> = self.entries.drain().collect();
+        entries.sort_by_key(|(_, e)| e.seq);
+        entries
+            .into_iter()
+            .map(|(path, e)| Event {
+                kind: e.kind,
+                path,
+                from: e.from,
+                is_dir: e.is_dir,
+                watch: self.watch,
+                time: e.time,
+            })
+            .collect()
+    }
+
+    /// Puts back a batch that could not be delivered. Its events happened before everything
+    /// pending now; since part of it may have reached the remote, none of its paths is
+    /// assumed absent there any more.
+    pub fn requeue(&mut self, failed: Vec<Event>) {
+        let (first_at, last_at) = (self.first_at, self.last_at);
+        let mut current: Vec<(RelPath, Entry)> = self.entries.drain().collect();
+        current.sort_by_key(|(_, e)| e.seq);
+        self.rescans.clear();
+        for event in failed {
+            self.apply(event, false);
+        }
+        for (path, e) in current {
+            let new = e.new;
+            self.apply(
+                Event {
+                    kind: e.kind,
+                    path,
+                    from: e.from,
+                    is_dir: e.is_dir,
+                    watch: self.watch,
+                    time: e.time,
+                },
+                new,
+            );
+        }
+        let now = Instant::now();
+        self.first_at = first_at.or(Some(now));
+        self.last_at = last_at.or(Some(now));
+        if self.entries.len() > self.max_pending {
+            self.collapse();
+        }
+    }
+
+    /// Merges `event`; `fresh` says a `Create` may be taken as "did not exist before".
+    fn apply(&mut self, event: Event, fresh: bool) {
+        let Event {
+            kind,
+            path,
+            from,
+            is_dir,
+            time,
+            ..
+        } = event;
+        if self.covered_by_rescan(&path) {
+            if let Some(from) = from {
+                self.keep_delete(from, is_dir, time);
+            }
+            return;
+        }
+        match kind {
+            EventKind::Create => {
+                let new = match self.entries.get(&path) {
+                    None => fresh,
+                    Some(e) => e.new && fresh,
+                };
+                self.set(path, EventKind::Create, None, is_dir, time, new);
+            }
+            EventKind::Modify | EventKind::CloseWrite | EventKind::Attrib => {
+                match self.entries.get_mut(&path) {
+                    Some(e)
+                        if matches!(
+                            e.kind,
+                            EventKind::Create | EventKind::Move | EventKind::Rescan
+                        ) =>
+                    {
+                        e.time = time
+                    }
+                    Some(e) if e.kind != EventKind::Delete => {
+                        e.kind = stronger(e.kind, kind);
+                        e.time = time;
+                    }
+                    _ => self.set(path, kind, None, is_dir, time, false),
+                }
+            }
+            EventKind::Delete => {
+                let existing = self.entries.get(&path).cloned();
+                if is_dir || existing.as_ref().is_some_and(|e| e.is_dir) {
+                    self.drop_below(&path, time);
+                }
+                match existing {
+                    Some(e) if e.new => {
+                        self.remove(&path);
+                    }
+                    _ => self.set(path, EventKind::Delete, None, is_dir, time, false),
+                }
+            }
+            EventKind::Move => {
+                let Some(from) = from else {
+                    return self.set(path, EventKind::Create, None, is_dir, time, false);
+                };
+                let moved = self.remove(&from);
+                let carried = if is_dir {
+                    self.take_below(&from)
+                } else {
+                    Vec::new()
+                };
+                let (kind, origin) = match moved {
+                    Some(e) if e.kind == EventKind::Create => (EventKind::Create, None),
+                    Some(Entry {
+                        kind: EventKind::Move,
+                        from: Some(origin),
+                        ..
+                    }) => (EventKind::Move, Some(origin)),
+                    _ => (EventKind::Move, Some(from.clone())),
+                };
+                self.set(path.clone(), kind, origin, is_dir, time, false);
+                self.carry(carried, &from, &path);
+            }
+            EventKind::Rescan => {
+                self.drop_below(&path, time);
+                self.set(path.clone(), EventKind::Rescan, None, true, time, false);
+                self.rescans.insert(path);
+            }
+        }
+    }
+
+    /// Replaces the state of `path`. A superseded `Move` leaves its old name as a delete.
+    fn set(
+        &mut self,
+        path: RelPath,
+        kind: EventKind,
+        from: Option<RelPath>,
+        is_dir: bool,
+        time: SystemTime,
+        new: bool,
+    ) {
+        let seq = match self.entries.get(&path) {
+            Some(old) if !matches!(kind, EventKind::Move | EventKind::Rescan) => old.seq,
+            _ => self.bump(),
+        };
+        let previous = self.entries.insert(
+            path.clone(),
+            Entry {
+                kind,
+                from,
+                is_dir,
+                seq,
+                time,
+                new,
+            },
+        );
+        if let Some(Entry {
+            kind: EventKind::Move,
+            from: Some(old_from),
+            is_dir,
+            ..
+        }) = previous
+        {
+            let still_moved = self.entries[&path].from.as_ref() == Some(&old_from);
+            if !still_moved {
+                self.keep_delete(old_from, is_dir, time);
+            }
+        }
+        if kind != EventKind::Rescan {
+            self.rescans.remove(&path);
+        }
+    }
+
+    fn remove(&mut self, path: &RelPath) -> Option<Entry> {
+        self.rescans.remove(path);
+        self.entries.remove(path)
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Records that `path` must disappear on the remote, unless something newer is pending
+    /// for it or a rescan covers it.
+    fn keep_delete(&mut self, path: RelPath, is_dir: bool, time: SystemTime) {
+        if !self.entries.contains_key(&path) && !self.covered_by_rescan(&path) {
+            let seq = self.bump();
+            self.entries.insert(
+                path,
+                Entry {
+                    kind: EventKind::Delete,
+                    from: None,
+                    is_dir,
+                    seq,
+                    time,
+                    new: false,
+                },
+            );
+        }
+    }
+
+    /// True when a pending rescan of a strict ancestor of `path` already covers it.
+    fn covered_by_rescan(&self, path: &RelPath) -> bool {
+        if self.rescans.is_empty() {
+            return false;
+        }
+        let mut cursor = path.parent();
+        while let Some(dir) = cursor {
+            if self.rescans.contains(&dir) {
+                return true;
+            }
+            cursor = dir.parent();
+        }
+        false
+    }
+
+    fn paths_below(&self, dir: &RelPath) -> Vec<RelPath> {
+        self.entries
+            .keys()
+            .filter(|p| *p != dir && p.is_within(dir))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the pending changes strictly below `dir` (deleted or rescanned whole),
+    /// keeping deletes for moves whose old name lies outside it.
+    fn drop_below(&mut self, dir: &RelPath, time: SystemTime) {
+        for path in self.paths_below(dir) {
+            if let Some(Entry {
+                kind: EventKind::Move,
+                from: Some(from),
+                is_dir,
+                ..
+            }) = self.remove(&path)
+            {
+                if !from.is_within(dir) {
+                    self.keep_delete(from, is_dir, time);
+                }
+            }
+        }
+    }
+
+    /// Removes and returns the pending changes strictly below `dir`, oldest first.
+    fn take_below(&mut self, dir: &RelPath) -> Vec<(RelPath, Entry)> {
+        let mut taken: Vec<(RelPath, Entry)> = self
+            .paths_below(dir)
+            .into_iter()
+            .filter_map(|p| self.remove(&p).map(|e| (p, e)))
+            .collect();
+        taken.sort_by_key(|(_, e)| e.seq);
+        taken
+    }
+
+    /// A directory was renamed from `from` to `to`: the pending changes taken from below it
+    /// now live under the new name, ordered after the rename itself.
+    fn carry(&mut self, carried: Vec<(RelPath, Entry)>, from: &RelPath, to: &RelPath) {
+        for (path, mut entry) in carried {
+            let moved = path
+                .rebase(from, to)
+                .expect("path is below the moved directory");
+            entry.seq = self.bump();
+            if entry.kind == EventKind::Rescan {
+                self.rescans.insert(moved.clone());
+            }
+            self.entries.insert(moved, entry);
+        }
+    }
+
+    /// Too many pending paths: replace them by rescans of their parent directories (and of
+    /// the parents of moves' old names), one level up at a time, until few enough remain.
+    fn collapse(&mut self) {
+        while self.entries.len() > self.max_pending {
+            let time = SystemTime::now();
+            let mut dirs: HashSet<RelPath> = HashSet::new();
+            for (path, e) in self.entries.drain() {
+                dirs.insert(path.parent().unwrap_or(RelPath::ROOT));
+                if let Some(from) = e.from {
+                    dirs.insert(from.parent().unwrap_or(RelPath::ROOT));
+                }
+            }
+            self.rescans.clear();
+            let mut dirs: Vec<RelPath> = dirs.into_iter().collect();
+            dirs.sort();
+            tracing::info!(
+                watch = self.watch.0,
+                directories = dirs.len(),
+                "too many pending paths; collapsing into directory rescans"
+            );
+            for dir in dirs {
+                if !self.covered_by_rescan(&dir) && !self.rescans.contains(&dir) {
+                    let seq = self.bump();
+                    self.entries.insert(
+                        dir.clone(),
+                        Entry {
+                            kind: EventKind::Rescan,
+                            from: None,
+                            is_dir: true,
+                            seq,
+                            time,
+                            new: false,
+                        },
+                    );
+                    self.rescans.insert(dir);
+                }
+            }
+        }
+    }
+}
+
+/// The stronger of two content/metadata changes: a finished write covers a write in
+/// progress, which covers a metadata change.
+fn stronger(a: EventKind, b: EventKind) -> EventKind {
+    let rank = |k| match k {
+        EventKind::CloseWrite => 2,
+        EventKind::Modify => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: EventKind, path: &str, is_dir: bool) -> Event {
+        Event::now(kind, RelPath::from(path), is_dir, WatchId(0))
+    }
+
+    fn mv(from: &str, to: &str, is_dir: bool) -> Event {
+        Event {
+            from: Some(RelPath::from(from)),
+            ..ev(EventKind::Move, to, is_dir)
+        }
+    }
+
+    fn summary(c: &mut Coalescer) -> Vec<String> {
+        c.take()
+            .into_iter()
+            .map(|e| match e.from {
+                Some(f) => format!("{} {}->{}", e.kind, f, e.path),
+                None => format!("{} {}", e.kind, e.path),
+            })
+            .collect()
+    }
+
+    fn coalescer() -> Coalescer {
+        Coalescer::new(WatchId(0), 1000)
+    }
+
+    #[test]
+    fn one_file_written_many_times_is_one_event() {
+        let mut c = coalescer();
+        c.push(ev(EventKind::Create, "f", false));
+        for _ in 0..20 {
+            c.push(ev(EventKind::Modify, "f", false));
+            c.push(ev(EventKind::CloseWrite, "f", false));
+        }
+        assert_eq!(summary(&mut c), ["create f"]);
+    }
+
+    #[test]
+    fn a_temporary_file_is_nothing_but_a_replaced_one_is_a_delete() {
+        let mut c = coalescer();
+        c.push(ev(EventKind::Create, "tmp", false));
+        c.push(ev(EventKind::Delete, "tmp", false));
+        assert!(c.take().is_empty());
+        c.push(ev(EventKind::Delete, "old", false));
+        c.push(ev(EventKind::Create, "old", false));
+        c.push(ev(EventKind::Delete, "old", false));
+        assert_eq!(summary(&mut c), ["delete old"]);
+    }
+
+    #[test]
+    fn a_directory_delete_swallows_pending_changes_below_it() {
+        let mut c = coalescer();
+        c.push(ev(EventKind::CloseWrite, "d/a", false));
+        c.push(ev(EventKind::CloseWrite, "d/e/b", false));
+        c.push(ev(EventKind::CloseWrite, "dx", false));
+        c.push(ev(EventKind::Delete, "d", true));
+        assert_eq!(summary(&mut c), ["close_write dx", "delete d"]);
+    }
+
+    #[test]
+    fn renaming_several_times_keeps_the_first_name() {
+        let mut c = coalescer();
+        c.push(mv("a", "b", false));
+        c.push(mv("b", "c", false));
+        c.push(mv("c", "d", false));
+        assert_eq!(summary(&mut c), ["move a->d"]);
+    }
+
+    #[test]
+    fn a_directory_rename_carries_pending_changes_below_it() {
+        let mut c = coalescer();
+        c.push(ev(EventKind::CloseWrite, "d/f", false));
+        c.push(mv("d", "e", true));
+        assert_eq!(summary(&mut c), ["move d->e", "close_write e/f"]);
+    }
+
+    #[test]
+    fn a_superseded_move_leaves_a_delete_of_its_old_name() {
+        let mut c = coalescer();
+        c.push(mv("a", "b", false));
+        c.push(ev(EventKind::Delete, "b", false));
+        let mut s = summary(&mut c);
+        s.sort();
+        assert_eq!(s, ["delete a", "delete b"]);
+    }
+
+    #[test]
+    fn a_rescan_covers_later_changes_below_it() {
+        let mut c = coalescer();
+        c.push(ev(EventKind::Rescan, "", true));
+        c.push(ev(EventKind::CloseWrite, "x", false));
+        c.push(mv("a", "b", false));
+        assert_eq!(summary(&mut c), ["rescan ."]);
+    }
+
+    #[test]
+    fn requeued_creates_are_no_longer_assumed_new() {
+        let mut c = coalescer();
+        c.push(ev(EventKind::Create, "f", false));
+        let failed = c.take();
+        c.push(ev(EventKind::Delete, "f", false));
+        c.requeue(failed);
+        assert_eq!(summary(&mut c), ["delete f"]);
+    }
+
+    #[test]
+    fn too_many_paths_collapse_into_directory_rescans() {
+        let mut c = Coalescer::new(WatchId(0), 10);
+        for i in 0..50 {
+            c.push(ev(EventKind::CloseWrite, &format!("d/f{i}"), false));
+        }
+        c.push(ev(EventKind::CloseWrite, "e/x", false));
+        assert!(c.len() <= 10);
+        let mut s = summary(&mut c);
+        s.sort();
+        assert_eq!(s, ["close_write e/x", "rescan d"]);
+    }
+}

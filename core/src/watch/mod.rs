@@ -1,0 +1,55 @@
+//! The recursive inotify watch: one kernel watch per directory, kept right across creates,
+//! deletes and renames, turned into [`Event`]s by a reader thread that never waits on a sink.
+//!
+//! - [`tree`]: descriptor → directory bookkeeping.
+//! - [`scan`]: adding a directory tree (the initial walk, new and moved-in directories).
+//! - [`reader`]: the thread: read, translate, pair moves, hand on.
+//! - [`limits`]: the kernel's inotify limits.
+
+pub mod limits;
+mod reader;
+mod scan;
+pub mod tree;
+
+pub use reader::{Watcher, WatcherStats};
+
+use std::path::PathBuf;
+
+use sersync_plugin_sdk::WatchId;
+
+/// Why watching could not start or go on.
+#[derive(Debug)]
+pub enum WatchError {
+    /// The kernel refused another watch (`ENOSPC`).
+    Limit {
+        /// What to raise and how.
+        advice: String,
+    },
+    /// Any other failure, with the directory it concerns.
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// What failed.
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchError::Limit { advice } => write!(f, "out of inotify watches: {advice}"),
+            WatchError::Io { path, error } => write!(f, "cannot watch {}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for WatchError {}
+
+/// A directory tree to watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Root {
+    /// Its id in events.
+    pub watch: WatchId,
+    /// Its absolute path.
+    pub path: PathBuf,
+}

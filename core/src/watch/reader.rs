@@ -1,0 +1,418 @@
+//! The reader thread: read the kernel queue, keep the watch tree right, translate raw
+//! events into typed [`Event`]s, pair moves, hand them on. It never waits on a sink.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
+
+use super::tree::WatchTree;
+use super::{Root, WatchError};
+use crate::config::EventSwitches;
+use crate::filter::Filter;
+
+/// One read drains up to this many bytes of events (~16,000 events without names).
+const READ_BUFFER: usize = 256 * 1024;
+/// How long the reader waits for the second half of a rename split across two reads.
+const MOVE_PAIR_WAIT: Duration = Duration::from_millis(2);
+/// How often a blocked reader looks at the shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
+
+/// Counters the control endpoint and the logs read.
+#[derive(Debug, Default)]
+pub struct WatcherStats {
+    directories: AtomicU64,
+    events: AtomicU64,
+    overflows: AtomicU64,
+}
+
+impl WatcherStats {
+    /// Directories watched now.
+    pub fn directories(&self) -> u64 {
+        self.directories.load(Ordering::Relaxed)
+    }
+
+    /// Raw kernel events read so far.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Kernel queue overflows seen so far.
+    pub fn overflows(&self) -> u64 {
+        self.overflows.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_directories(&self, n: usize) {
+        self.directories.store(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// A raw event, copied out of the read buffer.
+struct Raw {
+    wd: WatchDescriptor,
+    mask: EventMask,
+    cookie: u32,
+    name: Vec<u8>,
+}
+
+/// The first half of a rename, waiting for its `IN_MOVED_TO`.
+struct MoveOut {
+    cookie: u32,
+    watch: WatchId,
+    path: RelPath,
+    is_dir: bool,
+    /// The moved directory's own watch, if it is one.
+    dir_wd: Option<WatchDescriptor>,
+}
+
+/// Watches every root recursively and turns kernel events into [`Event`]s.
+pub struct Watcher {
+    pub(super) inotify: Inotify,
+    pub(super) tree: WatchTree<WatchDescriptor>,
+    pub(super) filter: Arc<Filter>,
+    pub(super) mask: WatchMask,
+    pub(super) stats: Arc<WatcherStats>,
+    pub(super) debug: bool,
+    roots: Vec<Root>,
+    switches: EventSwitches,
+    move_outs: Vec<MoveOut>,
+}
+
+impl Watcher {
+    /// Watches every root and the directories below them that the filter keeps.
+    pub fn new(
+        roots: Vec<Root>,
+        filter: Arc<Filter>,
+        switches: EventSwitches,
+        debug: bool,
+    ) -> Result<Self, WatchError> {
+        let inotify = Inotify::init().map_err(|error| WatchError::Io {
+            path: "inotify_init".into(),
+            error,
+        })?;
+        let mut mask = WatchMask::CREATE
+            | WatchMask::DELETE
+            | WatchMask::CLOSE_WRITE
+            | WatchMask::MOVED_FROM
+            | WatchMask::MOVED_TO
+            | WatchMask::DELETE_SELF
+            | WatchMask::ONLYDIR
+            | WatchMask::DONT_FOLLOW
+            | WatchMask::EXCL_UNLINK;
+        if switches.modify {
+            mask |= WatchMask::MODIFY;
+        }
+        if switches.attrib {
+            mask |= WatchMask::ATTRIB;
+        }
+        let mut watcher = Watcher {
+            inotify,
+            tree: WatchTree::default(),
+            filter,
+            mask,
+            stats: Arc::new(WatcherStats::default()),
+            debug,
+            roots,
+            switches,
+            move_outs: Vec::new(),
+        };
+        for root in watcher.roots.clone() {
+            watcher.add_tree(root.watch, RelPath::ROOT, None, None)?;
+        }
+        Ok(watcher)
+    }
+
+    /// The counters of this watcher.
+    pub fn stats(&self) -> Arc<WatcherStats> {
+        self.stats.clone()
+    }
+
+    pub(super) fn root_path(&self, watch: WatchId) -> &Path {
+        &self.roots[watch.0 as usize].path
+    }
+
+    /// Reads until `shutdown` is set, sending each read's events as one message. Returns
+    /// when the receiver is gone too.
+    pub fn run(
+        mut self,
+        tx: Sender<Vec<Event>>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Result<(), WatchError> {
+        let mut buffer = vec![0u8; READ_BUFFER];
+        while !shutdown.load(Ordering::Relaxed) {
+            if !wait_readable(&self.inotify, SHUTDOWN_POLL) {
+                continue;
+            }
+            let mut out = Vec::new();
+            self.read_once(&mut buffer, &mut out)?;
+            // A rename can be split across two reads: give its second half a moment.
+            if !self.move_outs.is_empty() && wait_readable(&self.inotify, MOVE_PAIR_WAIT) {
+                self.read_once(&mut buffer, &mut out)?;
+            }
+            self.finish_move_outs(&mut out);
+            if !out.is_empty() && tx.send(out).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_once(&mut self, buffer: &mut [u8], out: &mut Vec<Event>) -> Result<(), WatchError> {
+        let raws: Vec<Raw> = match self.inotify.read_events(buffer) {
+            Ok(events) => events
+                .map(|e| Raw {
+                    wd: e.wd,
+                    mask: e.mask,
+                    cookie: e.cookie,
+                    name: e
+                        .name
+                        .map(|n| std::os::unix::ffi::OsStrExt::as_bytes(n).to_vec())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(error) => {
+                return Err(WatchError::Io {
+                    path: "inotify read".into(),
+                    error,
+                })
+            }
+        };
+        self.stats
+            .events
+            .fetch_add(raws.len() as u64, Ordering::Relaxed);
+        for raw in raws {
+            self.translate(raw, out)?;
+        }
+        Ok(())
+    }
+
+    fn translate(&mut self, raw: Raw, out: &mut Vec<Event>) -> Result<(), WatchError> {
+        if raw.mask.contains(EventMask::Q_OVERFLOW) {
+            return self.recover_from_overflow(out);
+        }
+        if raw.mask.contains(EventMask::IGNORED) {
+            self.tree.remove_subtree(&raw.wd);
+            self.stats.set_directories(self.tree.len());
+            return Ok(());
+        }
+        let Some((watch, dir)) = self.tree.path_of(&raw.wd) else {
+            return Ok(()); // a watch released a moment ago
+        };
+        if raw.mask.contains(EventMask::DELETE_SELF) {
+            if dir.is_root() {
+                tracing::error!(root = %self.root_path(watch).display(), "watch root was deleted; nothing below it is synced until it is re-created and sersync restarted");
+            }
+            return Ok(());
+        }
+        if raw.name.is_empty() {
+            return Ok(());
+        }
+        let path = dir.join(&raw.name);
+        let is_dir = raw.mask.contains(EventMask::ISDIR);
+        if self.debug {
+            tracing::debug!(watch = watch.0, %path, mask = ?raw.mask, cookie = raw.cookie, "inotify event");
+        }
+        let excluded = self.filter.is_excluded(&path, is_dir);
+        if raw.mask.contains(EventMask::MOVED_FROM) {
+            let dir_wd = if is_dir {
+                self.tree.child(&raw.wd, &raw.name)
+            } else {
+                None
+            };
+            if excluded {
+                return Ok(());
+            }
+            self.move_outs.push(MoveOut {
+                cookie: raw.cookie,
+                watch,
+                path,
+                is_dir,
+                dir_wd,
+            });
+            return Ok(());
+        }
+        if raw.mask.contains(EventMask::MOVED_TO) {
+            return self.moved_in(raw, watch, path, is_dir, excluded, out);
+        }
+        if excluded {
+            return Ok(());
+        }
+        if raw.mask.contains(EventMask::CREATE) {
+            if is_dir {
+                let mut found = Vec::new();
+                self.add_tree(watch, path.clone(), Some(raw.wd), Some(&mut found))?;
+                if self.switches.create_folder {
+                    out.push(Event::now(EventKind::Create, path, true, watch));
+                }
+                out.extend(found);
+            } else if self.switches.create_file
+                || !will_report_close_write(&self.root_path(watch).join(path.as_path()))
+            {
+                out.push(Event::now(EventKind::Create, path, false, watch));
+            }
+        } else if raw.mask.contains(EventMask::DELETE) {
+            if is_dir {
+                if let Some(wd) = self.tree.child(&raw.wd, &raw.name) {
+                    self.release(&wd);
+                }
+            }
+            if self.switches.delete {
+                out.push(Event::now(EventKind::Delete, path, is_dir, watch));
+            }
+        } else if raw.mask.contains(EventMask::CLOSE_WRITE) {
+            if self.switches.close_write {
+                out.push(Event::now(EventKind::CloseWrite, path, false, watch));
+            }
+        } else if raw.mask.contains(EventMask::MODIFY) {
+            out.push(Event::now(EventKind::Modify, path, is_dir, watch));
+        } else if raw.mask.contains(EventMask::ATTRIB) {
+            out.push(Event::now(EventKind::Attrib, path, is_dir, watch));
+        }
+        Ok(())
+    }
+
+    /// The second half of a rename, or something moved in from outside the watch.
+    fn moved_in(
+        &mut self,
+        raw: Raw,
+        watch: WatchId,
+        path: RelPath,
+        is_dir: bool,
+        excluded: bool,
+        out: &mut Vec<Event>,
+    ) -> Result<(), WatchError> {
+        let paired = self
+            .move_outs
+            .iter()
+            .position(|m| m.cookie == raw.cookie)
+            .map(|i| self.move_outs.remove(i));
+        match paired {
+            Some(from) if !excluded && from.watch == watch => {
+                if let Some(wd) = &from.dir_wd {
+                    self.tree.relink(wd, raw.wd, &raw.name);
+                }
+                match (self.switches.move_from, self.switches.move_to) {
+                    (true, true) => out.push(Event {
+                        from: Some(from.path),
+                        ..Event::now(EventKind::Move, path, is_dir, watch)
+                    }),
+                    (false, true) => out.push(Event::now(EventKind::Create, path, is_dir, watch)),
+                    (true, false) => {
+                        out.push(Event::now(EventKind::Delete, from.path, is_dir, watch))
+                    }
+                    (false, false) => {}
+                }
+                Ok(())
+            }
+            Some(from) => {
+                // Renamed into another watch, or onto an excluded name: out of here, into there.
+                self.moved_out(from, out);
+                if excluded {
+                    Ok(())
+                } else {
+                    self.arrived(raw, watch, path, is_dir, out)
+                }
+            }
+            None if excluded => Ok(()),
+            None => self.arrived(raw, watch, path, is_dir, out),
+        }
+    }
+
+    /// Something appeared by rename from outside the watch: a create, with its tree watched
+    /// and reported.
+    fn arrived(
+        &mut self,
+        raw: Raw,
+        watch: WatchId,
+        path: RelPath,
+        is_dir: bool,
+        out: &mut Vec<Event>,
+    ) -> Result<(), WatchError> {
+        if is_dir {
+            let mut found = Vec::new();
+            self.add_tree(watch, path.clone(), Some(raw.wd), Some(&mut found))?;
+            if self.switches.move_to {
+                out.push(Event::now(EventKind::Create, path, true, watch));
+                out.extend(found);
+            }
+        } else if self.switches.move_to {
+            out.push(Event::now(EventKind::Create, path, false, watch));
+        }
+        Ok(())
+    }
+
+    /// Every rename whose second half did not come: moved out of the watch.
+    fn finish_move_outs(&mut self, out: &mut Vec<Event>) {
+        for m in std::mem::take(&mut self.move_outs) {
+            self.moved_out(m, out);
+        }
+    }
+
+    fn moved_out(&mut self, m: MoveOut, out: &mut Vec<Event>) {
+        if let Some(wd) = &m.dir_wd {
+            self.release(wd);
+        }
+        if self.switches.move_from {
+            out.push(Event::now(EventKind::Delete, m.path, m.is_dir, m.watch));
+        }
+    }
+
+    /// Forgets a directory subtree and releases its kernel watches.
+    fn release(&mut self, wd: &WatchDescriptor) {
+        for w in self.tree.remove_subtree(wd) {
+            // Fails harmlessly when the kernel released it already (directory deleted).
+            let _ = self.inotify.watches().remove(w);
+        }
+        self.stats.set_directories(self.tree.len());
+    }
+
+    /// The kernel dropped events: every root may have changed anywhere. Watch whatever
+    /// directories appeared meanwhile and tell every sink to re-sync each root whole.
+    fn recover_from_overflow(&mut self, out: &mut Vec<Event>) -> Result<(), WatchError> {
+        self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            "inotify queue overflowed (fs.inotify.max_queued_events); rescanning every watch root"
+        );
+        for root in self.roots.clone() {
+            self.add_tree(root.watch, RelPath::ROOT, None, None)?;
+            out.push(Event::now(
+                EventKind::Rescan,
+                RelPath::ROOT,
+                true,
+                root.watch,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// True for a regular file with one link: its writer's close will be reported. Anything
+/// else (symlink, hard link, fifo, device, socket) gets no `IN_CLOSE_WRITE`, so its create
+/// must be reported at once.
+fn will_report_close_write(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.file_type().is_file() && meta.nlink() == 1,
+        // Gone already: its delete event follows.
+        Err(_) => true,
+    }
+}
+
+/// Waits up to `timeout` for the inotify descriptor to become readable.
+fn wait_readable(inotify: &Inotify, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: inotify.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a valid pollfd for the duration of the call and nfds is 1.
+    let ready = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    ready > 0
+}
