@@ -2,5 +2,6 @@
 
 pub mod coalesce;
 pub mod config;
+pub mod dispatch;
 pub mod filter;
 pub mod watch;

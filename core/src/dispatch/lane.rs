@@ -1,0 +1,242 @@
+//! A lane: one sink instance serving one watch, with its own pending state, its own thread
+//! and its own retry state. A slow or failing lane never holds up another.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use sersync_plugin_sdk::{Batch, Event, Sink, WatchId};
+
+use super::backoff::Backoff;
+use crate::coalesce::Coalescer;
+
+/// How a lane cuts batches and retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneTiming {
+    /// Quiet time after the last event before a batch is cut.
+    pub settle: Duration,
+    /// Longest time a change waits for the batch to be cut, however busy the tree.
+    pub max_delay: Duration,
+    /// First retry delay.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+}
+
+/// What a lane does with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Hand it to the sink.
+    Deliver,
+    /// Print what the sink would do (`--dry-run`).
+    DryRun,
+}
+
+/// Counters and last outcomes, for logs and the control endpoint.
+#[derive(Debug, Default)]
+pub struct LaneStats {
+    /// Batches delivered.
+    pub batches: AtomicU64,
+    /// Events delivered.
+    pub events: AtomicU64,
+    /// Failed deliveries.
+    pub failures: AtomicU64,
+    /// Events in the batch being delivered now.
+    pub in_flight: AtomicU64,
+    /// When the last delivery succeeded, and the last error.
+    pub last: Mutex<LastOutcome>,
+}
+
+/// The last success and failure of a lane.
+#[derive(Debug, Default, Clone)]
+pub struct LastOutcome {
+    /// When the last batch was delivered.
+    pub success: Option<SystemTime>,
+    /// The last error, with when it happened.
+    pub error: Option<(SystemTime, String)>,
+}
+
+struct State {
+    pending: Coalescer,
+    closing: bool,
+}
+
+/// One sink instance for one watch.
+pub struct Lane {
+    name: String,
+    watch: WatchId,
+    root: PathBuf,
+    timing: LaneTiming,
+    state: Mutex<State>,
+    wake: Condvar,
+    stats: LaneStats,
+}
+
+impl Lane {
+    /// A lane called `name` for `watch` rooted at `root`, holding at most `max_pending` paths
+    /// before collapsing them.
+    pub fn new(name: String, watch: WatchId, root: PathBuf, timing: LaneTiming, max_pending: usize) -> Arc<Lane> {
+        Arc::new(Lane {
+            name,
+            watch,
+            root,
+            timing,
+            state: Mutex::new(State {
+                pending: Coalescer::new(watch, max_pending),
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            stats: LaneStats::default(),
+        })
+    }
+
+    /// The lane's name, e.g. `rsync backup@10.0.0.2::www`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The watch it serves.
+    pub fn watch(&self) -> WatchId {
+        self.watch
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &LaneStats {
+        &self.stats
+    }
+
+    /// Paths waiting for the next batch.
+    pub fn pending(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Merges events of this lane's watch into its pending state.
+    pub fn push_all<'a>(&self, events: impl IntoIterator<Item = &'a Event>) {
+        let mut state = self.lock();
+        let before = state.pending.len();
+        for event in events {
+            if event.watch == self.watch {
+                state.pending.push(event.clone());
+            }
+        }
+        if before == 0 && !state.pending.is_empty() {
+            self.wake.notify_all();
+        }
+    }
+
+    /// Asks the lane to deliver what is pending at once and stop.
+    pub fn close(&self) {
+        self.lock().closing = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits for the next batch: until something is pending and has settled, or the lane is
+    /// closing. `None` when closing with nothing pending.
+    fn next_batch(&self) -> Option<Vec<Event>> {
+        let mut state = self.lock();
+        loop {
+            let window = state.pending.arrival_window();
+            let Some((first, last)) = window else {
+                if state.closing {
+                    return None;
+                }
+                state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let due = (last + self.timing.settle).min(first + self.timing.max_delay);
+            let now = Instant::now();
+            if state.closing || now >= due {
+                return Some(state.pending.take());
+            }
+            state = self
+                .wake
+                .wait_timeout(state, due - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Sleeps for `delay` unless the lane is closed meanwhile.
+    fn pause(&self, delay: Duration) {
+        let deadline = Instant::now() + delay;
+        let mut state = self.lock();
+        while !state.closing {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = self
+                .wake
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The lane's thread: cut batches, deliver them, retry failures, until closed. Returns
+    /// the events that could not be delivered when it was closed.
+    pub fn run(self: Arc<Self>, mut sink: Box<dyn Sink>, mode: Mode) -> Vec<Event> {
+        let mut backoff = Backoff::new(self.timing.retry_initial, self.timing.retry_max);
+        while let Some(events) = self.next_batch() {
+            let batch = Batch {
+                watch: self.watch,
+                root: self.root.clone(),
+                events,
+            };
+            if mode == Mode::DryRun {
+                for line in sink.describe(&batch) {
+                    println!("[{}] {line}", self.name);
+                }
+                continue;
+            }
+            self.stats.in_flight.store(batch.len() as u64, Ordering::Relaxed);
+            let started = Instant::now();
+            // A panicking sink is a failed delivery, not a dead lane.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.deliver(&batch)))
+                .unwrap_or_else(|_| Err(sersync_plugin_sdk::SinkError::retryable("the sink panicked")));
+            self.stats.in_flight.store(0, Ordering::Relaxed);
+            match outcome {
+                Ok(()) => {
+                    backoff.reset();
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    self.stats.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.record(|last| last.success = Some(SystemTime::now()));
+                    tracing::debug!(lane = %self.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
+                }
+                Err(error) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    self.record(|last| last.error = Some((SystemTime::now(), error.message.clone())));
+                    let delay = if error.is_retryable() {
+                        backoff.next_delay()
+                    } else {
+                        backoff.fatal_delay()
+                    };
+                    let closing = {
+                        let mut state = self.lock();
+                        state.pending.requeue(batch.events);
+                        state.closing
+                    };
+                    if error.is_retryable() {
+                        tracing::warn!(lane = %self.name, attempt = backoff.failures(), retry_in_ms = delay.as_millis() as u64, "{}", error.message);
+                    } else {
+                        tracing::error!(lane = %self.name, retry_in_ms = delay.as_millis() as u64, "{} — the changes are kept; fix the cause (or send SIGHUP after fixing the config)", error.message);
+                    }
+                    if closing {
+                        break;
+                    }
+                    self.pause(delay);
+                }
+            }
+        }
+        self.lock().pending.take()
+    }
+
+    fn record(&self, update: impl FnOnce(&mut LastOutcome)) {
+        update(&mut self.stats.last.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}

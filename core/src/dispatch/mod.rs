@@ -1,0 +1,27 @@
+//! From the watcher's events to every sink: lanes, the router, retries.
+//!
+//! Each lane (one sink instance × one watch) owns a [`Coalescer`](crate::coalesce::Coalescer)
+//! that the router merges events into, and a thread that cuts a batch when the changes have
+//! settled, delivers it, and on failure puts it back and retries after a backoff. A sink's
+//! queue is its pending state: a slow sink gets bigger batches, never a stalled reader.
+
+mod backoff;
+mod lane;
+
+pub use backoff::Backoff;
+pub use lane::{LastOutcome, Lane, LaneStats, LaneTiming, Mode};
+
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+use sersync_plugin_sdk::Event;
+
+/// Merges every message from the watcher into the lanes of its watch, until the watcher is
+/// gone.
+pub fn route(events: Receiver<Vec<Event>>, lanes: &[Arc<Lane>]) {
+    for message in events {
+        for lane in lanes {
+            lane.push_all(message.iter());
+        }
+    }
+}
