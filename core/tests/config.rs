@@ -164,7 +164,7 @@ fn describe_shows_auth_port_timeout_ssh_and_crontab() {
 fn element_and_attribute_names_are_case_insensitive() {
     let c = ok(
         r#"<HEAD><Sersync><LocalPath WATCH="/a/"><Remote IP="h" NAME="m"/></LocalPath>
-<RSYNC><SSH START="true"/><CommonParams PARAMS="-a"/></RSYNC></Sersync>
+<RSYNC><SSH START="true"/><CommonParams PARAMS="-a"/></RSYNC></SERSYNC>
 <INOTIFY><Delete Start="false"/><CREATEFILE start="true"/></INOTIFY><FileSystem XFS="true"/></HEAD>"#,
     );
     assert_eq!(c.watches[0].root, Path::new("/a"));

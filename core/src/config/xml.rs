@@ -31,19 +31,21 @@ pub fn decode(bytes: &[u8]) -> Cow<'_, str> {
 pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
     let lines = Lines::new(text);
     let mut reader = Reader::from_str(text);
+    // End tags are matched below, case-insensitively like every other name.
+    let config = reader.config_mut();
+    config.check_end_names = false;
+    config.allow_unmatched_ends = true;
     let mut open: Vec<ConfigNode> = Vec::new();
     let mut root: Option<ConfigNode> = None;
     loop {
         let offset = to_usize(reader.buffer_position());
         let event = reader.read_event().map_err(|e| {
-            ConfigError::at(
-                lines.position(to_usize(reader.error_position())),
-                format!("malformed XML: {e}"),
-            )
-            .with_hint(
-                "every element must be closed (<x/> or <x>…</x>) with matching names, \
-                 and every attribute value quoted",
-            )
+            let position = lines.position(to_usize(reader.error_position()));
+            let error = ConfigError::at(position, format!("malformed XML: {e}"));
+            match syntax_hint(&e) {
+                Some(hint) => error.with_hint(hint),
+                None => error,
+            }
         })?;
         match event {
             Event::Start(tag) => open.push(element(&tag, offset, &lines)?),
@@ -51,13 +53,9 @@ pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
                 let node = element(&tag, offset, &lines)?;
                 attach(node, &mut open, &mut root)?;
             }
-            Event::End(_) => {
-                let node = open.pop().ok_or_else(|| {
-                    ConfigError::at(
-                        lines.position(offset),
-                        "malformed XML: an end tag closes nothing",
-                    )
-                })?;
+            Event::End(tag) => {
+                let name = tag.name().0.to_lowercase();
+                let node = close(&name, &mut open, lines.position(offset))?;
                 attach(node, &mut open, &mut root)?;
             }
             Event::Eof => break,
@@ -76,6 +74,46 @@ pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
         ConfigError::new("the file has no XML element at all")
             .with_hint("a sersync configuration is a <head> element; see docs/config.md")
     })
+}
+
+/// What to do about an error quick-xml reports, where there is something useful to say.
+fn syntax_hint(error: &quick_xml::Error) -> Option<&'static str> {
+    match error {
+        quick_xml::Error::IllFormed(_) => {
+            Some("every element is closed, either as <x/> or by a matching </x>")
+        }
+        quick_xml::Error::Syntax(_) => Some(
+            "a tag ends with > (or />), a comment with -->, and attribute values \
+             are quoted",
+        ),
+        _ => None,
+    }
+}
+
+/// The open element that the end tag `</name>` at `position` closes.
+fn close(
+    name: &str,
+    open: &mut Vec<ConfigNode>,
+    position: Position,
+) -> Result<ConfigNode, ConfigError> {
+    match open.pop() {
+        Some(node) if node.name == name => Ok(node),
+        Some(node) => Err(ConfigError::at(
+            position,
+            format!(
+                "malformed XML: </{name}> where </{}> was expected",
+                node.name
+            ),
+        )
+        .with_hint(format!(
+            "<{}> at {} is still open here",
+            node.name, node.position
+        ))),
+        None => Err(ConfigError::at(
+            position,
+            format!("malformed XML: </{name}> closes nothing"),
+        )),
+    }
 }
 
 /// Puts a finished element under its parent, or makes it the root.
@@ -116,7 +154,8 @@ fn element(
     let content_offset = offset + 1;
     let name = tag.name().0.to_lowercase();
     let mut attributes: Vec<Attribute> = Vec::new();
-    for attr in tag.attributes() {
+    // Duplicates are found below, after folding: quick-xml's own check is case-sensitive.
+    for attr in tag.attributes().with_checks(false) {
         let attr = attr.map_err(|e| attribute_syntax_error(&e, &name, content_offset, lines))?;
         let attr = attribute(&attr, content, content_offset, &name, lines)?;
         // Names are compared folded, so `start` and `Start` are the same attribute.
@@ -245,7 +284,7 @@ mod tests {
     #[test]
     fn names_are_folded_and_positions_kept() {
         let tree =
-            parse_tree("<?xml version=\"1.0\"?>\n<HEAD>\n  <Debug Start=\"true\"/>\n</HEAD>")
+            parse_tree("<?xml version=\"1.0\"?>\n<HEAD>\n  <Debug Start=\"true\"/>\n</head>")
                 .unwrap();
         assert_eq!(tree.name, "head");
         assert_eq!(tree.position, pos(2, 1));
@@ -283,8 +322,11 @@ mod tests {
     #[test]
     fn mismatched_end_tag_is_located() {
         let err = parse_tree("<head>\n  <a>\n  </b>\n</head>").unwrap_err();
-        assert!(err.message.starts_with("malformed XML: "), "{err}");
-        assert_eq!(err.position.map(|p| p.line), Some(3), "{err}");
+        assert_eq!(err.message, "malformed XML: </b> where </a> was expected");
+        assert_eq!(err.position, Some(pos(3, 3)), "{err}");
+        assert_eq!(err.hint.as_deref(), Some("<a> at 2:3 is still open here"));
+        let err = parse_tree("<head/>\n</head>").unwrap_err();
+        assert_eq!(err.message, "malformed XML: </head> closes nothing");
     }
 
     #[test]
