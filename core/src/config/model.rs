@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use regex::bytes::Regex;
-use sersync_plugin_sdk::{ConfigNode, Position};
+use sersync_plugin_sdk::{ConfigError, ConfigNode, Position};
 use sersync_plugins::rsync::RsyncOptions;
 
 /// Everything `confxml.xml` says, checked and typed.
@@ -33,10 +33,33 @@ pub struct Config {
     pub crontab: Option<CrontabConfig>,
     /// Names of `<sersync><plugin start="true" name="…">`: plugins run beside rsync.
     pub enabled_plugins: Vec<String>,
-    /// Every top-level `<plugin name="…">` section, configured.
+    /// Every top-level `<plugin name="…">` section, kept raw for the sink it configures.
     pub plugins: Vec<PluginConfig>,
     /// Engine tuning (`<engine>` extension element).
     pub engine: EngineConfig,
+}
+
+impl Config {
+    /// An error unless at least one `<sersync><localpath>` is configured. The daemon needs one
+    /// unless it runs only a plugin that names its own `<localpath>` (`-m NAME`).
+    pub fn require_watches(&self) -> Result<(), ConfigError> {
+        if self.watches.is_empty() {
+            return Err(ConfigError::new("nothing to watch: the file has no <sersync><localpath>")
+                .with_hint(
+                    "add <sersync><localpath watch=\"/dir\"><remote ip=\"HOST\" name=\"MODULE\"/></localpath></sersync>",
+                )
+                .in_file(&self.file));
+        }
+        Ok(())
+    }
+
+    /// The top-level `<plugin name>` section called `name` (compared case-insensitively, as
+    /// `-m NAME` is).
+    pub fn plugin_section(&self, name: &str) -> Option<&PluginConfig> {
+        self.plugins
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+    }
 }
 
 /// `<host hostip port>`.
@@ -55,7 +78,8 @@ pub struct FilterConfig {
     /// relative path (anchored at both ends). Empty when the filter is off.
     pub excludes: Vec<Pattern>,
     /// Temporary-file name patterns, matched against the last path component (anchored).
-    /// Default: [`DEFAULT_TEMP_PATTERNS`]; replaced by `<filter><temp>` children when given.
+    /// Default: [`DEFAULT_TEMP_PATTERNS`]; replaced by `<filter><tempfiles><pattern>` children
+    /// when given; empty with `<filter><tempfiles start="false">`.
     pub temp_names: Vec<Pattern>,
 }
 
@@ -122,6 +146,27 @@ pub struct Remote {
     pub host: String,
     /// rsync module (`name`); with `<ssh start="true">`, a path on the remote host.
     pub module: String,
+}
+
+impl Remote {
+    /// The destination argument rsync gets for this remote: `user@host::module` for an rsync
+    /// daemon (`user@` with `<auth start="true">`), `host:path` with `<ssh start="true">`.
+    /// An IPv6 address is bracketed, as rsync's host parser expects.
+    pub fn rsync_target(&self, rsync: &RsyncOptions) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if rsync.ssh {
+            return format!("{host}:{}", self.module);
+        }
+        let user = rsync
+            .auth
+            .as_ref()
+            .map_or(String::new(), |auth| format!("{}@", auth.user));
+        format!("{user}{host}::{}", self.module)
+    }
 }
 
 /// `<failLog path timeToExecute>`.

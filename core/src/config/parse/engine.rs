@@ -1,0 +1,62 @@
+//! `<engine>` (an extension): batching, backlog and retry tuning, and where state is kept.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sersync_plugin_sdk::{ConfigError, ConfigNode};
+
+use super::values::{number_or, optional, Bounds, COUNT, MILLISECONDS, POSITIVE_MILLISECONDS};
+use crate::config::EngineConfig;
+
+/// `<engine settleMs maxDelayMs maxPending retryInitialMs retryMaxMs stateDir>`, each optional.
+/// `stateDir` defaults to `sersync-state` beside the failLog script.
+pub fn engine(node: Option<&ConfigNode>, fail_log: &Path) -> Result<EngineConfig, ConfigError> {
+    let millis = |attr: &str, bounds: &Bounds, default: u64| {
+        number_or(node, attr, bounds, default).map(Duration::from_millis)
+    };
+    let state_dir = optional(node, "statedir", "<engine stateDir=\"/var/lib/sersync\"/>")?;
+    let engine = EngineConfig {
+        settle: millis("settlems", &MILLISECONDS, 10)?,
+        max_delay: millis("maxdelayms", &POSITIVE_MILLISECONDS, 200)?,
+        max_pending: number_or(node, "maxpending", &COUNT, 100_000)? as usize,
+        retry_initial: millis("retryinitialms", &POSITIVE_MILLISECONDS, 500)?,
+        retry_max: millis("retrymaxms", &POSITIVE_MILLISECONDS, 60_000)?,
+        state_dir: state_dir.map_or_else(|| fail_log.with_file_name("sersync-state"), Into::into),
+    };
+    ordered(
+        node,
+        ("settleMs", engine.settle),
+        ("maxDelayMs", engine.max_delay),
+    )?;
+    ordered(
+        node,
+        ("retryInitialMs", engine.retry_initial),
+        ("retryMaxMs", engine.retry_max),
+    )?;
+    Ok(engine)
+}
+
+/// An error unless the lower bound `low` is at most the upper bound `high`.
+fn ordered(
+    node: Option<&ConfigNode>,
+    (low_name, low): (&str, Duration),
+    (high_name, high): (&str, Duration),
+) -> Result<(), ConfigError> {
+    match node {
+        Some(node) if low > high => {
+            let position = node
+                .attribute(&low_name.to_ascii_lowercase())
+                .map_or(node.position, |a| a.position);
+            Err(ConfigError::at(
+                position,
+                format!(
+                    "<engine>: {low_name} ({} ms) is more than {high_name} ({} ms)",
+                    low.as_millis(),
+                    high.as_millis()
+                ),
+            )
+            .with_hint(format!("raise {high_name} or lower {low_name}")))
+        }
+        _ => Ok(()),
+    }
+}

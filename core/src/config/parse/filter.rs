@@ -1,0 +1,135 @@
+//! `<filter>`: exclude regexes and temporary-file names; `<crontabfilter>` globs.
+
+use regex::bytes::{Regex, RegexBuilder};
+use sersync_plugin_sdk::{ConfigError, ConfigNode};
+
+use super::values::{enabled, quoted, required, switch};
+use crate::config::{FilterConfig, Pattern, DEFAULT_TEMP_PATTERNS};
+
+/// `<filter start>` with its `<exclude>`s, and `<filter><tempfiles>`.
+pub fn filter(head: &ConfigNode) -> Result<FilterConfig, ConfigError> {
+    let excludes = match enabled(Some(head), "filter") {
+        Some(filter) => patterns(filter, "exclude")?,
+        None => Vec::new(),
+    };
+    let tempfiles = head.child("filter").and_then(|f| f.child("tempfiles"));
+    Ok(FilterConfig {
+        excludes,
+        temp_names: temp_names(tempfiles)?,
+    })
+}
+
+/// `<tempfiles>`: off with `start="false"`, its `<pattern>`s when it has any, else the defaults.
+fn temp_names(tempfiles: Option<&ConfigNode>) -> Result<Vec<Pattern>, ConfigError> {
+    match tempfiles {
+        Some(t) if !switch(Some(t), "start", true) => Ok(Vec::new()),
+        Some(t) if t.child("pattern").is_some() => patterns(t, "pattern"),
+        _ => Ok(default_temp_names()),
+    }
+}
+
+/// [`DEFAULT_TEMP_PATTERNS`], compiled.
+pub fn default_temp_names() -> Vec<Pattern> {
+    DEFAULT_TEMP_PATTERNS
+        .iter()
+        .map(|source| Pattern {
+            source: (*source).to_string(),
+            regex: compile(source).expect("the built-in temp-name patterns are valid"),
+            position: None,
+        })
+        .collect()
+}
+
+/// Every `<child expression="…">` of `parent`, compiled.
+fn patterns(parent: &ConfigNode, child: &str) -> Result<Vec<Pattern>, ConfigError> {
+    parent.children_named(child).map(pattern).collect()
+}
+
+/// One `<… expression="REGEX">`, compiled; a bad regex is reported with the regex's own error.
+fn pattern(node: &ConfigNode) -> Result<Pattern, ConfigError> {
+    let example = format!("<{} expression=\"(.*)\\.svn\"/>", node.name);
+    let source = required(node, "expression", &example)?;
+    let attr = node.attribute("expression").expect("required() found it");
+    let regex = compile(source).map_err(|e| {
+        ConfigError::at(
+            attr.position,
+            format!(
+                "{}: not a valid regular expression:\n{e}",
+                quoted(node, attr)
+            ),
+        )
+        .with_hint(
+            "expressions are Perl-style regexes matched against the whole path; \
+             write a literal . as \\. and a literal ( as \\(",
+        )
+    })?;
+    Ok(Pattern {
+        source: source.to_string(),
+        regex,
+        position: Some(node.position),
+    })
+}
+
+/// Compiles a config regex: matched against the whole name (anchored at both ends), on raw
+/// bytes (`.` is any byte, newline included, so names that are not UTF-8 match too).
+pub fn compile(source: &str) -> Result<Regex, regex::Error> {
+    let build = |pattern: &str| {
+        RegexBuilder::new(pattern)
+            .unicode(false)
+            .dot_matches_new_line(true)
+            .build()
+    };
+    // Checked alone first: an expression like `a)|(b` would otherwise close the anchoring
+    // group and match unanchored, and the error's caret would point into our wrapper.
+    build(source)?;
+    build(&format!("^(?:{source})$"))
+}
+
+/// `<crontab><crontabfilter start="true"><exclude expression="GLOB">`: rsync `--exclude` globs.
+pub fn crontab_excludes(crontab: Option<&ConfigNode>) -> Result<Vec<String>, ConfigError> {
+    let Some(filter) = enabled(crontab, "crontabfilter") else {
+        return Ok(Vec::new());
+    };
+    filter
+        .children_named("exclude")
+        .map(|e| Ok(required(e, "expression", "<exclude expression=\"*.php\"/>")?.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_whole_names_as_bytes() {
+        let svn = compile(r"(.*)\.svn").unwrap();
+        assert!(svn.is_match(b"a/b.svn"));
+        assert!(!svn.is_match(b"a/b.svn/c"));
+        assert!(svn.is_match(b"\xff\n.svn"));
+        assert!(compile("caf\u{e9}.*").unwrap().is_match("café~".as_bytes()));
+    }
+
+    #[test]
+    fn an_expression_cannot_escape_its_anchors() {
+        assert!(compile("a)|(b").is_err());
+    }
+
+    #[test]
+    fn default_temp_names_compile_and_match() {
+        let names = default_temp_names();
+        let temp = |name: &[u8]| names.iter().any(|p| p.regex.is_match(name));
+        for name in [
+            &b".a.txt.swp"[..],
+            b"4913",
+            b"x~",
+            b"#x#",
+            b".#x",
+            b".f.txt.Ab12Cd",
+        ] {
+            assert!(temp(name), "{}", String::from_utf8_lossy(name));
+        }
+        for name in [&b"a.txt"[..], b".bashrc", b"49134"] {
+            assert!(!temp(name), "{}", String::from_utf8_lossy(name));
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! From the `<head>` tree to the typed [`Config`]: every element optional, every value checked.
+
+mod engine;
+mod filter;
+mod plugins;
+mod rsync;
+mod values;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sersync_plugin_sdk::{ConfigError, ConfigNode};
+
+use self::values::{child_switch, number_or, optional, required, switch, MINUTES, PORT};
+use crate::config::{
+    Config, ControlAddress, CrontabConfig, EventSwitches, FailLogConfig, Remote, WatchConfig,
+};
+
+/// The typed configuration from the root `<head>` element of `file`. Touches no file.
+pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
+    let sersync = head.child("sersync");
+    let crontab_node = sersync.and_then(|s| s.child("crontab"));
+    let full_sync_excludes = filter::crontab_excludes(crontab_node)?;
+    let events = events(head.child("inotify"));
+    let fail_log = fail_log(sersync.and_then(|s| s.child("faillog")))?;
+    let plugins = plugins::sections(head)?;
+    Ok(Config {
+        file: file.to_path_buf(),
+        control: control(head.child("host"))?,
+        debug: child_switch(Some(head), "debug", false),
+        xfs: switch(head.child("filesystem"), "xfs", false),
+        filter: filter::filter(head)?,
+        events,
+        watches: watches(sersync)?,
+        rsync: rsync::rsync_options(
+            sersync.and_then(|s| s.child("rsync")),
+            events.delete,
+            full_sync_excludes.clone(),
+        )?,
+        crontab: crontab(crontab_node, full_sync_excludes)?,
+        enabled_plugins: plugins::enabled(sersync, &plugins)?,
+        engine: engine::engine(head.child("engine"), &fail_log.path)?,
+        fail_log,
+        plugins,
+    })
+}
+
+/// `<host hostip port>`. Default `localhost:8008`.
+fn control(host: Option<&ConfigNode>) -> Result<ControlAddress, ConfigError> {
+    let example = "<host hostip=\"localhost\" port=\"8008\"/>";
+    Ok(ControlAddress {
+        host: optional(host, "hostip", example)?
+            .unwrap_or("localhost")
+            .to_string(),
+        port: number_or(host, "port", &PORT, 8008)? as u16,
+    })
+}
+
+/// `<inotify>`: each `<EVENT start>` a switch, missing ones at their defaults.
+fn events(inotify: Option<&ConfigNode>) -> EventSwitches {
+    let on = |event: &str, default: bool| child_switch(inotify, event, default);
+    EventSwitches {
+        delete: on("delete", true),
+        create_folder: on("createfolder", true),
+        create_file: on("createfile", false),
+        close_write: on("closewrite", true),
+        move_from: on("movefrom", true),
+        move_to: on("moveto", true),
+        attrib: on("attrib", false),
+        modify: on("modify", false),
+    }
+}
+
+/// Every `<sersync><localpath>`, in file order; no root twice.
+fn watches(sersync: Option<&ConfigNode>) -> Result<Vec<WatchConfig>, ConfigError> {
+    let mut watches: Vec<WatchConfig> = Vec::new();
+    for node in sersync
+        .into_iter()
+        .flat_map(|s| s.children_named("localpath"))
+    {
+        let watch = watch(node)?;
+        if let Some(first) = watches.iter().find(|w| w.root == watch.root) {
+            return Err(node
+                .error(format!(
+                    "{} is watched twice (first at {})",
+                    watch.root.display(),
+                    first.position
+                ))
+                .with_hint("put all its <remote>s under one <localpath>"));
+        }
+        watches.push(watch);
+    }
+    Ok(watches)
+}
+
+/// `<localpath watch>` with its `<remote>`s.
+fn watch(node: &ConfigNode) -> Result<WatchConfig, ConfigError> {
+    let root = required(node, "watch", "<localpath watch=\"/opt/tongbu\">")?;
+    Ok(WatchConfig {
+        root: without_trailing_slash(root),
+        remotes: node
+            .children_named("remote")
+            .map(remote)
+            .collect::<Result<_, _>>()?,
+        position: node.position,
+    })
+}
+
+/// `/a/b/` → `/a/b`; `/` stays `/`.
+fn without_trailing_slash(path: &str) -> PathBuf {
+    match path.trim_end_matches('/') {
+        "" => PathBuf::from("/"),
+        trimmed => PathBuf::from(trimmed),
+    }
+}
+
+/// `<remote ip name>`: both needed.
+fn remote(node: &ConfigNode) -> Result<Remote, ConfigError> {
+    let example = "<remote ip=\"192.168.0.2\" name=\"module\"/>";
+    Ok(Remote {
+        host: required(node, "ip", example)?.to_string(),
+        module: required(node, "name", example)?.to_string(),
+    })
+}
+
+/// `<failLog path timeToExecute>`. Default `/tmp/rsync_fail_log.sh` every 60 minutes.
+fn fail_log(node: Option<&ConfigNode>) -> Result<FailLogConfig, ConfigError> {
+    let example = "<failLog path=\"/tmp/rsync_fail_log.sh\" timeToExecute=\"60\"/>";
+    Ok(FailLogConfig {
+        path: PathBuf::from(optional(node, "path", example)?.unwrap_or("/tmp/rsync_fail_log.sh")),
+        every: minutes(number_or(node, "timetoexecute", &MINUTES, 60)?),
+    })
+}
+
+/// `<crontab start="true" schedule>`. Default every 600 minutes.
+fn crontab(
+    node: Option<&ConfigNode>,
+    excludes: Vec<String>,
+) -> Result<Option<CrontabConfig>, ConfigError> {
+    let Some(node) = node.filter(|c| c.flag("start")) else {
+        return Ok(None);
+    };
+    Ok(Some(CrontabConfig {
+        every: minutes(number_or(Some(node), "schedule", &MINUTES, 600)?),
+        excludes,
+    }))
+}
+
+fn minutes(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}

@@ -1,0 +1,92 @@
+//! `<sersync><rsync>`: how rsync is run.
+
+use std::path::PathBuf;
+
+use sersync_plugin_sdk::{ConfigError, ConfigNode};
+use sersync_plugins::rsync::{RsyncAuth, RsyncOptions};
+
+use super::values::{child_switch, enabled, quoted, required, required_number, PORT, SECONDS};
+
+/// rsync's options from `<rsync>`; `delete` and `full_sync_excludes` come from `<inotify>` and
+/// `<crontabfilter>`.
+pub fn rsync_options(
+    rsync: Option<&ConfigNode>,
+    delete: bool,
+    full_sync_excludes: Vec<String>,
+) -> Result<RsyncOptions, ConfigError> {
+    let ssh = child_switch(rsync, "ssh", false);
+    Ok(RsyncOptions {
+        program: program(rsync)?,
+        common_params: common_params(rsync)?,
+        auth: enabled(rsync, "auth").map(|a| auth(a, ssh)).transpose()?,
+        port: enabled(rsync, "userdefinedport")
+            .map(|p| {
+                required_number(
+                    p,
+                    "port",
+                    &PORT,
+                    "<userDefinedPort start=\"true\" port=\"874\"/>",
+                )
+            })
+            .transpose()?
+            .map(|port| port as u16),
+        timeout: enabled(rsync, "timeout")
+            .map(|t| {
+                required_number(
+                    t,
+                    "time",
+                    &SECONDS,
+                    "<timeout start=\"true\" time=\"100\"/>",
+                )
+            })
+            .transpose()?
+            .map(|seconds| seconds as u32),
+        ssh,
+        delete,
+        full_sync_excludes,
+    })
+}
+
+/// `<program path>` (extension): the rsync binary. Default `rsync`, looked up in `PATH`.
+fn program(rsync: Option<&ConfigNode>) -> Result<PathBuf, ConfigError> {
+    match rsync.and_then(|r| r.child("program")) {
+        Some(p) => Ok(PathBuf::from(required(
+            p,
+            "path",
+            "<program path=\"/usr/bin/rsync\"/>",
+        )?)),
+        None => Ok(PathBuf::from("rsync")),
+    }
+}
+
+/// `<commonParams params>` split into words the way a shell would (quotes, backslashes), with
+/// no expansion of any kind. Default `-artuz`.
+fn common_params(rsync: Option<&ConfigNode>) -> Result<Vec<String>, ConfigError> {
+    let node = rsync.and_then(|r| r.child("commonparams"));
+    let Some((node, attr)) = node.and_then(|n| Some((n, n.attribute("params")?))) else {
+        return Ok(vec!["-artuz".to_string()]);
+    };
+    shell_words::split(&attr.value).map_err(|e| {
+        ConfigError::at(attr.position, format!("{}: {e}", quoted(node, attr))).with_hint(
+            "params is split into words like a shell would: close every quote, \
+             or write a literal quote as \\\" (nothing is expanded)",
+        )
+    })
+}
+
+/// `<auth start="true" users passwordfile>`; not with ssh, where rsync refuses a password file.
+fn auth(node: &ConfigNode, ssh: bool) -> Result<RsyncAuth, ConfigError> {
+    if ssh {
+        return Err(node
+            .error("<auth start=\"true\"> cannot be used with <ssh start=\"true\">")
+            .with_hint(
+                "rsync takes a password file only for an rsync daemon (host::module); over ssh, \
+                 log in with a key and set <auth start=\"false\">",
+            ));
+    }
+    let example = "<auth start=\"true\" users=\"root\" passwordfile=\"/etc/rsync.pas\"/>";
+    Ok(RsyncAuth {
+        user: required(node, "users", example)?.to_string(),
+        password_file: PathBuf::from(required(node, "passwordfile", example)?),
+    })
+}

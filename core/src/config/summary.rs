@@ -1,0 +1,184 @@
+//! The effective configuration in words, for `sersync --check`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{
+    Config, CrontabConfig, EngineConfig, EventSwitches, FilterConfig, Pattern, WatchConfig,
+};
+
+impl Config {
+    /// The effective configuration, one topic a line (watches with one line per remote):
+    /// what is watched and where it goes (the exact rsync destination), how rsync is run,
+    /// filters, events, fail log, crontab, plugins, control address and engine tuning.
+    /// Defaults are shown like values from the file, so the text says what will happen.
+    pub fn describe(&self) -> String {
+        let mut out = format!("configuration {}\n", self.file.display());
+        if self.watches.is_empty() {
+            out.push_str("watch: none (<sersync><localpath>)\n");
+        }
+        for watch in &self.watches {
+            out.push_str(&self.describe_watch(watch));
+        }
+        let lines = [
+            format!("rsync: {}", self.rsync_words()),
+            describe_excludes(&self.filter),
+            describe_temp_names(&self.filter),
+            describe_events(&self.events),
+            format!(
+                "fail log: {}, replayed every {}",
+                self.fail_log.path.display(),
+                minutes(self.fail_log.every)
+            ),
+            describe_crontab(self.crontab.as_ref(), &self.rsync.full_sync_excludes),
+            format!("plugins: {}", list_or_none(&self.enabled_plugins)),
+            format!("control: {}:{}", self.control.host, self.control.port),
+            format!("debug: {}, xfs: {}", on_off(self.debug), on_off(self.xfs)),
+            describe_engine(&self.engine),
+        ];
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+        out
+    }
+
+    fn describe_watch(&self, watch: &WatchConfig) -> String {
+        let mut out = format!("watch {}\n", watch.root.display());
+        if watch.remotes.is_empty() {
+            out.push_str("  no remote\n");
+        }
+        for remote in &watch.remotes {
+            let _ = writeln!(out, "  rsync to {}", remote.rsync_target(&self.rsync));
+        }
+        out
+    }
+
+    /// rsync's program and the options every run gets, as a shell would show them.
+    fn rsync_words(&self) -> String {
+        let rsync = &self.rsync;
+        let mut words = vec![rsync.program.display().to_string()];
+        words.extend(rsync.common_params.iter().cloned());
+        words.extend(rsync.port.map(|p| format!("--port={p}")));
+        words.extend(rsync.timeout.map(|t| format!("--timeout={t}")));
+        if rsync.ssh {
+            words.extend(["-e".to_string(), "ssh".to_string()]);
+        }
+        words.extend(
+            rsync
+                .auth
+                .as_ref()
+                .map(|a| format!("--password-file={}", a.password_file.display())),
+        );
+        let deletes = if rsync.delete {
+            "deletes propagated"
+        } else {
+            "deletes not propagated"
+        };
+        let words: Vec<_> = words.iter().map(|w| shell_word(w)).collect();
+        format!("{} ({deletes})", words.join(" "))
+    }
+}
+
+/// `word` as a shell would need it: unquoted when it has only characters no shell treats
+/// specially (so `--port=874` stays readable), else single-quoted.
+fn shell_word(word: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.into()
+    } else {
+        shell_words::quote(word)
+    }
+}
+
+fn describe_excludes(filter: &FilterConfig) -> String {
+    format!("exclude: {}", patterns_or_none(&filter.excludes))
+}
+
+fn describe_temp_names(filter: &FilterConfig) -> String {
+    let source = if filter.temp_names.iter().all(|p| p.position.is_none()) {
+        "built-in"
+    } else {
+        "from the file"
+    };
+    match filter.temp_names.as_slice() {
+        [] => "temporary names: not filtered".to_string(),
+        names => format!("temporary names ({source}): {}", patterns_or_none(names)),
+    }
+}
+
+fn describe_events(events: &EventSwitches) -> String {
+    let switches = [
+        ("delete", events.delete),
+        ("createFolder", events.create_folder),
+        ("createFile", events.create_file),
+        ("closeWrite", events.close_write),
+        ("moveFrom", events.move_from),
+        ("moveTo", events.move_to),
+        ("attrib", events.attrib),
+        ("modify", events.modify),
+    ];
+    let named = |on: bool| -> Vec<String> {
+        switches
+            .iter()
+            .filter(|(_, state)| *state == on)
+            .map(|(name, _)| (*name).to_string())
+            .collect()
+    };
+    format!(
+        "events on: {}; off: {}",
+        list_or_none(&named(true)),
+        list_or_none(&named(false))
+    )
+}
+
+fn describe_crontab(crontab: Option<&CrontabConfig>, full_sync_excludes: &[String]) -> String {
+    let excluding = match full_sync_excludes {
+        [] => String::new(),
+        globs => format!(", full syncs exclude {}", globs.join(" ")),
+    };
+    match crontab {
+        None => format!("crontab: off{excluding}"),
+        Some(c) => format!("crontab: full sync every {}{excluding}", minutes(c.every)),
+    }
+}
+
+fn describe_engine(engine: &EngineConfig) -> String {
+    format!(
+        "engine: settle {}, max delay {}, max pending {} paths, retry {} to {}, state in {}",
+        millis(engine.settle),
+        millis(engine.max_delay),
+        engine.max_pending,
+        millis(engine.retry_initial),
+        millis(engine.retry_max),
+        engine.state_dir.display()
+    )
+}
+
+fn patterns_or_none(patterns: &[Pattern]) -> String {
+    let sources: Vec<String> = patterns.iter().map(|p| p.source.clone()).collect();
+    list_or_none(&sources)
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn minutes(d: Duration) -> String {
+    format!("{} min", d.as_secs() / 60)
+}
+
+fn millis(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}

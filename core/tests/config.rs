@@ -1,0 +1,750 @@
+//! The configuration module from the outside: the shipped 2.5.4 file, defaults, every
+//! extension element, and a located, explained error for each kind of bad input.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sersync::config::{self, Config, Remote, DEFAULT_TEMP_PATTERNS};
+use sersync_plugin_sdk::ConfigError;
+
+const SHIPPED: &str = include_str!("fixtures/confxml-2.5.4.xml");
+
+fn parse(xml: &str) -> Result<Config, ConfigError> {
+    config::parse_str(xml, Path::new("conf.xml"))
+}
+
+fn ok(xml: &str) -> Config {
+    parse(xml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(xml: &str) -> ConfigError {
+    match parse(xml) {
+        Ok(_) => panic!("accepted:\n{xml}"),
+        Err(e) => e,
+    }
+}
+
+/// `(line, column)` of an error, which must have a place and name the file.
+fn at(e: &ConfigError) -> (u32, u32) {
+    assert_eq!(e.file.as_deref(), Some(Path::new("conf.xml")), "{e}");
+    let p = e.position.unwrap_or_else(|| panic!("no position: {e}"));
+    (p.line, p.column)
+}
+
+fn hint(e: &ConfigError) -> &str {
+    e.hint.as_deref().unwrap_or_else(|| panic!("no hint: {e}"))
+}
+
+/// `<head>` around `<sersync>` around `body`, the sersync element starting on line 2.
+fn in_sersync(body: &str) -> String {
+    format!("<head>\n<sersync>\n{body}\n</sersync>\n</head>")
+}
+
+fn remote(host: &str, module: &str) -> Remote {
+    Remote {
+        host: host.into(),
+        module: module.into(),
+    }
+}
+
+// ---- the shipped file ------------------------------------------------------------------
+
+#[test]
+fn shipped_file_loads_unchanged_with_its_values() {
+    let c = ok(SHIPPED);
+    assert_eq!(c.file, Path::new("conf.xml"));
+    assert_eq!(
+        (c.control.host.as_str(), c.control.port),
+        ("localhost", 8008)
+    );
+    assert!(!c.debug && !c.xfs);
+    assert!(c.filter.excludes.is_empty(), "<filter start=\"false\">");
+    assert_eq!(c.filter.temp_names.len(), DEFAULT_TEMP_PATTERNS.len());
+    let e = c.events;
+    assert!(e.delete && e.create_folder && e.close_write && e.move_from && e.move_to);
+    assert!(!e.create_file && !e.attrib && !e.modify);
+
+    assert_eq!(c.watches.len(), 1);
+    assert_eq!(c.watches[0].root, Path::new("/opt/tongbu"));
+    assert_eq!(c.watches[0].remotes, [remote("127.0.0.1", "tongbu1")]);
+    assert_eq!(
+        (c.watches[0].position.line, c.watches[0].position.column),
+        (24, 2)
+    );
+
+    let r = &c.rsync;
+    assert_eq!(r.program, Path::new("rsync"));
+    assert_eq!(r.common_params, ["-artuz"]);
+    assert_eq!(
+        (&r.auth, r.port, r.timeout, r.ssh),
+        (&None, None, None, false)
+    );
+    assert!(r.delete);
+    assert!(
+        r.full_sync_excludes.is_empty(),
+        "<crontabfilter start=\"false\">"
+    );
+
+    assert_eq!(c.fail_log.path, Path::new("/tmp/rsync_fail_log.sh"));
+    assert_eq!(c.fail_log.every, Duration::from_secs(3600));
+    assert_eq!(c.crontab, None);
+    assert!(c.enabled_plugins.is_empty(), "<plugin start=\"false\">");
+    let names: Vec<&str> = c.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["command", "socket", "refreshCDN"]);
+    let cdn = c
+        .plugin_section("REFRESHcdn")
+        .expect("case-insensitive lookup");
+    assert_eq!(
+        cdn.node.child("localpath").and_then(|l| l.attr("watch")),
+        Some("/data0/htdocs/cms.xoyo.com/site/"),
+        "plugin sections are kept raw"
+    );
+    assert_eq!(c.engine.state_dir, Path::new("/tmp/sersync-state"));
+    assert!(c.require_watches().is_ok());
+}
+
+#[test]
+fn shipped_file_bytes_parse_like_its_text() {
+    let c = config::parse_bytes(SHIPPED.as_bytes(), Path::new("conf.xml")).unwrap();
+    assert_eq!(c.watches[0].root, Path::new("/opt/tongbu"));
+    assert_eq!(c.plugins.len(), 3);
+}
+
+#[test]
+fn describe_shows_the_effective_configuration() {
+    let text = ok(SHIPPED).describe();
+    for expected in [
+        "configuration conf.xml",
+        "watch /opt/tongbu\n  rsync to 127.0.0.1::tongbu1\n",
+        "rsync: rsync -artuz (deletes propagated)",
+        "exclude: none",
+        "temporary names (built-in): ",
+        "events on: delete, createFolder, closeWrite, moveFrom, moveTo; off: createFile, attrib, modify",
+        "fail log: /tmp/rsync_fail_log.sh, replayed every 60 min",
+        "crontab: off",
+        "plugins: none",
+        "control: localhost:8008",
+        "engine: settle 10 ms, max delay 200 ms, max pending 100000 paths, retry 500 ms to 60000 ms, state in /tmp/sersync-state",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn describe_shows_auth_port_timeout_ssh_and_crontab() {
+    let c = ok(&in_sersync(
+        r#"<localpath watch="/w"><remote ip="::1" name="/srv/w"/></localpath>
+<rsync><commonParams params="-az --chmod='u=rwX go=rX'"/><userDefinedPort start="true" port="874"/>
+<timeout start="true" time="30"/><ssh start="true"/></rsync>
+<crontab start="true" schedule="5"><crontabfilter start="true"><exclude expression="*.php"/></crontabfilter></crontab>
+<plugin start="true" name="socket"/>"#,
+    ));
+    let text = c.describe();
+    for expected in [
+        "rsync to [::1]:/srv/w",
+        "rsync: rsync -az '--chmod=u=rwX go=rX' --port=874 --timeout=30 -e ssh (deletes propagated)",
+        "crontab: full sync every 5 min, full syncs exclude *.php",
+        "plugins: socket",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let daemon = ok(&in_sersync(
+        r#"<localpath watch="/w"><remote ip="h" name="m"/></localpath>
+<rsync><auth start="true" users="backup" passwordfile="/etc/rsync.pas"/></rsync>"#,
+    ));
+    assert!(daemon.describe().contains("rsync to backup@h::m\n"));
+    assert!(daemon.describe().contains("--password-file=/etc/rsync.pas"));
+}
+
+// ---- names, switches, defaults ---------------------------------------------------------
+
+#[test]
+fn element_and_attribute_names_are_case_insensitive() {
+    let c = ok(
+        r#"<HEAD><Sersync><LocalPath WATCH="/a/"><Remote IP="h" NAME="m"/></LocalPath>
+<RSYNC><SSH START="true"/><CommonParams PARAMS="-a"/></RSYNC></SERSYNC>
+<INOTIFY><Delete Start="false"/><CREATEFILE start="true"/></INOTIFY><FileSystem XFS="true"/></HEAD>"#,
+    );
+    assert_eq!(c.watches[0].root, Path::new("/a"));
+    assert_eq!(c.watches[0].remotes[0].rsync_target(&c.rsync), "h:m");
+    assert_eq!(c.rsync.common_params, ["-a"]);
+    assert!(!c.events.delete && !c.rsync.delete && c.events.create_file && c.xfs);
+}
+
+#[test]
+fn a_switch_is_on_only_when_exactly_true() {
+    let c = ok(
+        r#"<head><debug start="True"/><inotify><delete start="yes"/><modify start="true"/>
+<attrib start=" true"/></inotify></head>"#,
+    );
+    assert!(!c.debug && !c.events.delete && c.events.modify && !c.events.attrib);
+}
+
+#[test]
+fn an_almost_empty_head_takes_every_default() {
+    let c = ok("<head/>");
+    assert_eq!(
+        (c.control.host.as_str(), c.control.port),
+        ("localhost", 8008)
+    );
+    assert!(!c.debug && !c.xfs && c.filter.excludes.is_empty() && c.watches.is_empty());
+    assert_eq!(c.filter.temp_names.len(), DEFAULT_TEMP_PATTERNS.len());
+    let e = c.events;
+    assert!(e.delete && e.create_folder && e.close_write && e.move_from && e.move_to);
+    assert!(!e.create_file && !e.attrib && !e.modify);
+    assert_eq!(c.rsync.common_params, ["-artuz"]);
+    assert_eq!(c.rsync.program, Path::new("rsync"));
+    assert!(c.rsync.delete && c.rsync.auth.is_none() && !c.rsync.ssh);
+    assert_eq!(c.fail_log.path, Path::new("/tmp/rsync_fail_log.sh"));
+    assert_eq!(c.fail_log.every, Duration::from_secs(3600));
+    assert!(c.crontab.is_none() && c.enabled_plugins.is_empty() && c.plugins.is_empty());
+    let g = &c.engine;
+    assert_eq!(
+        (g.settle, g.max_delay, g.max_pending),
+        (
+            Duration::from_millis(10),
+            Duration::from_millis(200),
+            100_000
+        )
+    );
+    assert_eq!(
+        (g.retry_initial, g.retry_max),
+        (Duration::from_millis(500), Duration::from_secs(60))
+    );
+    assert_eq!(g.state_dir, Path::new("/tmp/sersync-state"));
+}
+
+#[test]
+fn no_localpath_is_an_error_only_when_the_caller_requires_one() {
+    let c = ok("<head><sersync/></head>");
+    let e = c.require_watches().unwrap_err();
+    assert_eq!(e.file.as_deref(), Some(Path::new("conf.xml")));
+    assert!(e.message.contains("no <sersync><localpath>"), "{e}");
+    assert!(hint(&e).contains("<localpath watch="), "{e}");
+}
+
+#[test]
+fn every_localpath_is_honoured() {
+    let c = ok(&in_sersync(
+        r#"<localpath watch="/srv/a/"><remote ip="h1" name="a"/><remote ip="h2" name="a2"/></localpath>
+<localpath watch="/srv/b//"><remote ip="h3" name="b"/></localpath>
+<localpath watch="/"/>"#,
+    ));
+    let roots: Vec<&Path> = c.watches.iter().map(|w| w.root.as_path()).collect();
+    assert_eq!(
+        roots,
+        [Path::new("/srv/a"), Path::new("/srv/b"), Path::new("/")]
+    );
+    assert_eq!(
+        c.watches[0].remotes,
+        [remote("h1", "a"), remote("h2", "a2")]
+    );
+    assert_eq!(c.watches[1].remotes, [remote("h3", "b")]);
+    assert_eq!(c.watches[1].position.line, 4);
+}
+
+#[test]
+fn latin1_and_utf8_files_give_the_same_names() {
+    let latin1 = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<head><sersync>\
+<localpath watch=\"/srv/caf\xe9\"/></sersync><plugin name=\"n\xfc\"/></head>";
+    let c = config::parse_bytes(latin1, Path::new("conf.xml")).unwrap();
+    assert_eq!(c.watches[0].root, Path::new("/srv/café"));
+    assert_eq!(c.plugins[0].name, "nü");
+    let utf8 = "<head><sersync><localpath watch=\"/srv/café\"/></sersync></head>";
+    let c = config::parse_bytes(utf8.as_bytes(), Path::new("conf.xml")).unwrap();
+    assert_eq!(c.watches[0].root, Path::new("/srv/café"));
+}
+
+#[test]
+fn entities_are_decoded_in_values() {
+    let c = ok(&in_sersync(
+        r#"<localpath watch="/a&amp;b"><remote ip="h" name="&#x6d;"/></localpath>"#,
+    ));
+    assert_eq!(c.watches[0].root, Path::new("/a&b"));
+    assert_eq!(c.watches[0].remotes[0].module, "m");
+}
+
+// ---- filters ---------------------------------------------------------------------------
+
+#[test]
+fn excludes_are_anchored_byte_regexes_when_the_filter_is_on() {
+    let c = ok(
+        r#"<head><filter start="true"><exclude expression="(.*)\.svn"/>
+<exclude expression="^static/*"/></filter></head>"#,
+    );
+    let [svn, stat] = &c.filter.excludes[..] else {
+        panic!("{:?}", c.filter.excludes)
+    };
+    assert_eq!(svn.source, r"(.*)\.svn");
+    assert_eq!(svn.position.map(|p| p.line), Some(1));
+    assert!(svn.regex.is_match(b"a/b/.svn") && !svn.regex.is_match(b"a/.svn/x"));
+    assert!(
+        svn.regex.is_match(b"\xff\xfe.svn"),
+        "non-UTF-8 names match too"
+    );
+    assert!(stat.regex.is_match(b"static") && !stat.regex.is_match(b"static/x"));
+}
+
+#[test]
+fn a_filter_that_is_off_is_not_compiled() {
+    let c = ok(r#"<head><filter start="false"><exclude expression="(("/></filter></head>"#);
+    assert!(c.filter.excludes.is_empty());
+}
+
+#[test]
+fn tempfiles_can_be_replaced_or_switched_off() {
+    let c = ok(
+        r#"<head><filter><tempfiles><pattern expression=".*\.tmp"/></tempfiles></filter></head>"#,
+    );
+    assert_eq!(c.filter.temp_names.len(), 1);
+    assert!(c.filter.temp_names[0].regex.is_match(b"x.tmp"));
+    assert!(c
+        .describe()
+        .contains("temporary names (from the file): .*\\.tmp"));
+    let c = ok(
+        r#"<head><filter><tempfiles start="false"><pattern expression="x"/></tempfiles></filter></head>"#,
+    );
+    assert!(c.filter.temp_names.is_empty());
+    assert!(c.describe().contains("temporary names: not filtered"));
+    let c = ok(r#"<head><filter><tempfiles start="true"/></filter></head>"#);
+    assert_eq!(c.filter.temp_names.len(), DEFAULT_TEMP_PATTERNS.len());
+}
+
+#[test]
+fn crontab_and_its_filter_shape_full_syncs() {
+    let c = ok(&in_sersync(
+        r#"<crontab start="true" schedule="30"><crontabfilter start="true">
+<exclude expression="*.php"/><exclude expression="info/*"/></crontabfilter></crontab>"#,
+    ));
+    let crontab = c.crontab.as_ref().unwrap();
+    assert_eq!(crontab.every, Duration::from_secs(30 * 60));
+    assert_eq!(crontab.excludes, ["*.php", "info/*"]);
+    assert_eq!(c.rsync.full_sync_excludes, ["*.php", "info/*"]);
+
+    let c = ok(&in_sersync(
+        r#"<crontab start="false"><crontabfilter start="true"><exclude expression="*.o"/></crontabfilter></crontab>"#,
+    ));
+    assert_eq!(c.crontab, None);
+    assert_eq!(
+        c.rsync.full_sync_excludes,
+        ["*.o"],
+        "-r full syncs use them too"
+    );
+    let c = ok(&in_sersync(r#"<crontab start="true"/>"#));
+    assert_eq!(c.crontab.unwrap().every, Duration::from_secs(600 * 60));
+}
+
+// ---- rsync -----------------------------------------------------------------------------
+
+#[test]
+fn rsync_options_are_read_when_switched_on() {
+    let c = ok(&in_sersync(
+        r#"<rsync><commonParams params="-artuz --exclude 'a b' \&quot;q\&quot;"/>
+<auth start="true" users="root" passwordfile="/etc/rsync.pas"/>
+<userDefinedPort start="true" port="874"/><timeout start="true" time="0"/>
+<program path="/opt/rsync/bin/rsync"/></rsync>"#,
+    ));
+    let r = &c.rsync;
+    assert_eq!(r.common_params, ["-artuz", "--exclude", "a b", "\"q\""]);
+    let auth = r.auth.as_ref().unwrap();
+    assert_eq!(
+        (auth.user.as_str(), auth.password_file.as_path()),
+        ("root", Path::new("/etc/rsync.pas"))
+    );
+    assert_eq!((r.port, r.timeout), (Some(874), Some(0)));
+    assert_eq!(r.program, Path::new("/opt/rsync/bin/rsync"));
+}
+
+#[test]
+fn switched_off_rsync_options_are_ignored_even_when_invalid() {
+    let c = ok(&in_sersync(
+        r#"<rsync><auth start="false"/><userDefinedPort start="false" port="x"/><timeout start="false" time="y"/></rsync>"#,
+    ));
+    assert_eq!(
+        (&c.rsync.auth, c.rsync.port, c.rsync.timeout),
+        (&None, None, None)
+    );
+}
+
+#[test]
+fn unbalanced_quote_in_common_params_is_located() {
+    let e = err(&in_sersync(
+        "<rsync>\n  <commonParams params=\"-a 'x\"/></rsync>",
+    ));
+    assert_eq!(at(&e), (4, 17));
+    assert!(
+        e.message.starts_with("<commonParams params=\"-a 'x\">: "),
+        "{e}"
+    );
+    assert!(hint(&e).contains("close every quote"), "{e}");
+}
+
+#[test]
+fn auth_over_ssh_is_refused() {
+    let e = err(&in_sersync(
+        "<rsync><ssh start=\"true\"/>\n<auth start=\"true\" users=\"u\" passwordfile=\"/p\"/></rsync>",
+    ));
+    assert_eq!(at(&e), (4, 1));
+    assert!(
+        e.message
+            .contains("cannot be used with <ssh start=\"true\">"),
+        "{e}"
+    );
+}
+
+#[test]
+fn auth_needs_users_and_passwordfile() {
+    let e = err(&in_sersync(
+        "<rsync><auth start=\"true\" users=\"u\"/></rsync>",
+    ));
+    assert_eq!(at(&e), (3, 8));
+    assert_eq!(e.message, "<auth> needs the attribute passwordfile=\"…\"");
+    assert!(hint(&e).contains("passwordfile=\"/etc/rsync.pas\""));
+}
+
+// ---- bad values, each located and explained --------------------------------------------
+
+#[test]
+fn a_port_out_of_range_or_not_a_number_is_located() {
+    let e = err(&in_sersync(
+        "<rsync><userDefinedPort start=\"true\" port=\"70000\"/></rsync>",
+    ));
+    assert_eq!(at(&e), (3, 38));
+    assert_eq!(
+        e.message,
+        "<userDefinedPort port=\"70000\">: 70000 is out of range"
+    );
+    assert_eq!(
+        hint(&e),
+        "port is a TCP port: a whole number from 1 to 65535"
+    );
+
+    let e = err("<head>\n  <host hostip=\"localhost\" port=\"80x\"/>\n</head>");
+    assert_eq!(at(&e), (2, 28));
+    assert_eq!(
+        e.message,
+        "<host port=\"80x\">: \"80x\" is not a whole number"
+    );
+    let e = err("<head><host port=\"0\"/></head>");
+    assert!(e.message.ends_with("0 is out of range"), "{e}");
+    let e = err(&in_sersync(
+        "<rsync><userDefinedPort start=\"true\"/></rsync>",
+    ));
+    assert!(e.message.contains("needs the attribute port="), "{e}");
+}
+
+#[test]
+fn non_numeric_timeout_schedule_and_time_to_execute_are_located() {
+    let e = err(&in_sersync(
+        "<rsync><timeout start=\"true\" time=\"1m\"/></rsync>",
+    ));
+    assert_eq!(at(&e), (3, 30));
+    assert_eq!(
+        e.message,
+        "<timeout time=\"1m\">: \"1m\" is not a whole number"
+    );
+    assert!(hint(&e).contains("a number of seconds"), "{e}");
+
+    let e = err(&in_sersync("<crontab start=\"true\" schedule=\"daily\"/>"));
+    assert_eq!(at(&e), (3, 23));
+    assert!(hint(&e).contains("a number of minutes"), "{e}");
+    let e = err(&in_sersync("<crontab start=\"true\" schedule=\"0\"/>"));
+    assert!(e.message.ends_with("0 is out of range"), "{e}");
+
+    let e = err(&in_sersync("<failLog path=\"/f\" timeToExecute=\"soon\"/>"));
+    assert_eq!(at(&e), (3, 20));
+    assert_eq!(
+        e.message,
+        "<failLog timeToExecute=\"soon\">: \"soon\" is not a whole number"
+    );
+}
+
+#[test]
+fn a_remote_without_ip_or_name_is_located() {
+    let e = err(&in_sersync(
+        "<localpath watch=\"/w\">\n    <remote name=\"m\"/>\n</localpath>",
+    ));
+    assert_eq!(at(&e), (4, 5));
+    assert_eq!(e.message, "<remote> needs the attribute ip=\"…\"");
+    assert_eq!(
+        hint(&e),
+        "for example <remote ip=\"192.168.0.2\" name=\"module\"/>"
+    );
+    let e = err(&in_sersync(
+        "<localpath watch=\"/w\"><remote ip=\"h\" name=\"\"/></localpath>",
+    ));
+    assert_eq!(at(&e), (3, 38));
+    assert_eq!(e.message, "<remote name=\"\">: name is empty");
+}
+
+#[test]
+fn a_localpath_without_watch_or_watched_twice_is_located() {
+    let e = err(&in_sersync("<localpath/>"));
+    assert_eq!(at(&e), (3, 1));
+    assert!(e.message.contains("needs the attribute watch="), "{e}");
+    let e = err(&in_sersync(
+        "<localpath watch=\"/w\"/>\n<localpath watch=\"/w/\"/>",
+    ));
+    assert_eq!(at(&e), (4, 1));
+    assert_eq!(e.message, "/w is watched twice (first at 3:1)");
+}
+
+#[test]
+fn a_bad_regex_shows_the_regex_error_at_the_expression() {
+    let e = err(
+        "<head>\n<filter start=\"true\">\n\t<exclude expression=\"(.*\\.svn\"/>\n</filter></head>",
+    );
+    assert_eq!(at(&e), (3, 11));
+    assert!(
+        e.message
+            .starts_with("<exclude expression=\"(.*\\.svn\">: not a valid regular expression:"),
+        "{e}"
+    );
+    assert!(e.message.contains("unclosed group"), "{e}");
+    let e = err("<head><filter><tempfiles><pattern expression=\"[\"/></tempfiles></filter></head>");
+    assert!(e.message.contains("unclosed character class"), "{e}");
+}
+
+#[test]
+fn unknown_plugin_names_list_the_valid_ones() {
+    let e = err(&in_sersync(
+        "<plugin start=\"true\"\n        name=\"refreshCDNs\"/>",
+    ));
+    assert_eq!(at(&e), (4, 9));
+    assert_eq!(e.message, "unknown plugin \"refreshCDNs\"");
+    assert!(
+        hint(&e).starts_with("valid names: command, refreshCDN, socket, http;"),
+        "{e}"
+    );
+
+    let with_sections = r#"<head><sersync><plugin start="true" name="x"/></sersync>
+<plugin name="mine" type="dylib" path="/p.so"/><plugin name="x"/></head>"#;
+    let e = err(with_sections);
+    assert!(hint(&e).contains("section at 2:48"), "{e}");
+    assert!(hint(&e).contains("type=\"dylib\""), "{e}");
+    let e = err(&with_sections.replace("name=\"x\"/></sersync>", "name=\"y\"/></sersync>"));
+    assert!(
+        hint(&e).contains("command, refreshCDN, socket, http, mine;"),
+        "{e}"
+    );
+}
+
+#[test]
+fn enabled_plugins_resolve_case_insensitively() {
+    let c = ok(
+        r#"<head><sersync><plugin start="true" name="REFRESHcdn"/><plugin start="true" name="MINE"/>
+<plugin start="true" name="refreshCDN"/><plugin start="false" name="nonsense"/></sersync>
+<plugin name="Mine" type="wasm" path="/m.wasm"/></head>"#,
+    );
+    assert_eq!(c.enabled_plugins, ["refreshCDN", "Mine"]);
+    assert_eq!(
+        c.plugin_section("mine").map(|p| p.name.as_str()),
+        Some("Mine")
+    );
+    assert!(c.plugin_section("refreshCDN").is_none());
+}
+
+#[test]
+fn two_plugin_sections_with_one_name_are_refused() {
+    let e = err("<head><plugin name=\"socket\"/>\n<plugin name=\"SOCKET\"/></head>");
+    assert_eq!(at(&e), (2, 1));
+    assert!(e.message.contains("(the first is at 1:7)"), "{e}");
+}
+
+// ---- XML-level errors ------------------------------------------------------------------
+
+#[test]
+fn malformed_xml_names_file_line_column_and_the_parser_message() {
+    let e = err("<head>\n  <sersync>\n  </sersynk>\n</head>");
+    assert_eq!(at(&e).0, 3);
+    assert!(e.message.starts_with("malformed XML: "), "{e}");
+    assert!(e.to_string().starts_with("conf.xml:3:"), "{e}");
+    assert!(e.to_string().contains("\n  hint: "), "{e}");
+
+    let e = err("<head>\n<debug start=\"true\">\n</head>");
+    assert!(at(&e).0 >= 2, "{e}");
+    let e = err("<head><debug start=true/></head>");
+    assert_eq!(at(&e), (1, 20), "the unquoted value");
+}
+
+#[test]
+fn the_root_must_be_head() {
+    let e = err("<?xml version=\"1.0\"?>\n<config><sersync/></config>");
+    assert_eq!(at(&e), (2, 1));
+    assert_eq!(e.message, "the root element is <config>, expected <head>");
+}
+
+#[test]
+fn engine_tuning_is_read_and_checked() {
+    let c = ok(&format!(
+        "<head><engine settleMs=\"5\" maxDelayMs=\"1000\" maxPending=\"10\" retryInitialMs=\"100\" \
+         retryMaxMs=\"2000\" stateDir=\"/var/lib/sersync\"/>{}</head>",
+        "<sersync><failLog path=\"/var/log/f.sh\"/></sersync>"
+    ));
+    let g = &c.engine;
+    assert_eq!(
+        (g.settle, g.max_delay),
+        (Duration::from_millis(5), Duration::from_secs(1))
+    );
+    assert_eq!(
+        (g.max_pending, g.retry_initial),
+        (10, Duration::from_millis(100))
+    );
+    assert_eq!(
+        (g.retry_max, g.state_dir.as_path()),
+        (Duration::from_secs(2), Path::new("/var/lib/sersync"))
+    );
+
+    let c = ok("<head><sersync><failLog path=\"/var/log/f.sh\"/></sersync></head>");
+    assert_eq!(c.engine.state_dir, Path::new("/var/log/sersync-state"));
+
+    let e = err("<head><engine\n settleMs=\"500\"/></head>");
+    assert_eq!(at(&e), (2, 2));
+    assert_eq!(
+        e.message,
+        "<engine>: settleMs (500 ms) is more than maxDelayMs (200 ms)"
+    );
+    let e = err("<head><engine retryInitialMs=\"0\"/></head>");
+    assert!(e.message.ends_with("0 is out of range"), "{e}");
+    let e = err("<head><engine maxPending=\"many\"/></head>");
+    assert_eq!(
+        e.message,
+        "<engine maxPending=\"many\">: \"many\" is not a whole number"
+    );
+}
+
+// ---- the file system: load() and read() ------------------------------------------------
+
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new() -> Self {
+        Tree {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes the config file with `body` inside `<sersync>`; `{d}` stands for the temp dir.
+    fn config(&self, body: &str) -> PathBuf {
+        let file = self.path("confxml.xml");
+        let body = body.replace("{d}", &self.dir.path().display().to_string());
+        fs::write(&file, in_sersync(&body)).unwrap();
+        file
+    }
+
+    fn password_file(&self, mode: u32) -> PathBuf {
+        let file = self.path("rsync.pas");
+        fs::write(&file, "secret\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        file
+    }
+}
+
+fn load_err(file: &Path) -> ConfigError {
+    let e = config::load(file).map(|_| ()).unwrap_err();
+    assert_eq!(e.file.as_deref(), Some(file), "{e}");
+    e
+}
+
+const AUTH: &str = r#"<localpath watch="{d}"/>
+<rsync><auth start="true" users="u" passwordfile="{d}/rsync.pas"/></rsync>"#;
+
+#[test]
+fn a_missing_config_file_is_explained() {
+    let tree = Tree::new();
+    let e = load_err(&tree.path("nope.xml"));
+    assert!(
+        e.message
+            .starts_with("cannot read the configuration file: "),
+        "{e}"
+    );
+    assert!(hint(&e).contains("-o FILE"), "{e}");
+    assert_eq!(e.position, None);
+}
+
+#[test]
+fn a_missing_or_non_directory_watch_is_located() {
+    let tree = Tree::new();
+    let e = load_err(&tree.config("<localpath watch=\"{d}/gone\"/>"));
+    assert_eq!(e.position.map(|p| (p.line, p.column)), Some((3, 1)));
+    assert!(e.message.ends_with("/gone does not exist"), "{e}");
+    assert!(hint(&e).starts_with("create it (mkdir -p "), "{e}");
+
+    fs::write(tree.path("file"), "").unwrap();
+    let e = load_err(&tree.config("<localpath watch=\"{d}\"/>\n<localpath watch=\"{d}/file\"/>"));
+    assert_eq!(e.position.map(|p| p.line), Some(4));
+    assert!(e.message.ends_with("/file is not a directory"), "{e}");
+}
+
+#[test]
+fn the_password_file_must_exist_and_be_private() {
+    let tree = Tree::new();
+    let file = tree.config(AUTH);
+    let e = load_err(&file);
+    assert_eq!(e.position.map(|p| (p.line, p.column)), Some((4, 37)));
+    assert!(e.message.ends_with("rsync.pas does not exist"), "{e}");
+
+    let pas = tree.password_file(0o644);
+    let e = load_err(&file);
+    assert!(
+        e.message.contains("accessible by other users (mode 0644)"),
+        "{e}"
+    );
+    assert_eq!(hint(&e), format!("chmod 600 {}", pas.display()));
+
+    tree.password_file(0o600);
+    let c = config::load(&file).unwrap();
+    assert_eq!(c.rsync.auth.unwrap().password_file, pas);
+}
+
+#[test]
+fn the_password_file_is_checked_only_by_load() {
+    let tree = Tree::new();
+    let file = tree.config(AUTH);
+    assert!(
+        config::read(&file).is_ok(),
+        "read() looks at nothing but the file"
+    );
+}
+
+#[test]
+fn read_makes_relative_paths_absolute() {
+    let tree = Tree::new();
+    let file = tree.config(
+        r#"<localpath watch="rel/dir/"/><rsync><program path="bin/rsync"/></rsync><failLog path="f.sh"/>"#,
+    );
+    let c = config::read(&file).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(c.watches[0].root, cwd.join("rel/dir"));
+    assert_eq!(c.rsync.program, cwd.join("bin/rsync"));
+    assert_eq!(c.fail_log.path, cwd.join("f.sh"));
+    assert_eq!(c.engine.state_dir, cwd.join("sersync-state"));
+    let c = config::read(&tree.config("")).unwrap();
+    assert_eq!(
+        c.rsync.program,
+        Path::new("rsync"),
+        "a bare name is looked up in PATH"
+    );
+}
+
+#[test]
+fn the_shipped_file_loads_from_disk_when_its_watch_exists() {
+    let tree = Tree::new();
+    let file = tree.path("confxml.xml");
+    fs::write(
+        &file,
+        SHIPPED.replace("/opt/tongbu\"", &format!("{}\"", tree.dir.path().display())),
+    )
+    .unwrap();
+    let c = config::load(&file).unwrap();
+    assert_eq!(c.watches[0].root, tree.dir.path());
+    assert_eq!(c.file, file);
+}
