@@ -1,7 +1,12 @@
 //! The sersync engine: configuration, watch, filter, coalesce, dispatch.
 
+pub mod cli;
 pub mod coalesce;
 pub mod config;
+pub mod daemon;
 pub mod dispatch;
+pub mod engine;
 pub mod filter;
+pub mod logging;
+pub mod topology;
 pub mod watch;

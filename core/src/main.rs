@@ -1,1 +1,130 @@
-fn main() {}
+//! The `sersync` binary.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+use sersync::cli::Cli;
+use sersync::config::{self, Config};
+use sersync::dispatch::Mode;
+use sersync::engine::{self, RunOptions};
+use sersync::topology::{configure_named, Topology};
+use sersync::{daemon, logging};
+
+/// Exit status for a configuration that cannot be used (sersync 2.5.4 used 255).
+const EXIT_CONFIG: u8 = 255;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let loaded = if cli.plugin.is_some() {
+        config::read(&cli.config)
+    } else {
+        config::load(&cli.config)
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sersync: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if cli.check {
+        return check(&config, &cli);
+    }
+    if let Err(e) = logging::init(
+        cli.log_format,
+        cli.verbosity(),
+        config.debug,
+        cli.log_file.as_deref(),
+    ) {
+        eprintln!("sersync: cannot open the log file: {e}");
+        return ExitCode::from(1);
+    }
+    match run(&config, &cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("sersync: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(config: &Config, cli: &Cli) -> Result<(), String> {
+    if cli.daemon {
+        daemon::detach(cli.log_file.is_none())
+            .map_err(|e| format!("cannot become a daemon: {e}"))?;
+    }
+    let _pid_file = match &cli.pid_file {
+        Some(path) => Some(daemon::PidFile::acquire(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    daemon::handle_signals(shutdown.clone()).map_err(|e| format!("cannot handle signals: {e}"))?;
+    let options = RunOptions {
+        full_sync_first: cli.full_sync,
+        workers: cli.threads,
+        only_plugin: cli.plugin.clone(),
+        mode: if cli.dry_run {
+            Mode::DryRun
+        } else {
+            Mode::Deliver
+        },
+        ..RunOptions::default()
+    };
+    if cli.raise_limits {
+        raise_limits(config)?;
+    }
+    engine::run(config, &options, shutdown, || {}).map_err(|e| e.to_string())
+}
+
+/// `--raise-limits`: make room for twice the directories below the watch roots.
+fn raise_limits(config: &Config) -> Result<(), String> {
+    let directories: u64 = config
+        .watches
+        .iter()
+        .map(|w| sersync::watch::limits::count_directories(&w.root))
+        .sum();
+    let limits = sersync::watch::limits::raise(directories.saturating_mul(2).max(524_288), 327_679)
+        .map_err(|e| {
+            format!("--raise-limits: cannot write /proc/sys/fs/inotify (run as root): {e}")
+        })?;
+    tracing::info!(
+        max_user_watches = limits.max_user_watches,
+        max_queued_events = limits.max_queued_events,
+        "inotify limits"
+    );
+    Ok(())
+}
+
+/// `--check`: print the effective configuration, including every plugin section's sink.
+fn check(config: &Config, cli: &Cli) -> ExitCode {
+    let workers = if cli.threads == 0 { 10 } else { cli.threads };
+    let topology = match Topology::plan(config, cli.plugin.as_deref(), workers) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sersync: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    print!("{}", config.describe());
+    println!("lanes ({}):", topology.lanes.len());
+    for lane in &topology.lanes {
+        println!("  {}", lane.spec.summary());
+    }
+    for section in &config.plugins {
+        if let Err(e) = configure_named(config, &section.name) {
+            eprintln!("sersync: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    println!("configuration OK: {}", config.file.display());
+    ExitCode::SUCCESS
+}

@@ -76,7 +76,13 @@ pub struct Lane {
 impl Lane {
     /// A lane called `name` for `watch` rooted at `root`, holding at most `max_pending` paths
     /// before collapsing them.
-    pub fn new(name: String, watch: WatchId, root: PathBuf, timing: LaneTiming, max_pending: usize) -> Arc<Lane> {
+    pub fn new(
+        name: String,
+        watch: WatchId,
+        root: PathBuf,
+        timing: LaneTiming,
+        max_pending: usize,
+    ) -> Arc<Lane> {
         Arc::new(Lane {
             name,
             watch,
@@ -194,23 +200,34 @@ impl Lane {
                 }
                 continue;
             }
-            self.stats.in_flight.store(batch.len() as u64, Ordering::Relaxed);
+            self.stats
+                .in_flight
+                .store(batch.len() as u64, Ordering::Relaxed);
             let started = Instant::now();
             // A panicking sink is a failed delivery, not a dead lane.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.deliver(&batch)))
-                .unwrap_or_else(|_| Err(sersync_plugin_sdk::SinkError::retryable("the sink panicked")));
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.deliver(&batch)))
+                    .unwrap_or_else(|_| {
+                        Err(sersync_plugin_sdk::SinkError::retryable(
+                            "the sink panicked",
+                        ))
+                    });
             self.stats.in_flight.store(0, Ordering::Relaxed);
             match outcome {
                 Ok(()) => {
                     backoff.reset();
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                    self.stats.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats
+                        .events
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.record(|last| last.success = Some(SystemTime::now()));
                     tracing::debug!(lane = %self.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
                 }
                 Err(error) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    self.record(|last| last.error = Some((SystemTime::now(), error.message.clone())));
+                    self.record(|last| {
+                        last.error = Some((SystemTime::now(), error.message.clone()))
+                    });
                     let delay = if error.is_retryable() {
                         backoff.next_delay()
                     } else {

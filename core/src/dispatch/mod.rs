@@ -9,7 +9,7 @@ mod backoff;
 mod lane;
 
 pub use backoff::Backoff;
-pub use lane::{LastOutcome, Lane, LaneStats, LaneTiming, Mode};
+pub use lane::{Lane, LaneStats, LaneTiming, LastOutcome, Mode};
 
 use std::sync::Arc;
 

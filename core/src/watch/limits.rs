@@ -73,6 +73,24 @@ pub fn raise(watches: u64, queued: u64) -> io::Result<InotifyLimits> {
     InotifyLimits::read()
 }
 
+/// Counts the directories at and below `root`, without following symlinks (an estimate of
+/// the watches it needs: excluded directories are counted too).
+pub fn count_directories(root: &Path) -> u64 {
+    let mut count = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        count += 1;
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(entry.path());
+                }
+            }
+        }
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

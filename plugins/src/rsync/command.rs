@@ -45,6 +45,9 @@ pub struct RunShape<'a> {
     pub recursive: bool,
     /// A file of NUL-separated exclude rules, for recursive runs.
     pub exclude_file: Option<&'a Path>,
+    /// Skip rsync's quick check (`--ignore-times`): the listed files are known to have
+    /// changed, even when size and whole-second mtime match.
+    pub ignore_times: bool,
 }
 
 /// The arguments (after the program name) for one run that reads its file list from stdin.
@@ -58,6 +61,9 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
     );
     // The user's params decide how files are copied; recursion is decided per batch.
     args.push(if shape.recursive { "-r" } else { "--no-r" }.into());
+    if shape.ignore_times {
+        args.push("--ignore-times".into());
+    }
     if options.delete {
         args.push("--delete-missing-args".into());
         args.push("--force".into());
@@ -136,14 +142,7 @@ mod tests {
             timeout: Some(100),
             ..RsyncOptions::default()
         };
-        let args = strings(arguments(
-            &options,
-            &target(),
-            RunShape {
-                recursive: false,
-                exclude_file: None,
-            },
-        ));
+        let args = strings(arguments(&options, &target(), RunShape::default()));
         assert_eq!(
             args,
             [
@@ -177,6 +176,7 @@ mod tests {
             RunShape {
                 recursive: true,
                 exclude_file: Some(Path::new("/tmp/x")),
+                ignore_times: false,
             },
         ));
         for expected in ["-r", "--delete", "--exclude-from=/tmp/x", "--exclude=*.php"] {
@@ -198,14 +198,7 @@ mod tests {
             host: "::1".into(),
             module: "/srv/www".into(),
         };
-        let args = strings(arguments(
-            &options,
-            &target,
-            RunShape {
-                recursive: false,
-                exclude_file: None,
-            },
-        ));
+        let args = strings(arguments(&options, &target, RunShape::default()));
         assert!(args.contains(&"--ignore-missing-args".to_string()));
         assert!(!args.iter().any(|a| a.starts_with("--delete")));
         assert!(!args.iter().any(|a| a.starts_with("--sockopts")));
@@ -218,14 +211,7 @@ mod tests {
             common_params: vec!["-a".into(), "--sockopts=SO_SNDBUF=65536".into()],
             ..RsyncOptions::default()
         };
-        let args = strings(arguments(
-            &options,
-            &target(),
-            RunShape {
-                recursive: false,
-                exclude_file: None,
-            },
-        ));
+        let args = strings(arguments(&options, &target(), RunShape::default()));
         assert_eq!(
             args.iter().filter(|a| a.starts_with("--sockopts")).count(),
             1

@@ -1,86 +1,123 @@
-//! From a batch of events to the list of paths one rsync run sends.
+//! From a batch of events to the rsync runs that apply it.
+//!
+//! A batch becomes at most two runs:
+//! - **changes**: every path an event names (changed files, deletes, old names of moves,
+//!   new and moved-in directories). These are known to have changed, so rsync's quick check
+//!   (size and whole-second mtime) is skipped with `--ignore-times`: a file rewritten to the
+//!   same size within the same second is still sent. The run recurses only when a new
+//!   directory has to be sent whole.
+//! - **rescans**: directories whose whole subtree may have changed (overflow, a full sync,
+//!   collapsed pending paths). Sent recursively with the quick check, since most of what
+//!   they hold is usually unchanged.
 
 use sersync_plugin_sdk::{Batch, EventKind, RelPath};
 
-/// What one rsync run has to do for a batch.
+/// One rsync run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TransferPlan {
+pub struct Run {
     /// Paths to list, in the order rsync reads them. A path that no longer exists becomes a
     /// delete on the remote (when deletes are on).
     pub paths: Vec<RelPath>,
-    /// Directories among `paths` whose whole subtree must be made to match; when non-empty,
-    /// the run is recursive.
+    /// Directories among `paths` to send whole; when non-empty the run recurses.
     pub subtrees: Vec<RelPath>,
+    /// Send listed files even when size and mtime match.
+    pub ignore_times: bool,
+}
+
+impl Run {
+    /// True when the run must recurse into directories.
+    pub fn is_recursive(&self) -> bool {
+        !self.subtrees.is_empty()
+    }
+}
+
+/// The runs for one batch: rescans first, then changes; empty runs are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferPlan {
+    /// The runs, in order.
+    pub runs: Vec<Run>,
 }
 
 impl TransferPlan {
     /// Builds the plan. `delete` is `<inotify><delete start>`: when off, deletes (and the old
     /// names of moves) are left out, so nothing is ever removed on the remote.
     pub fn for_batch(batch: &Batch, delete: bool) -> TransferPlan {
-        let mut plan = TransferPlan::default();
+        let mut rescans = Run::default();
+        let mut changes = Run {
+            ignore_times: true,
+            ..Run::default()
+        };
         for event in &batch.events {
             match event.kind {
-                EventKind::Delete => {
-                    if delete {
-                        plan.paths.push(event.path.clone());
-                    }
-                }
+                EventKind::Delete if delete => changes.paths.push(event.path.clone()),
+                EventKind::Delete => {}
                 EventKind::Move => {
                     if let (Some(from), true) = (&event.from, delete) {
-                        plan.paths.push(from.clone());
+                        changes.paths.push(from.clone());
                     }
-                    plan.add_change(&event.path, event.is_dir);
+                    add_change(&mut changes, &event.path, event.is_dir);
                 }
-                EventKind::Create => plan.add_change(&event.path, event.is_dir),
-                EventKind::Rescan => plan.add_subtree(&event.path),
+                EventKind::Create => add_change(&mut changes, &event.path, event.is_dir),
+                EventKind::Rescan => {
+                    rescans.paths.push(event.path.clone());
+                    rescans.subtrees.push(event.path.clone());
+                }
                 EventKind::Modify | EventKind::CloseWrite | EventKind::Attrib => {
-                    plan.paths.push(event.path.clone())
+                    changes.paths.push(event.path.clone())
                 }
             }
         }
-        plan.drop_paths_inside_subtrees();
-        plan
-    }
-
-    /// True when the run must recurse into directories.
-    pub fn is_recursive(&self) -> bool {
-        !self.subtrees.is_empty()
-    }
-
-    fn add_change(&mut self, path: &RelPath, is_dir: bool) {
-        if is_dir {
-            self.add_subtree(path);
-        } else {
-            self.paths.push(path.clone());
+        let rescanned = outermost(&rescans.subtrees);
+        keep_uncovered(&mut rescans, &rescanned, true);
+        keep_uncovered(&mut changes, &rescanned, false);
+        let created = outermost(&changes.subtrees);
+        keep_uncovered(&mut changes, &created, true);
+        TransferPlan {
+            runs: [rescans, changes]
+                .into_iter()
+                .filter(|r| !r.paths.is_empty())
+                .collect(),
         }
     }
+}
 
-    fn add_subtree(&mut self, path: &RelPath) {
-        self.paths.push(path.clone());
-        self.subtrees.push(path.clone());
+fn add_change(run: &mut Run, path: &RelPath, is_dir: bool) {
+    run.paths.push(path.clone());
+    if is_dir {
+        run.subtrees.push(path.clone());
     }
+}
 
-    /// A path below a directory that is sent whole is already covered by it.
-    fn drop_paths_inside_subtrees(&mut self) {
-        if self.subtrees.is_empty() {
-            return;
+/// The directories of `dirs` that lie inside no other one of them.
+fn outermost(dirs: &[RelPath]) -> Vec<RelPath> {
+    let mut sorted = dirs.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let mut outer: Vec<RelPath> = Vec::new();
+    for dir in sorted {
+        if !outer.iter().any(|o| dir.is_within(o)) {
+            outer.push(dir);
         }
-        let mut subtrees = self.subtrees.clone();
-        subtrees.sort();
-        subtrees.dedup();
-        // Keep only the outermost subtrees.
-        let mut outer: Vec<RelPath> = Vec::new();
-        for dir in subtrees {
-            if !outer.iter().any(|o| dir.is_within(o)) {
-                outer.push(dir);
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        self.paths.retain(|p| {
-            let covered = outer.iter().any(|dir| p.is_within(dir) && p != dir);
-            !covered && seen.insert(p.clone())
-        });
-        self.subtrees = outer;
+    }
+    outer
+}
+
+/// Drops paths that a directory of `covering` sends already (the directory itself stays
+/// when `keep_covering`), and duplicates; restricts the run's subtrees to `covering` when
+/// it is the run's own.
+fn keep_uncovered(run: &mut Run, covering: &[RelPath], keep_covering: bool) {
+    let mut seen = std::collections::HashSet::new();
+    run.paths.retain(|p| {
+        let covered = covering
+            .iter()
+            .any(|dir| p.is_within(dir) && !(keep_covering && p == dir));
+        !covered && seen.insert(p.clone())
+    });
+    if keep_covering {
+        run.subtrees = covering.to_vec();
+    } else {
+        run.subtrees
+            .retain(|d| !covering.iter().any(|c| d.is_within(c)));
     }
 }
 
@@ -90,61 +127,92 @@ mod tests {
     use sersync_plugin_sdk::{Event, WatchId};
     use std::path::PathBuf;
 
-    fn batch(events: Vec<Event>) -> Batch {
-        Batch {
-            watch: WatchId(0),
-            root: PathBuf::from("/w"),
-            events,
-        }
+    fn plan(events: Vec<Event>, delete: bool) -> TransferPlan {
+        TransferPlan::for_batch(
+            &Batch {
+                watch: WatchId(0),
+                root: PathBuf::from("/w"),
+                events,
+            },
+            delete,
+        )
     }
 
     fn ev(kind: EventKind, path: &str, is_dir: bool) -> Event {
         Event::now(kind, RelPath::from(path), is_dir, WatchId(0))
     }
 
+    fn mv(from: &str, to: &str, is_dir: bool) -> Event {
+        Event {
+            from: Some(RelPath::from(from)),
+            ..ev(EventKind::Move, to, is_dir)
+        }
+    }
+
+    fn paths(run: &Run) -> Vec<String> {
+        run.paths.iter().map(|p| p.to_string()).collect()
+    }
+
     #[test]
-    fn files_are_listed_and_nothing_recurses() {
-        let plan = TransferPlan::for_batch(
-            &batch(vec![
+    fn changed_files_are_one_run_that_skips_the_quick_check() {
+        let p = plan(
+            vec![
                 ev(EventKind::CloseWrite, "a/f", false),
                 ev(EventKind::Delete, "b", false),
-            ]),
+            ],
             true,
         );
-        assert_eq!(plan.paths, vec![RelPath::from("a/f"), RelPath::from("b")]);
-        assert!(!plan.is_recursive());
+        assert_eq!(p.runs.len(), 1);
+        assert_eq!(paths(&p.runs[0]), ["a/f", "b"]);
+        assert!(p.runs[0].ignore_times);
+        assert!(!p.runs[0].is_recursive());
     }
 
     #[test]
     fn move_lists_old_and_new_names_and_a_moved_dir_is_sent_whole() {
-        let mut mv = ev(EventKind::Move, "new", true);
-        mv.from = Some(RelPath::from("old"));
-        let plan = TransferPlan::for_batch(&batch(vec![mv]), true);
-        assert_eq!(plan.paths, vec![RelPath::from("old"), RelPath::from("new")]);
-        assert_eq!(plan.subtrees, vec![RelPath::from("new")]);
+        let p = plan(vec![mv("old", "new", true)], true);
+        assert_eq!(paths(&p.runs[0]), ["old", "new"]);
+        assert_eq!(p.runs[0].subtrees, vec![RelPath::from("new")]);
     }
 
     #[test]
     fn without_delete_nothing_is_removed() {
-        let mut mv = ev(EventKind::Move, "new", false);
-        mv.from = Some(RelPath::from("old"));
-        let plan =
-            TransferPlan::for_batch(&batch(vec![mv, ev(EventKind::Delete, "x", false)]), false);
-        assert_eq!(plan.paths, vec![RelPath::from("new")]);
+        let p = plan(
+            vec![mv("old", "new", false), ev(EventKind::Delete, "x", false)],
+            false,
+        );
+        assert_eq!(paths(&p.runs[0]), ["new"]);
     }
 
     #[test]
-    fn paths_inside_a_subtree_are_covered_by_it() {
-        let plan = TransferPlan::for_batch(
-            &batch(vec![
+    fn paths_inside_a_new_directory_are_covered_by_it() {
+        let p = plan(
+            vec![
                 ev(EventKind::Create, "d", true),
                 ev(EventKind::Create, "d/e", true),
                 ev(EventKind::CloseWrite, "d/e/f", false),
                 ev(EventKind::CloseWrite, "dx", false),
-            ]),
+            ],
             true,
         );
-        assert_eq!(plan.paths, vec![RelPath::from("d"), RelPath::from("dx")]);
-        assert_eq!(plan.subtrees, vec![RelPath::from("d")]);
+        assert_eq!(paths(&p.runs[0]), ["d", "dx"]);
+        assert_eq!(p.runs[0].subtrees, vec![RelPath::from("d")]);
+    }
+
+    #[test]
+    fn rescans_are_a_separate_quick_check_run_that_covers_changes_below() {
+        let p = plan(
+            vec![
+                ev(EventKind::Rescan, "r", true),
+                ev(EventKind::CloseWrite, "r/inside", false),
+                ev(EventKind::CloseWrite, "outside", false),
+            ],
+            true,
+        );
+        assert_eq!(p.runs.len(), 2);
+        assert_eq!(paths(&p.runs[0]), ["r"]);
+        assert!(!p.runs[0].ignore_times && p.runs[0].is_recursive());
+        assert_eq!(paths(&p.runs[1]), ["outside"]);
+        assert!(p.runs[1].ignore_times && !p.runs[1].is_recursive());
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sersync_plugin_sdk::{Batch, PathFilter, Sink, SinkContext, SinkError};
 
 use super::command::{arguments, RunShape, Target};
-use super::plan::TransferPlan;
+use super::plan::{Run, TransferPlan};
 use super::{excludes, exit, ProcessLimit, RsyncOptions};
 use crate::SinkSpec;
 
@@ -88,9 +88,9 @@ impl RsyncSink {
     }
 
     /// The file list as rsync reads it: NUL-terminated paths, `.` for the root.
-    fn file_list(plan: &TransferPlan) -> Vec<u8> {
+    fn file_list(run: &Run) -> Vec<u8> {
         let mut list = Vec::new();
-        for path in &plan.paths {
+        for path in &run.paths {
             list.extend_from_slice(if path.is_root() {
                 b"."
             } else {
@@ -101,9 +101,17 @@ impl RsyncSink {
         list
     }
 
-    fn run(&self, plan: &TransferPlan) -> Result<(), SinkError> {
-        let exclude_file = if plan.is_recursive() {
-            let rules = excludes::collect(&self.root, &plan.subtrees, self.filter.as_ref())
+    fn shape<'a>(run: &Run, exclude_file: Option<&'a std::path::Path>) -> RunShape<'a> {
+        RunShape {
+            recursive: run.is_recursive(),
+            exclude_file,
+            ignore_times: run.ignore_times,
+        }
+    }
+
+    fn execute(&self, run: &Run) -> Result<(), SinkError> {
+        let exclude_file = if run.is_recursive() {
+            let rules = excludes::collect(&self.root, &run.subtrees, self.filter.as_ref())
                 .map_err(|e| {
                     SinkError::retryable(format!(
                         "reading {} to list excludes: {e}",
@@ -119,12 +127,12 @@ impl RsyncSink {
         } else {
             None
         };
-        let shape = RunShape {
-            recursive: plan.is_recursive(),
-            exclude_file: exclude_file.as_ref().map(|f| f.path()),
-        };
-        let args = arguments(&self.options, &self.target, shape);
-        let list = Self::file_list(plan);
+        let args = arguments(
+            &self.options,
+            &self.target,
+            Self::shape(run, exclude_file.as_ref().map(|f| f.path())),
+        );
+        let list = Self::file_list(run);
         let _permit = self.limit.acquire();
         let mut child = Command::new(&self.options.program)
             .args(&args)
@@ -161,40 +169,43 @@ impl RsyncSink {
 impl Sink for RsyncSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let plan = TransferPlan::for_batch(batch, self.options.delete);
-        if plan.paths.is_empty() {
-            return Ok(());
+        for run in &plan.runs {
+            self.execute(run)?;
         }
-        self.run(&plan)
+        Ok(())
     }
 
     fn describe(&self, batch: &Batch) -> Vec<String> {
         let plan = TransferPlan::for_batch(batch, self.options.delete);
-        if plan.paths.is_empty() {
+        if plan.runs.is_empty() {
             return vec![format!("rsync to {}: nothing to send", self.remote())];
         }
-        let shape = RunShape {
-            recursive: plan.is_recursive(),
-            exclude_file: None,
-        };
-        let mut command: Vec<OsString> = vec![self.options.program.clone().into()];
-        command.extend(arguments(&self.options, &self.target, shape));
-        let mut lines = vec![format!(
-            "would run in {}: {}",
-            self.root.display(),
-            command
-                .iter()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" ")
-        )];
-        lines.extend(plan.paths.iter().map(|p| {
-            let kind = if plan.subtrees.contains(p) {
-                "tree"
-            } else {
-                "path"
-            };
-            format!("  {kind} {p}")
-        }));
+        let mut lines = Vec::new();
+        for run in &plan.runs {
+            let mut command: Vec<OsString> = vec![self.options.program.clone().into()];
+            command.extend(arguments(
+                &self.options,
+                &self.target,
+                Self::shape(run, None),
+            ));
+            lines.push(format!(
+                "would run in {}: {}",
+                self.root.display(),
+                command
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+            lines.extend(run.paths.iter().map(|p| {
+                let kind = if run.subtrees.contains(p) {
+                    "tree"
+                } else {
+                    "path"
+                };
+                format!("  {kind} {p}")
+            }));
+        }
         lines
     }
 }

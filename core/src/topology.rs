@@ -1,0 +1,149 @@
+//! Which trees are watched and which lanes serve them, from the configuration and the
+//! command line. Pure: touches neither the kernel nor the network.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sersync_plugin_sdk::{ConfigError, WatchId};
+use sersync_plugins::rsync::{ProcessLimit, RsyncSpec, Target};
+use sersync_plugins::{configure_plugin, SinkSpec};
+
+use crate::config::Config;
+use crate::watch::Root;
+
+/// One lane to start: a sink for one watch.
+#[derive(Debug, Clone)]
+pub struct LanePlan {
+    /// The watch it serves.
+    pub watch: WatchId,
+    /// The configured sink.
+    pub spec: Arc<dyn SinkSpec>,
+    /// True for rsync lanes: the ones `-r`, the crontab and `POST /sync` push whole trees to.
+    pub full_syncs: bool,
+}
+
+/// Every watch root and every lane.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// The trees to watch; `roots[i].watch == WatchId(i)`.
+    pub roots: Vec<Root>,
+    /// The lanes.
+    pub lanes: Vec<LanePlan>,
+}
+
+impl Topology {
+    /// Plans the watches and lanes. `only_plugin` is `-m NAME`: that plugin alone, no rsync.
+    /// `workers` bounds the rsync processes running at once.
+    pub fn plan(
+        config: &Config,
+        only_plugin: Option<&str>,
+        workers: usize,
+    ) -> Result<Topology, ConfigError> {
+        let mut topology = Topology {
+            roots: Vec::new(),
+            lanes: Vec::new(),
+        };
+        let sersync_roots: Vec<PathBuf> = config.watches.iter().map(|w| w.root.clone()).collect();
+        if only_plugin.is_none() {
+            config.require_watches()?;
+            let limit = Arc::new(ProcessLimit::new(workers));
+            for watch in &config.watches {
+                let id = topology.root_id(&watch.root);
+                for remote in &watch.remotes {
+                    let target = Target {
+                        host: remote.host.clone(),
+                        module: remote.module.clone(),
+                    };
+                    let spec = RsyncSpec::new(
+                        config.rsync.clone(),
+                        target,
+                        watch.root.clone(),
+                        limit.clone(),
+                    );
+                    topology.lanes.push(LanePlan {
+                        watch: id,
+                        spec: Arc::new(spec),
+                        full_syncs: true,
+                    });
+                }
+            }
+        }
+        let plugins: Vec<&str> = match only_plugin {
+            Some(name) => vec![name],
+            None => config.enabled_plugins.iter().map(String::as_str).collect(),
+        };
+        for name in plugins {
+            let spec: Arc<dyn SinkSpec> = Arc::from(configure_named(config, name)?);
+            let own = spec.own_watches();
+            let targets = if own.is_empty() {
+                sersync_roots.clone()
+            } else {
+                own
+            };
+            if targets.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "plugin {name} has no <localpath watch> of its own and <sersync> has none"
+                ))
+                .with_hint("add <localpath watch=\"/dir\"> to <sersync> or to the plugin's section")
+                .in_file(&config.file));
+            }
+            for root in targets {
+                let id = topology.root_id(&root);
+                topology.lanes.push(LanePlan {
+                    watch: id,
+                    spec: spec.clone(),
+                    full_syncs: false,
+                });
+            }
+        }
+        topology.check_roots_do_not_nest(config)?;
+        Ok(topology)
+    }
+
+    fn root_id(&mut self, path: &std::path::Path) -> WatchId {
+        if let Some(root) = self.roots.iter().find(|r| r.path == path) {
+            return root.watch;
+        }
+        let watch = WatchId(self.roots.len() as u32);
+        self.roots.push(Root {
+            watch,
+            path: path.to_path_buf(),
+        });
+        watch
+    }
+
+    /// The kernel hands out one watch per directory: a tree inside another cannot be
+    /// watched twice.
+    fn check_roots_do_not_nest(&self, config: &Config) -> Result<(), ConfigError> {
+        for a in &self.roots {
+            for b in &self.roots {
+                if a.watch != b.watch && b.path.starts_with(&a.path) {
+                    return Err(ConfigError::new(format!(
+                        "watch roots {} and {} nest; one tree cannot be watched twice",
+                        a.path.display(),
+                        b.path.display()
+                    ))
+                    .with_hint(
+                        "watch only the outer directory, or exclude the inner one with <filter>",
+                    )
+                    .in_file(&config.file));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Configures the plugin `name` from its top-level `<plugin>` section.
+pub fn configure_named(config: &Config, name: &str) -> Result<Box<dyn SinkSpec>, ConfigError> {
+    let section = config.plugin_section(name).ok_or_else(|| {
+        ConfigError::new(format!(
+            "plugin {name} is selected but the file has no <plugin name=\"{name}\"> section"
+        ))
+        .with_hint(format!(
+            "add <plugin name=\"{name}\"> with its options at the top level of <head>"
+        ))
+        .in_file(&config.file)
+    })?;
+    configure_plugin(&section.node).map_err(|e| e.in_file(&config.file))
+}

@@ -1,0 +1,134 @@
+//! A real rsync daemon on a loopback port, started and stopped by the test.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// The rsync user every test daemon accepts.
+pub const USER: &str = "backup";
+const PASSWORD: &str = "s3cret-pass";
+
+/// An rsync daemon with one module per name, each backed by its own directory.
+pub struct RsyncDaemon {
+    dir: TempDir,
+    port: u16,
+    modules: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RsyncDaemon {
+    /// Starts a daemon serving `modules` on a free loopback port.
+    pub fn start(modules: &[&str]) -> RsyncDaemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut conf = format!(
+            "use chroot = {chroot}\nmunge symlinks = no\nmax connections = 0\nlog file = {log}\nreverse lookup = no\n",
+            log = dir.path().join("rsyncd.log").display(),
+            // Without chroot the daemon rewrites absolute symlink targets; root can chroot.
+            chroot = if unsafe { libc::geteuid() } == 0 { "yes" } else { "no" },
+        );
+        for module in modules {
+            let path = dir.path().join("modules").join(module);
+            fs::create_dir_all(&path).expect("module dir");
+            conf.push_str(&format!(
+                "[{module}]\npath = {}\nread only = no\nuid = 0\ngid = 0\nauth users = {USER}\nsecrets file = {}\n",
+                path.display(),
+                dir.path().join("rsyncd.secrets").display()
+            ));
+        }
+        fs::write(dir.path().join("rsyncd.conf"), conf).expect("rsyncd.conf");
+        write_private(
+            &dir.path().join("rsyncd.secrets"),
+            &format!("{USER}:{PASSWORD}\n"),
+        );
+        write_private(&dir.path().join("client.pass"), &format!("{PASSWORD}\n"));
+        let mut daemon = RsyncDaemon {
+            dir,
+            port,
+            modules: modules.iter().map(|m| m.to_string()).collect(),
+            child: None,
+        };
+        daemon.resume();
+        daemon
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory behind `module`: what the slave holds.
+    pub fn module_path(&self, module: &str) -> PathBuf {
+        assert!(
+            self.modules.iter().any(|m| m == module),
+            "no module {module}"
+        );
+        self.dir.path().join("modules").join(module)
+    }
+
+    /// The client password file (mode 600) for [`USER`].
+    pub fn password_file(&self) -> PathBuf {
+        self.dir.path().join("client.pass")
+    }
+
+    /// The daemon's log file (one line per transfer and error).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("rsyncd.log")).unwrap_or_default()
+    }
+
+    /// Stops the daemon (the port then refuses connections).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let child = Command::new("rsync")
+            .arg("--daemon")
+            .arg("--no-detach")
+            .arg(format!(
+                "--config={}",
+                self.dir.path().join("rsyncd.conf").display()
+            ))
+            .arg(format!("--port={}", self.port))
+            .arg("--address=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsync is installed (apt-get install rsync)");
+        self.child = Some(child);
+        crate::wait_for(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())
+        })
+        .expect("rsync daemon accepts connections");
+    }
+}
+
+impl Drop for RsyncDaemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_private(path: &Path, text: &str) {
+    fs::write(path, text).expect("write");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -1,0 +1,260 @@
+//! The real `sersync` binary, configured and run by a test.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::daemon::{RsyncDaemon, USER};
+
+/// The path of the `sersync` binary: `$SERSYNC_BIN` when set, else built once with cargo
+/// (debug profile) in the workspace's target directory.
+pub fn sersync_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SERSYNC_BIN") {
+            return PathBuf::from(bin);
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "sersync", "--bin", "sersync"])
+            .current_dir(workspace)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build -p sersync failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        target.join("debug").join("sersync")
+    })
+    .clone()
+}
+
+/// Writes a `confxml.xml` in the 2.5.4 layout for a watch pushed to test daemons.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    watch: PathBuf,
+    remotes: Vec<(u16, PathBuf, String)>,
+    switches: Vec<(&'static str, bool)>,
+    excludes: Vec<String>,
+    head_extra: String,
+    sersync_extra: String,
+    common_params: String,
+}
+
+impl ConfigBuilder {
+    /// Watches `watch`, pushing to nothing yet.
+    pub fn new(watch: &Path) -> Self {
+        ConfigBuilder {
+            watch: watch.to_path_buf(),
+            remotes: Vec::new(),
+            switches: Vec::new(),
+            excludes: Vec::new(),
+            head_extra: String::new(),
+            sersync_extra: String::new(),
+            common_params: "-artuz".into(),
+        }
+    }
+
+    /// Adds a remote: `module` of `daemon`.
+    pub fn remote(mut self, daemon: &RsyncDaemon, module: &str) -> Self {
+        self.remotes
+            .push((daemon.port(), daemon.password_file(), module.to_string()));
+        self
+    }
+
+    /// Sets an `<inotify>` switch (`attrib`, `delete`, `createFile`, …).
+    pub fn switch(mut self, name: &'static str, on: bool) -> Self {
+        self.switches.push((name, on));
+        self
+    }
+
+    /// Adds a `<filter><exclude expression>` (and turns the filter on).
+    pub fn exclude(mut self, regex: &str) -> Self {
+        self.excludes.push(regex.to_string());
+        self
+    }
+
+    /// Sets `<commonParams params>`.
+    pub fn common_params(mut self, params: &str) -> Self {
+        self.common_params = params.to_string();
+        self
+    }
+
+    /// Adds raw XML inside `<head>` (plugin sections, `<engine>`).
+    pub fn head_xml(mut self, xml: &str) -> Self {
+        self.head_extra.push_str(xml);
+        self
+    }
+
+    /// Adds raw XML inside `<sersync>` (`<crontab>`, `<plugin start>`).
+    pub fn sersync_xml(mut self, xml: &str) -> Self {
+        self.sersync_extra.push_str(xml);
+        self
+    }
+
+    /// The configuration text. Every remote shares the first one's port and password file
+    /// (one daemon per test), as `<rsync>` is global in the format.
+    pub fn xml(&self) -> String {
+        let switch = |name: &str, default: bool| {
+            self.switches
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|(_, on)| *on)
+                .unwrap_or(default)
+        };
+        let mut x = String::from(
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<head version=\"2.5\">\n",
+        );
+        let _ = writeln!(x, "  <filter start=\"{}\">", !self.excludes.is_empty());
+        for e in &self.excludes {
+            let _ = writeln!(x, "    <exclude expression=\"{}\"/>", xml_escape(e));
+        }
+        x.push_str("  </filter>\n  <inotify>\n");
+        for (name, default) in [
+            ("delete", true),
+            ("createFolder", true),
+            ("createFile", false),
+            ("closeWrite", true),
+            ("moveFrom", true),
+            ("moveTo", true),
+            ("attrib", false),
+            ("modify", false),
+        ] {
+            let _ = writeln!(x, "    <{name} start=\"{}\"/>", switch(name, default));
+        }
+        x.push_str("  </inotify>\n  <sersync>\n");
+        let _ = writeln!(
+            x,
+            "    <localpath watch=\"{}\">",
+            xml_escape(&self.watch.display().to_string())
+        );
+        for (_, _, module) in &self.remotes {
+            let _ = writeln!(x, "      <remote ip=\"127.0.0.1\" name=\"{module}\"/>");
+        }
+        x.push_str("    </localpath>\n    <rsync>\n");
+        let _ = writeln!(x, "      <commonParams params=\"{}\"/>", self.common_params);
+        if let Some((port, pass, _)) = self.remotes.first() {
+            let _ = writeln!(
+                x,
+                "      <auth start=\"true\" users=\"{USER}\" passwordfile=\"{}\"/>",
+                pass.display()
+            );
+            let _ = writeln!(x, "      <userDefinedPort start=\"true\" port=\"{port}\"/>");
+        }
+        x.push_str("      <timeout start=\"true\" time=\"20\"/>\n    </rsync>\n");
+        x.push_str(&self.sersync_extra);
+        x.push_str("  </sersync>\n");
+        x.push_str(&self.head_extra);
+        x.push_str("</head>\n");
+        x
+    }
+
+    /// Writes the configuration into `dir` and returns its path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("confxml.xml");
+        fs::write(&path, self.xml()).expect("write config");
+        path
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+}
+
+/// A running `sersync`, killed when dropped.
+pub struct Sersync {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Sersync {
+    /// Starts `sersync -o config ARGS…` with its log in `log_dir`, and waits until its watches
+    /// are established.
+    pub fn start(config: &Path, args: &[&str], log_dir: &Path) -> Sersync {
+        let log = log_dir.join("sersync.log");
+        let out = File::create(&log).expect("log file");
+        let child = Command::new(sersync_bin())
+            .arg("-o")
+            .arg(config)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("start sersync");
+        let mut s = Sersync {
+            child: Some(child),
+            log,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let log = self.log.clone();
+        let child = self.child.as_mut().expect("running");
+        crate::wait_for(Duration::from_secs(30), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ok(Err(status));
+            }
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("running lanes=") {
+                Ok(Ok(()))
+            } else {
+                Err("not ready".to_string())
+            }
+        })
+        .unwrap_or_else(|e| panic!("sersync did not start: {e}\n{}", self.log()))
+        .unwrap_or_else(|status| panic!("sersync exited with {status}:\n{}", self.log()));
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for it to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: plain system call on a child we own and have not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = crate::wait_for(timeout, || match child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            _ => Err("still running".to_string()),
+        });
+        if status.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status.ok()
+    }
+
+    /// Kills it with SIGKILL (no chance to clean up).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Sersync {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
