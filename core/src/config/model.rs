@@ -37,6 +37,10 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// Engine tuning (`<engine>` extension element).
     pub engine: EngineConfig,
+    /// What is valid but most likely a mistake, located: unknown elements and attributes
+    /// (ignored), switch values other than `true`/`false` (read as off), watches whose
+    /// changes go nowhere. The daemon logs them at start; `describe()` lists them.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {
