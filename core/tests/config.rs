@@ -321,6 +321,15 @@ fn a_watch_whose_changes_go_nowhere_is_warned_about() {
 }
 
 #[test]
+fn a_repeated_single_element_is_warned_about() {
+    let c = ok("<head><sersync><rsync/>\n<rsync><ssh start=\"true\"/></rsync><localpath watch=\"/a\"/><localpath watch=\"/b\"/></sersync></head>");
+    assert!(!c.rsync.ssh, "the first <rsync> is read");
+    let w = warning_texts(&c);
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert_eq!(w[0], "conf.xml:2:1: a second <rsync> in <sersync> is ignored\n  hint: only the first, at 1:16, is read; merge the two");
+}
+
+#[test]
 fn plugin_sections_are_not_linted() {
     let c = ok("<head><plugin name=\"x\" type=\"dylib\" path=\"/p\"><anything goes=\"here\"/></plugin></head>");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);

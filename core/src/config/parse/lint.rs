@@ -118,6 +118,9 @@ const HEAD: Shape = shape(
     ],
 );
 
+/// Elements that may appear more than once; of any other, only the first is read.
+const REPEATABLE: &[&str] = &["localpath", "remote", "exclude", "pattern", "plugin"];
+
 /// Attributes read as switches: only `true` turns them on.
 const SWITCHES: &[&str] = &["start", "xfs"];
 
@@ -153,10 +156,25 @@ fn check(node: &ConfigNode, shape: &Shape, found: &mut Vec<ConfigError>) {
             );
         }
     }
-    for child in &node.children {
+    for (i, child) in node.children.iter().enumerate() {
+        let earlier = node.children[..i].iter().find(|c| c.name == child.name);
         match shape.children.iter().find(|s| s.name == child.name) {
-            Some(child_shape) => check(child, child_shape, found),
             None => found.push(unknown_element(node, child, shape)),
+            Some(_) if earlier.is_some() && !REPEATABLE.contains(&child.name.as_str()) => {
+                let first = earlier.map_or(child.position, |e| e.position);
+                found.push(
+                    child
+                        .error(format!(
+                            "a second <{}> in <{}> is ignored",
+                            spelled(&child.name),
+                            spelled(&node.name)
+                        ))
+                        .with_hint(format!(
+                            "only the first, at {first}, is read; merge the two"
+                        )),
+                );
+            }
+            Some(child_shape) => check(child, child_shape, found),
         }
     }
 }
