@@ -775,6 +775,25 @@ fn the_password_file_must_exist_and_be_private() {
 }
 
 #[test]
+fn as_root_the_password_file_must_be_owned_by_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give a file away, and the rule applies only to root
+    }
+    let tree = Tree::new();
+    let file = tree.config(AUTH);
+    let pas = tree.password_file(0o600);
+    std::os::unix::fs::chown(&pas, Some(1000), None).unwrap();
+    let e = load_err(&file);
+    assert!(
+        e.message
+            .ends_with("is not owned by root; rsync run as root refuses it"),
+        "{e}"
+    );
+    assert_eq!(hint(&e), format!("chown root {}", pas.display()));
+}
+
+#[test]
 fn the_password_file_is_checked_only_by_load() {
     let tree = Tree::new();
     let file = tree.config(AUTH);
