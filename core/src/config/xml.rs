@@ -16,6 +16,10 @@ use sersync_plugin_sdk::{ConfigError, ConfigNode, Position};
 /// The root element every configuration file has.
 const ROOT: &str = "head";
 
+/// How deeply elements may nest. sersync's own elements go four levels deep; the limit keeps
+/// a pathological file from exhausting the stack when the tree is walked, cloned or dropped.
+const MAX_DEPTH: usize = 64;
+
 /// The file's text. Bytes that are valid UTF-8 are read as UTF-8; anything else is read as
 /// Latin-1 (ISO-8859-1, which the shipped file declares), where every byte is one character,
 /// so no file is ever refused for its encoding. A UTF-8 byte-order mark is dropped.
@@ -48,7 +52,19 @@ pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
             }
         })?;
         match event {
-            Event::Start(tag) => open.push(element(&tag, offset, &lines)?),
+            Event::Start(tag) => {
+                let node = element(&tag, offset, &lines)?;
+                if open.len() == MAX_DEPTH {
+                    return Err(node
+                        .error(format!(
+                            "elements are nested more than {MAX_DEPTH} deep here"
+                        ))
+                        .with_hint(
+                            "is an end tag missing, or an element written <x> instead of <x/>?",
+                        ));
+                }
+                open.push(node);
+            }
             Event::Empty(tag) => {
                 let node = element(&tag, offset, &lines)?;
                 attach(node, &mut open, &mut root)?;
@@ -350,6 +366,18 @@ mod tests {
             err.message.contains("attribute x twice (first at 2:5)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let deep = "<head>".to_string() + &"<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
+        let err = parse_tree(&deep).unwrap_err();
+        assert!(err.message.contains("nested more than 64 deep"), "{err}");
+        let ok = "<head>".to_string()
+            + &"<a>".repeat(MAX_DEPTH - 1)
+            + &"</a>".repeat(MAX_DEPTH - 1)
+            + "</head>";
+        assert!(parse_tree(&ok).is_ok());
     }
 
     #[test]
