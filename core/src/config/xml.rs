@@ -43,28 +43,11 @@ pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
     let mut root: Option<ConfigNode> = None;
     loop {
         let offset = to_usize(reader.buffer_position());
-        let event = reader.read_event().map_err(|e| {
-            let position = lines.position(to_usize(reader.error_position()));
-            let error = ConfigError::at(position, format!("malformed XML: {e}"));
-            match syntax_hint(&e) {
-                Some(hint) => error.with_hint(hint),
-                None => error,
-            }
-        })?;
+        let event = reader
+            .read_event()
+            .map_err(|e| syntax_error(&e, lines.position(to_usize(reader.error_position()))))?;
         match event {
-            Event::Start(tag) => {
-                let node = element(&tag, offset, &lines)?;
-                if open.len() == MAX_DEPTH {
-                    return Err(node
-                        .error(format!(
-                            "elements are nested more than {MAX_DEPTH} deep here"
-                        ))
-                        .with_hint(
-                            "is an end tag missing, or an element written <x> instead of <x/>?",
-                        ));
-                }
-                open.push(node);
-            }
+            Event::Start(tag) => push_open(element(&tag, offset, &lines)?, &mut open)?,
             Event::Empty(tag) => {
                 let node = element(&tag, offset, &lines)?;
                 attach(node, &mut open, &mut root)?;
@@ -92,18 +75,32 @@ pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
     })
 }
 
-/// What to do about an error quick-xml reports, where there is something useful to say.
-fn syntax_hint(error: &quick_xml::Error) -> Option<&'static str> {
+/// An error quick-xml reports at `position`, with what to do about it where there is
+/// something useful to say.
+fn syntax_error(error: &quick_xml::Error, position: Position) -> ConfigError {
+    let located = ConfigError::at(position, format!("malformed XML: {error}"));
     match error {
         quick_xml::Error::IllFormed(_) => {
-            Some("every element is closed, either as <x/> or by a matching </x>")
+            located.with_hint("every element is closed, either as <x/> or by a matching </x>")
         }
-        quick_xml::Error::Syntax(_) => Some(
-            "a tag ends with > (or />), a comment with -->, and attribute values \
-             are quoted",
+        quick_xml::Error::Syntax(_) => located.with_hint(
+            "a tag ends with > (or />), a comment with -->, and attribute values are quoted",
         ),
-        _ => None,
+        _ => located,
     }
+}
+
+/// Opens an element whose children follow, within [`MAX_DEPTH`].
+fn push_open(node: ConfigNode, open: &mut Vec<ConfigNode>) -> Result<(), ConfigError> {
+    if open.len() == MAX_DEPTH {
+        return Err(node
+            .error(format!(
+                "elements are nested more than {MAX_DEPTH} deep here"
+            ))
+            .with_hint("is an end tag missing, or an element written <x> instead of <x/>?"));
+    }
+    open.push(node);
+    Ok(())
 }
 
 /// The open element that the end tag `</name>` at `position` closes.
