@@ -103,6 +103,7 @@ fn shipped_file_loads_unchanged_with_its_values() {
     );
     assert_eq!(c.engine.state_dir, Path::new("/tmp/sersync-state"));
     assert!(c.require_watches().is_ok());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
 #[test]
@@ -165,7 +166,7 @@ fn element_and_attribute_names_are_case_insensitive() {
     let c = ok(
         r#"<HEAD><Sersync><LocalPath WATCH="/a/"><Remote IP="h" NAME="m"/></LocalPath>
 <RSYNC><SSH START="true"/><CommonParams PARAMS="-a"/></RSYNC></SERSYNC>
-<INOTIFY><Delete Start="false"/><CREATEFILE start="true"/></INOTIFY><FileSystem XFS="true"/></HEAD>"#,
+<INOTIFY><Delete Start="false"/><CREATEFILE start="true"/></inotify><FileSystem XFS="true"/></Head>"#,
     );
     assert_eq!(c.watches[0].root, Path::new("/a"));
     assert_eq!(c.watches[0].remotes[0].rsync_target(&c.rsync), "h:m");
@@ -264,6 +265,74 @@ fn entities_are_decoded_in_values() {
     ));
     assert_eq!(c.watches[0].root, Path::new("/a&b"));
     assert_eq!(c.watches[0].remotes[0].module, "m");
+}
+
+// ---- warnings ------------------------------------------------------------------------
+
+fn warning_texts(c: &Config) -> Vec<String> {
+    c.warnings.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn typos_are_warned_about_with_a_suggestion() {
+    let c = ok("<head>\n<filter start=\"true\"><exlude expression=\"x\"/></filter>\n<inotify><delete strat=\"false\"/></inotify>\n<sersync><whatever/></sersync></head>");
+    let w = warning_texts(&c);
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert_eq!(
+        w[0],
+        "conf.xml:2:22: <exlude> is not read inside <filter>; it is ignored\n  hint: did you mean exclude?"
+    );
+    assert!(w[1].starts_with("conf.xml:3:18: <delete> has no attribute strat; it is ignored\n  hint: did you mean start?"), "{w:#?}");
+    assert!(
+        w[2].ends_with("hint: the elements read here: localpath, rsync, failLog, crontab, plugin"),
+        "{w:#?}"
+    );
+    assert!(c.events.delete, "the misspelt attribute is ignored");
+    assert!(c.describe().contains("\nwarning: conf.xml:2:22: <exlude>"));
+}
+
+#[test]
+fn switch_values_other_than_true_or_false_are_warned_about() {
+    let c = ok("<head><debug start=\"True\"/><fileSystem xfs=\"1\"/></head>");
+    let w = warning_texts(&c);
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(
+        w[0].starts_with("conf.xml:1:14: <debug start=\"True\"> is read as off"),
+        "{w:#?}"
+    );
+    assert!(
+        w[1].contains("<fileSystem xfs=\"1\"> is read as off"),
+        "{w:#?}"
+    );
+    assert!(
+        w[1].ends_with("a switch is on only when written xfs=\"true\""),
+        "{w:#?}"
+    );
+}
+
+#[test]
+fn a_watch_whose_changes_go_nowhere_is_warned_about() {
+    let c = ok(&in_sersync("<localpath watch=\"/w\"/>"));
+    assert!(warning_texts(&c)[0].contains("changes under /w go nowhere"));
+    let c = ok(&in_sersync(
+        "<localpath watch=\"/w\"/><plugin start=\"true\" name=\"command\"/>",
+    ));
+    assert!(c.warnings.is_empty(), "a plugin takes the changes");
+}
+
+#[test]
+fn a_repeated_single_element_is_warned_about() {
+    let c = ok("<head><sersync><rsync/>\n<rsync><ssh start=\"true\"/></rsync><localpath watch=\"/a\"/><localpath watch=\"/b\"/></sersync></head>");
+    assert!(!c.rsync.ssh, "the first <rsync> is read");
+    let w = warning_texts(&c);
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert_eq!(w[0], "conf.xml:2:1: a second <rsync> in <sersync> is ignored\n  hint: only the first, at 1:16, is read; merge the two");
+}
+
+#[test]
+fn plugin_sections_are_not_linted() {
+    let c = ok("<head><plugin name=\"x\" type=\"dylib\" path=\"/p\"><anything goes=\"here\"/></plugin></head>");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
 // ---- filters ---------------------------------------------------------------------------
@@ -703,6 +772,25 @@ fn the_password_file_must_exist_and_be_private() {
     tree.password_file(0o600);
     let c = config::load(&file).unwrap();
     assert_eq!(c.rsync.auth.unwrap().password_file, pas);
+}
+
+#[test]
+fn as_root_the_password_file_must_be_owned_by_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give a file away, and the rule applies only to root
+    }
+    let tree = Tree::new();
+    let file = tree.config(AUTH);
+    let pas = tree.password_file(0o600);
+    std::os::unix::fs::chown(&pas, Some(1000), None).unwrap();
+    let e = load_err(&file);
+    assert!(
+        e.message
+            .ends_with("is not owned by root; rsync run as root refuses it"),
+        "{e}"
+    );
+    assert_eq!(hint(&e), format!("chown root {}", pas.display()));
 }
 
 #[test]

@@ -6,10 +6,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use sersync_plugin_sdk::{ConfigError, Position};
-
 use sersync_plugins::rsync::RsyncAuth;
 
 use crate::config::WatchConfig;
+
+const READ_WATCH_HINT: &str = "sersync must be able to read every directory it watches";
 
 /// Every watch root exists, is a directory and can be listed.
 pub fn watch_dirs(watches: &[WatchConfig]) -> Result<(), ConfigError> {
@@ -28,7 +29,7 @@ fn watch_dir(watch: &WatchConfig) -> Result<(), ConfigError> {
         ),
         Err(e) => fail(
             format!("the watched directory {root} cannot be accessed: {e}"),
-            "sersync must be able to read every directory it watches".into(),
+            READ_WATCH_HINT.into(),
         ),
         Ok(meta) if !meta.is_dir() => fail(
             format!("the watch path {root} is not a directory"),
@@ -37,7 +38,7 @@ fn watch_dir(watch: &WatchConfig) -> Result<(), ConfigError> {
         Ok(_) => fs::read_dir(&watch.root).map(drop).or_else(|e| {
             fail(
                 format!("the watched directory {root} cannot be listed: {e}"),
-                "sersync must be able to read every directory it watches".into(),
+                READ_WATCH_HINT.into(),
             )
         }),
     }

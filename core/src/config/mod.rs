@@ -4,7 +4,7 @@
 //! - `xml`: bytes → a tree of positioned [`ConfigNode`](sersync_plugin_sdk::ConfigNode)s.
 //! - `parse`: tree → [`Config`], every value checked, every element optional.
 //! - `checks`: what the configuration names on the file system.
-//! - [`load`], [`read`], [`parse_str`], [`parse_bytes`]: the entry points.
+//! - [`load()`], [`read`], [`parse_str`], [`parse_bytes`]: the entry points.
 //! - [`Config::describe`]: the effective configuration, for `sersync --check`.
 //!
 //! The reference for users is `docs/config.md`.

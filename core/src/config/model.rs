@@ -37,6 +37,12 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// Engine tuning (`<engine>` extension element).
     pub engine: EngineConfig,
+    /// What is valid but most likely a mistake, located: unknown elements and attributes
+    /// (ignored), a second copy of an element read once (ignored), switch values other than
+    /// `true`/`false` (read as off), watches whose changes go nowhere. Top-level `<plugin>`
+    /// sections are left to their sinks. The daemon should log them at start;
+    /// [`Config::describe`] lists them.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {

@@ -12,6 +12,7 @@ impl Config {
     /// what is watched and where it goes (the exact rsync destination), how rsync is run,
     /// filters, events, fail log, crontab, plugins, control address and engine tuning.
     /// Defaults are shown like values from the file, so the text says what will happen.
+    /// Warnings follow, one `warning:` line each (with its hint on the next line).
     pub fn describe(&self) -> String {
         let mut out = format!("configuration {}\n", self.file.display());
         if self.watches.is_empty() {
@@ -38,6 +39,9 @@ impl Config {
         ];
         for line in lines {
             let _ = writeln!(out, "{line}");
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning: {warning}");
         }
         out
     }

@@ -16,6 +16,10 @@ use sersync_plugin_sdk::{ConfigError, ConfigNode, Position};
 /// The root element every configuration file has.
 const ROOT: &str = "head";
 
+/// How deeply elements may nest. sersync's own elements go four levels deep; the limit keeps
+/// a pathological file from exhausting the stack when the tree is walked, cloned or dropped.
+const MAX_DEPTH: usize = 64;
+
 /// The file's text. Bytes that are valid UTF-8 are read as UTF-8; anything else is read as
 /// Latin-1 (ISO-8859-1, which the shipped file declares), where every byte is one character,
 /// so no file is ever refused for its encoding. A UTF-8 byte-order mark is dropped.
@@ -39,16 +43,11 @@ pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
     let mut root: Option<ConfigNode> = None;
     loop {
         let offset = to_usize(reader.buffer_position());
-        let event = reader.read_event().map_err(|e| {
-            let position = lines.position(to_usize(reader.error_position()));
-            let error = ConfigError::at(position, format!("malformed XML: {e}"));
-            match syntax_hint(&e) {
-                Some(hint) => error.with_hint(hint),
-                None => error,
-            }
-        })?;
+        let event = reader
+            .read_event()
+            .map_err(|e| syntax_error(&e, lines.position(to_usize(reader.error_position()))))?;
         match event {
-            Event::Start(tag) => open.push(element(&tag, offset, &lines)?),
+            Event::Start(tag) => push_open(element(&tag, offset, &lines)?, &mut open)?,
             Event::Empty(tag) => {
                 let node = element(&tag, offset, &lines)?;
                 attach(node, &mut open, &mut root)?;
@@ -76,18 +75,32 @@ pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
     })
 }
 
-/// What to do about an error quick-xml reports, where there is something useful to say.
-fn syntax_hint(error: &quick_xml::Error) -> Option<&'static str> {
+/// An error quick-xml reports at `position`, with what to do about it where there is
+/// something useful to say.
+fn syntax_error(error: &quick_xml::Error, position: Position) -> ConfigError {
+    let located = ConfigError::at(position, format!("malformed XML: {error}"));
     match error {
         quick_xml::Error::IllFormed(_) => {
-            Some("every element is closed, either as <x/> or by a matching </x>")
+            located.with_hint("every element is closed, either as <x/> or by a matching </x>")
         }
-        quick_xml::Error::Syntax(_) => Some(
-            "a tag ends with > (or />), a comment with -->, and attribute values \
-             are quoted",
+        quick_xml::Error::Syntax(_) => located.with_hint(
+            "a tag ends with > (or />), a comment with -->, and attribute values are quoted",
         ),
-        _ => None,
+        _ => located,
     }
+}
+
+/// Opens an element whose children follow, within [`MAX_DEPTH`].
+fn push_open(node: ConfigNode, open: &mut Vec<ConfigNode>) -> Result<(), ConfigError> {
+    if open.len() == MAX_DEPTH {
+        return Err(node
+            .error(format!(
+                "elements are nested more than {MAX_DEPTH} deep here"
+            ))
+            .with_hint("is an end tag missing, or an element written <x> instead of <x/>?"));
+    }
+    open.push(node);
+    Ok(())
 }
 
 /// The open element that the end tag `</name>` at `position` closes.
@@ -350,6 +363,18 @@ mod tests {
             err.message.contains("attribute x twice (first at 2:5)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let deep = "<head>".to_string() + &"<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
+        let err = parse_tree(&deep).unwrap_err();
+        assert!(err.message.contains("nested more than 64 deep"), "{err}");
+        let ok = "<head>".to_string()
+            + &"<a>".repeat(MAX_DEPTH - 1)
+            + &"</a>".repeat(MAX_DEPTH - 1)
+            + "</head>";
+        assert!(parse_tree(&ok).is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod engine;
 mod filter;
+mod lint;
 mod plugins;
 mod rsync;
 mod values;
@@ -24,7 +25,7 @@ pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
     let events = events(head.child("inotify"));
     let fail_log = fail_log(sersync.and_then(|s| s.child("faillog")))?;
     let plugins = plugins::sections(head)?;
-    Ok(Config {
+    let mut config = Config {
         file: file.to_path_buf(),
         control: control(head.child("host"))?,
         debug: child_switch(Some(head), "debug", false),
@@ -42,7 +43,13 @@ pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
         engine: engine::engine(head.child("engine"), &fail_log.path)?,
         fail_log,
         plugins,
-    })
+        warnings: Vec::new(),
+    };
+    config.warnings = lint::warnings(head, &config)
+        .into_iter()
+        .map(|w| w.in_file(file))
+        .collect();
+    Ok(config)
 }
 
 /// `<host hostip port>`. Default `localhost:8008`.

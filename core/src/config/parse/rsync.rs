@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 use sersync_plugins::rsync::{RsyncAuth, RsyncOptions};
 
-use super::values::{child_switch, enabled, quoted, required, required_number, PORT, SECONDS};
+use super::values::{
+    child_switch, enabled, quoted, required, required_number, spelled, Bounds, PORT, SECONDS,
+};
 
 /// rsync's options from `<rsync>`; `delete` and `full_sync_excludes` come from `<inotify>` and
 /// `<crontabfilter>`.
@@ -19,27 +21,9 @@ pub fn rsync_options(
         program: program(rsync)?,
         common_params: common_params(rsync)?,
         auth: enabled(rsync, "auth").map(|a| auth(a, ssh)).transpose()?,
-        port: enabled(rsync, "userdefinedport")
-            .map(|p| {
-                required_number(
-                    p,
-                    "port",
-                    &PORT,
-                    "<userDefinedPort start=\"true\" port=\"874\"/>",
-                )
-            })
-            .transpose()?
+        port: switched_number(rsync, "userdefinedport", "port", &PORT, "874")?
             .map(|port| port as u16),
-        timeout: enabled(rsync, "timeout")
-            .map(|t| {
-                required_number(
-                    t,
-                    "time",
-                    &SECONDS,
-                    "<timeout start=\"true\" time=\"100\"/>",
-                )
-            })
-            .transpose()?
+        timeout: switched_number(rsync, "timeout", "time", &SECONDS, "100")?
             .map(|seconds| seconds as u32),
         ssh,
         delete,
@@ -89,4 +73,24 @@ fn auth(node: &ConfigNode, ssh: bool) -> Result<RsyncAuth, ConfigError> {
         user: required(node, "users", example)?.to_string(),
         password_file: PathBuf::from(required(node, "passwordfile", example)?),
     })
+}
+
+/// `<rsync><element start="true" attr="N">`: the number, which the switched-on element needs
+/// (`example` is a valid value); `None` when the element is off or missing. The bounds keep
+/// the value within the caller's integer type.
+fn switched_number(
+    rsync: Option<&ConfigNode>,
+    element: &str,
+    attr: &str,
+    bounds: &Bounds,
+    example: &str,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(node) = enabled(rsync, element) else {
+        return Ok(None);
+    };
+    let example = format!(
+        "<{} start=\"true\" {attr}=\"{example}\"/>",
+        spelled(element)
+    );
+    required_number(node, attr, bounds, &example).map(Some)
 }

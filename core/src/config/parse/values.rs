@@ -24,7 +24,6 @@ pub fn spelled(name: &str) -> &str {
         "retryInitialMs",
         "retryMaxMs",
         "stateDir",
-        "ignoreError",
     ];
     MIXED_CASE
         .iter()
