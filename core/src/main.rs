@@ -47,6 +47,9 @@ fn main() -> ExitCode {
         eprintln!("sersync: cannot open the log file: {e}");
         return ExitCode::from(1);
     }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     match run(&config, &cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

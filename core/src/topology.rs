@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sersync_plugin_sdk::{ConfigError, WatchId};
-use sersync_plugins::rsync::{ProcessLimit, RsyncSpec, Target};
+use sersync_plugins::rsync::{ProcessLimit, RsyncSpec};
 use sersync_plugins::{configure_plugin, SinkSpec};
 
 use crate::config::Config;
@@ -50,13 +50,9 @@ impl Topology {
             for watch in &config.watches {
                 let id = topology.root_id(&watch.root);
                 for remote in &watch.remotes {
-                    let target = Target {
-                        host: remote.host.clone(),
-                        module: remote.module.clone(),
-                    };
                     let spec = RsyncSpec::new(
                         config.rsync.clone(),
-                        target,
+                        remote.target(),
                         watch.root.clone(),
                         limit.clone(),
                     );

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use regex::bytes::Regex;
 use sersync_plugin_sdk::{ConfigError, ConfigNode, Position};
-use sersync_plugins::rsync::RsyncOptions;
+use sersync_plugins::rsync::{RsyncOptions, Target};
 
 /// Everything `confxml.xml` says, checked and typed.
 #[derive(Debug)]
@@ -90,16 +90,12 @@ pub struct FilterConfig {
 }
 
 /// Temporary names that are never synced unless the config replaces the list: vim swap files
-/// and its `4913` probe, `~` backups, emacs `#autosave#` and `.#lock` files, rsync's own
-/// `.name.XXXXXX` temporaries.
-pub const DEFAULT_TEMP_PATTERNS: &[&str] = &[
-    r"\..*\.sw[a-p]",
-    r"4913",
-    r".*~",
-    r"#.*#",
-    r"\.#.*",
-    r"\..+\.[A-Za-z0-9]{6}",
-];
+/// and its `4913` probe, `~` backups, emacs `#autosave#` and `.#lock` files.
+///
+/// rsync's own `.name.XXXXXX` temporaries are deliberately not in the list: no pattern tells
+/// them from real files such as `.htaccess.backup`, and syncing a temporary costs a little
+/// traffic while excluding a real file loses it.
+pub const DEFAULT_TEMP_PATTERNS: &[&str] = &[r"\..*\.sw[a-p]", r"4913", r".*~", r"#.*#", r"\.#.*"];
 
 /// A regex with the text it was written as and where.
 #[derive(Debug, Clone)]
@@ -155,23 +151,18 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// The rsync sink's view of this remote.
+    pub fn target(&self) -> Target {
+        Target {
+            host: self.host.clone(),
+            module: self.module.clone(),
+        }
+    }
+
     /// The destination argument rsync gets for this remote: `user@host::module` for an rsync
     /// daemon (`user@` with `<auth start="true">`), `host:path` with `<ssh start="true">`.
-    /// An IPv6 address is bracketed, as rsync's host parser expects.
     pub fn rsync_target(&self, rsync: &RsyncOptions) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if rsync.ssh {
-            return format!("{host}:{}", self.module);
-        }
-        let user = rsync
-            .auth
-            .as_ref()
-            .map_or(String::new(), |auth| format!("{}@", auth.user));
-        format!("{user}{host}::{}", self.module)
+        self.target().destination(rsync)
     }
 }
 
