@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod coalesce;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dispatch;
 pub mod engine;

@@ -6,9 +6,11 @@
 //! queue is its pending state: a slow sink gets bigger batches, never a stalled reader.
 
 mod backoff;
+mod histogram;
 mod lane;
 
 pub use backoff::Backoff;
+pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
 pub use lane::{Lane, LaneStats, LaneTiming, LastOutcome, Mode};
 
 use std::sync::Arc;

@@ -1,0 +1,18 @@
+//! The control endpoint on `<host hostip port>`: status, metrics, and on-demand full syncs.
+//!
+//! The engine implements [`Control`]; the HTTP side only reads [`StatusSnapshot`]s and asks
+//! for full syncs through it.
+
+mod snapshot;
+
+pub use snapshot::{LaneStatus, StatusSnapshot, WatchStatus};
+
+/// What the control endpoint may ask of the running engine.
+pub trait Control: Send + Sync {
+    /// The state of every watch and lane now.
+    fn snapshot(&self) -> StatusSnapshot;
+
+    /// Queues a full sync of the rsync lanes, optionally only those of the watch whose root
+    /// is `watch` and/or whose lane name contains `remote`. Returns how many lanes were asked.
+    fn request_full_sync(&self, watch: Option<&str>, remote: Option<&str>) -> usize;
+}

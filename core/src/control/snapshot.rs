@@ -1,0 +1,61 @@
+//! A point-in-time copy of the engine's state, for `/status`, `/metrics` and `sersync status`.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::dispatch::HistogramSnapshot;
+
+/// Everything the control endpoint reports.
+#[derive(Clone, Debug, Default)]
+pub struct StatusSnapshot {
+    /// sersync's version.
+    pub version: String,
+    /// Time since start.
+    pub uptime: Duration,
+    /// Kernel queue overflows seen.
+    pub overflows: u64,
+    /// Raw kernel events read, all watches together.
+    pub events_seen: u64,
+    /// Directories watched, all watches together.
+    pub directories: u64,
+    /// Every watch root.
+    pub watches: Vec<WatchStatus>,
+    /// Every lane.
+    pub lanes: Vec<LaneStatus>,
+}
+
+/// One watch root.
+#[derive(Clone, Debug, Default)]
+pub struct WatchStatus {
+    /// Its absolute path.
+    pub root: PathBuf,
+}
+
+/// One lane (a sink for one watch).
+#[derive(Clone, Debug, Default)]
+pub struct LaneStatus {
+    /// Its name, e.g. `rsync backup@10.0.0.2::www` or `refreshCDN`.
+    pub name: String,
+    /// The watch root it serves.
+    pub root: PathBuf,
+    /// Paths waiting for the next batch.
+    pub pending: u64,
+    /// Events in the batch being delivered now (0 when idle).
+    pub in_flight: u64,
+    /// Batches delivered.
+    pub batches: u64,
+    /// Events delivered.
+    pub events: u64,
+    /// Failed deliveries.
+    pub failures: u64,
+    /// Consecutive failures of the current retry streak (0 when healthy).
+    pub retry_streak: u32,
+    /// When a batch was last delivered.
+    pub last_success: Option<SystemTime>,
+    /// The last error and when it happened.
+    pub last_error: Option<(SystemTime, String)>,
+    /// Bytes in the lane's durable journal.
+    pub journal_bytes: u64,
+    /// From an event's arrival to its batch being delivered.
+    pub latency: HistogramSnapshot,
+}
