@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, SinkContext, WatchId};
 
 use crate::config::Config;
-use crate::dispatch::{self, Lane, LaneTiming, Mode};
+use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode};
 use crate::filter::Filter;
 use crate::topology::Topology;
 use crate::watch::{limits::InotifyLimits, WatchError, Watcher};
@@ -142,12 +142,14 @@ pub fn run(
             message: e.to_string(),
         })?;
         tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
+        let journal = open_journal(&config.engine.state_dir, &name, root);
         let lane = Lane::new(
             name.clone(),
             plan.watch,
             root.path.clone(),
             timing,
             config.engine.max_pending,
+            journal,
         );
         let worker = lane.clone();
         let mode = options.mode;
@@ -256,6 +258,23 @@ fn drain(lanes: Vec<RunningLane>, deadline: Duration) {
             }
             Ok(_) => {}
             Err(_) => tracing::error!(lane = %l.lane.name(), "lane thread panicked"),
+        }
+    }
+}
+
+/// Opens the journal of lane `name` for `root`; on failure logs why and returns `None` (the
+/// lane then syncs without one).
+fn open_journal(
+    state_dir: &std::path::Path,
+    name: &str,
+    root: &crate::watch::Root,
+) -> Option<(Journal, Vec<Event>)> {
+    let path = state_dir.join(Journal::file_name(name, &root.path));
+    match Journal::open(&path, root.watch) {
+        Ok(opened) => Some(opened),
+        Err(error) => {
+            tracing::error!(lane = name, journal = %path.display(), %error, "cannot open the lane's journal; syncing goes on without one (set <engine stateDir> to a writable directory)");
+            None
         }
     }
 }

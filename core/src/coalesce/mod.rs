@@ -85,6 +85,27 @@ impl Coalescer {
         }
     }
 
+    /// A copy of everything pending, in the order paths were first touched.
+    pub fn snapshot(&self) -> Vec<Event> {
+        let mut entries: Vec<(&RelPath, &Entry)> = self.entries.iter().collect();
+        entries.sort_by_key(|(_, e)| e.seq);
+        entries
+            .into_iter()
+            .map(|(path, e)| self.event(path.clone(), e.clone()))
+            .collect()
+    }
+
+    fn event(&self, path: RelPath, e: Entry) -> Event {
+        Event {
+            kind: e.kind,
+            path,
+            from: e.from,
+            is_dir: e.is_dir,
+            watch: self.watch,
+            time: e.time,
+        }
+    }
+
     /// Takes everything pending, in the order paths were first touched.
     pub fn take(&mut self) -> Vec<Event> {
         self.first_at = None;
@@ -94,14 +115,7 @@ impl Coalescer {
         entries.sort_by_key(|(_, e)| e.seq);
         entries
             .into_iter()
-            .map(|(path, e)| Event {
-                kind: e.kind,
-                path,
-                from: e.from,
-                is_dir: e.is_dir,
-                watch: self.watch,
-                time: e.time,
-            })
+            .map(|(path, e)| self.event(path, e))
             .collect()
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sersync_plugin_sdk::{Batch, Event, Sink, WatchId};
 
 use super::backoff::Backoff;
+use super::journal::Journal;
 use crate::coalesce::Coalescer;
 
 /// How a lane cuts batches and retries.
@@ -60,6 +61,28 @@ pub struct LastOutcome {
 struct State {
     pending: Coalescer,
     closing: bool,
+    journal: Option<Journal>,
+}
+
+impl State {
+    /// Runs a journal operation; on failure logs it once and goes on without a journal, so
+    /// that a full disk or an unwritable state directory never stops syncing.
+    fn journal(&mut self, lane: &str, op: impl FnOnce(&mut Journal) -> std::io::Result<()>) {
+        if let Some(journal) = self.journal.as_mut() {
+            if let Err(error) = op(journal) {
+                tracing::error!(lane, %error, "cannot write the lane's journal; syncing goes on, but changes pending at a crash would need a full sync (-r) to recover");
+                self.journal = None;
+            }
+        }
+    }
+
+    /// Makes the journal hold exactly what is pending now.
+    fn compact_journal(&mut self, lane: &str) {
+        if self.journal.is_some() {
+            let pending = self.pending.snapshot();
+            self.journal(lane, |j| j.rewrite(&pending));
+        }
+    }
 }
 
 /// One sink instance for one watch.
@@ -75,22 +98,33 @@ pub struct Lane {
 
 impl Lane {
     /// A lane called `name` for `watch` rooted at `root`, holding at most `max_pending` paths
-    /// before collapsing them.
+    /// before collapsing them. With a `journal`, the changes it holds are replayed first
+    /// and every change is recorded until delivered.
     pub fn new(
         name: String,
         watch: WatchId,
         root: PathBuf,
         timing: LaneTiming,
         max_pending: usize,
+        journal: Option<(Journal, Vec<Event>)>,
     ) -> Arc<Lane> {
+        let mut pending = Coalescer::new(watch, max_pending);
+        let journal = journal.map(|(journal, replayed)| {
+            if !replayed.is_empty() {
+                tracing::info!(lane = %name, changes = replayed.len(), "replaying changes left undelivered by the previous run");
+                pending.requeue(replayed);
+            }
+            journal
+        });
         Arc::new(Lane {
             name,
             watch,
             root,
             timing,
             state: Mutex::new(State {
-                pending: Coalescer::new(watch, max_pending),
+                pending,
                 closing: false,
+                journal,
             }),
             wake: Condvar::new(),
             stats: LaneStats::default(),
@@ -117,20 +151,31 @@ impl Lane {
         self.lock().pending.len()
     }
 
+    /// Bytes in the lane's journal (0 without one).
+    pub fn journal_bytes(&self) -> u64 {
+        self.lock().journal.as_ref().map_or(0, Journal::bytes)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Merges events of this lane's watch into its pending state.
     pub fn push_all<'a>(&self, events: impl IntoIterator<Item = &'a Event>) {
-        let mut state = self.lock();
-        let before = state.pending.len();
-        for event in events {
-            if event.watch == self.watch {
-                state.pending.push(event.clone());
-            }
+        let mine: Vec<&Event> = events
+            .into_iter()
+            .filter(|e| e.watch == self.watch)
+            .collect();
+        if mine.is_empty() {
+            return;
         }
-        if before == 0 && !state.pending.is_empty() {
+        let mut state = self.lock();
+        state.journal(&self.name, |j| j.append(mine.iter().copied()));
+        let before = state.pending.len();
+        for event in mine {
+            state.pending.push(event.clone());
+        }
+        if before == 0 {
             self.wake.notify_all();
         }
     }
@@ -185,7 +230,8 @@ impl Lane {
     }
 
     /// The lane's thread: cut batches, deliver them, retry failures, until closed. Returns
-    /// the events that could not be delivered when it was closed.
+    /// the events that could not be delivered when it was closed; they stay in the journal
+    /// for the next run, which is removed when nothing is left.
     pub fn run(self: Arc<Self>, mut sink: Box<dyn Sink>, mode: Mode) -> Vec<Event> {
         let mut backoff = Backoff::new(self.timing.retry_initial, self.timing.retry_max);
         while let Some(events) = self.next_batch() {
@@ -221,6 +267,7 @@ impl Lane {
                         .events
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.record(|last| last.success = Some(SystemTime::now()));
+                    self.lock().compact_journal(&self.name);
                     tracing::debug!(lane = %self.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
                 }
                 Err(error) => {
@@ -236,6 +283,7 @@ impl Lane {
                     let closing = {
                         let mut state = self.lock();
                         state.pending.requeue(batch.events);
+                        state.compact_journal(&self.name);
                         state.closing
                     };
                     if error.is_retryable() {
@@ -250,7 +298,14 @@ impl Lane {
                 }
             }
         }
-        self.lock().pending.take()
+        let mut state = self.lock();
+        let left = state.pending.take();
+        if left.is_empty() {
+            if let Some(journal) = state.journal.take() {
+                let _ = journal.remove();
+            }
+        }
+        left
     }
 
     fn record(&self, update: impl FnOnce(&mut LastOutcome)) {

@@ -7,10 +7,12 @@
 
 mod backoff;
 mod histogram;
+mod journal;
 mod lane;
 
 pub use backoff::Backoff;
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
+pub use journal::Journal;
 pub use lane::{Lane, LaneStats, LaneTiming, LastOutcome, Mode};
 
 use std::sync::Arc;
