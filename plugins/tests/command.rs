@@ -7,9 +7,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sersync_plugin_sdk::{ConfigNode, EventKind, RelPath, Sink, SinkContext};
+use sersync_plugin_sdk::{ConfigNode, EventKind, RelPath, Sink};
 use sersync_plugins::configure_plugin;
 use support::compliance::{self, relative, Lane, Probe, SinkUnderTest};
+use support::start;
 use support::xml::{escape, plugin, plugin_xml};
 
 /// Records each argument NUL-terminated into `$1`, and one line per run into `$1.runs`.
@@ -21,18 +22,6 @@ fn script(root: &Path, name: &str, body: &str) -> String {
     let path = root.parent().unwrap().join(name);
     std::fs::write(&path, body).unwrap();
     escape(&format!("/bin/sh '{}'", path.display()))
-}
-
-fn start(node: &ConfigNode, root: &Path) -> Box<dyn Sink> {
-    let ctx = SinkContext {
-        watch: sersync_plugin_sdk::WatchId(0),
-        root: root.to_path_buf(),
-        filter: std::sync::Arc::new(sersync_plugin_sdk::sink::NoFilter),
-    };
-    configure_plugin(node)
-        .expect("valid config")
-        .start(&ctx)
-        .expect("starts")
 }
 
 /// The recorder's output file for the lane rooted at `root`.
