@@ -1,8 +1,9 @@
 //! Percent-encoding of raw path bytes for URLs (RFC 3986).
 
-/// Characters kept as they are in a URL path besides the unreserved ones: the separator and the
-/// sub-delimiters that CDNs and web servers take literally.
-pub(crate) const PATH_KEEP: &[u8] = b"/!$'()*+,;=:@";
+/// Characters kept as they are in a URL path besides the unreserved ones: the separator, the
+/// sub-delimiters, `:` and `@`, which browsers leave unencoded too, so that the URL purged is
+/// the cache key a browser's request produced.
+pub(crate) const PATH_KEEP: &[u8] = b"/!$&'()*+,;=:@";
 
 /// Characters kept as they are in a query value besides the unreserved ones. `:` and `/` are
 /// legal there and keep a URL passed as a value readable (and byte-identical to what sersync
@@ -33,6 +34,9 @@ mod tests {
             encode(b"http://x/a b&c=d%e#f+\xff", QUERY_KEEP),
             "http://x/a%20b%26c%3Dd%25e%23f%2B%FF"
         );
-        assert_eq!(encode(b"a/b c(1).jpg", PATH_KEEP), "a/b%20c(1).jpg");
+        assert_eq!(
+            encode(b"a/b c(1)&x=y#?.jpg", PATH_KEEP),
+            "a/b%20c(1)&x=y%23%3F.jpg"
+        );
     }
 }
