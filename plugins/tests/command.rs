@@ -322,3 +322,73 @@ fn the_2_5_4_section_configures_unchanged() {
     assert!(spec.own_watches().is_empty());
     assert!(spec.summary().contains("/bin/sh"), "{}", spec.summary());
 }
+
+/// Collects every tracing event of this test binary as `LEVEL field=value …`.
+mod log_capture {
+    use std::fmt::Write;
+    use std::sync::{Mutex, Once};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata};
+
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Capture;
+
+    struct Line(String);
+
+    impl Visit for Line {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    impl tracing::Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut line = Line(event.metadata().level().to_string());
+            event.record(&mut line);
+            LINES.lock().unwrap().push(line.0);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Installs the capture (once per process) and returns the lines so far.
+    pub fn lines() -> Vec<String> {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| tracing::subscriber::set_global_default(Capture).unwrap());
+        LINES.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn stdout_and_stderr_go_to_the_log_escaped() {
+    log_capture::lines();
+    let lane = Lane::new();
+    let body = r#"printf 'out line\n'; printf 'err \033 line\n' >&2"#;
+    let node = plugin_xml(&format!(
+        r#"<plugin name="command"><param prefix="{}"/></plugin>"#,
+        script(&lane.root, "talk.sh", body)
+    ));
+    start(&node, &lane.root)
+        .deliver(&lane.batch(vec![lane.touch(EventKind::CloseWrite, b"f", false)]))
+        .unwrap();
+    support::peers::wait_until(Duration::from_secs(10), "both lines in the log", || {
+        let lines = log_capture::lines();
+        let has = |level: &str, text: &str| {
+            lines
+                .iter()
+                .any(|l| l.starts_with(level) && l.contains(text))
+        };
+        (has("INFO", "stdout: out line") && has("WARN", r"stderr: err \x1b line")).then_some(())
+    });
+}
