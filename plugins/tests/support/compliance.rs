@@ -289,6 +289,7 @@ pub fn relative(root: &Path, absolute: &[u8]) -> Vec<u8> {
 
 /// Expands to a `sink_compliance` module with one `#[test]` per check, run against `$sut` (an
 /// expression whose value implements [`SinkUnderTest`]).
+#[allow(unused_macros)] // not every test binary runs the suite
 macro_rules! suite {
     ($sut:expr) => {
         mod sink_compliance {
@@ -318,4 +319,5 @@ macro_rules! suite {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use suite;
