@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sersync_plugin_sdk::{ConfigNode, EventKind, RelPath, Sink};
+use sersync_plugin_sdk::{ConfigNode, EventKind, Sink};
 use sersync_plugins::configure_plugin;
 use support::compliance::{self, relative, Lane, Probe, SinkUnderTest};
 use support::start;
@@ -19,14 +19,14 @@ const RECORDER: &str = r#"out=$1; shift; echo run >> "$out.runs"; for a in "$@";
 /// Writes `body` as a shell script `name` beside the lane's root and returns
 /// `/bin/sh 'SCRIPT'`, escaped for an attribute.
 fn script(root: &Path, name: &str, body: &str) -> String {
-    let path = root.parent().unwrap().join(name);
+    let path = compliance::beside(root, name);
     std::fs::write(&path, body).unwrap();
     escape(&format!("/bin/sh '{}'", path.display()))
 }
 
 /// The recorder's output file for the lane rooted at `root`.
 fn argv_out(root: &Path) -> PathBuf {
-    root.parent().unwrap().join("argv.out")
+    compliance::beside(root, "argv.out")
 }
 
 /// `<plugin name="command">` running the recorder into [`argv_out`], plus `param_extra`
@@ -117,7 +117,7 @@ fn probe_for(lane: &Lane) -> ArgvProbe {
 #[test]
 fn environment_names_event_path_root_and_move_source() {
     let lane = Lane::new();
-    let out = lane.root.parent().unwrap().join("env.out");
+    let out = lane.beside("env.out");
     let body = r#"printf '%s\0' "$SERSYNC_EVENT" "$SERSYNC_PATH" "$SERSYNC_ROOT" "${SERSYNC_FROM-unset}" "${SERSYNC_TO-unset}" "$SERSYNC_IS_DIR" >> "$1""#;
     let prefix = format!(
         "{} '{}'",
@@ -128,8 +128,7 @@ fn environment_names_event_path_root_and_move_source() {
         r#"<plugin name="command"><param prefix="{prefix}"/></plugin>"#
     ));
     let mut sink = start(&node, &lane.root);
-    let mut mv = lane.touch(EventKind::Move, b"new\nname", false);
-    mv.from = Some(RelPath::from("old name"));
+    let mv = lane.moved(b"old name", b"new\nname", false);
     sink.deliver(&lane.batch(vec![mv])).unwrap();
     let data = std::fs::read(&out).unwrap();
     let fields: Vec<&[u8]> = data.split(|&b| b == 0).collect();
@@ -252,7 +251,7 @@ fn missing_program_is_fatal() {
 #[test]
 fn timeout_kills_the_whole_process_group() {
     let lane = Lane::new();
-    let pidfile = lane.root.parent().unwrap().join("child.pid");
+    let pidfile = lane.beside("child.pid");
     let node = plugin_xml(&format!(
         r#"<plugin name="command"><param prefix="/bin/sh -c 'sleep 30 &amp; echo $! > {}; wait' hang" timeout="500ms"/></plugin>"#,
         pidfile.display()
@@ -307,11 +306,7 @@ fn config_errors_are_located_and_explained() {
             "at least 1",
         ),
     ];
-    for (xml, needle) in cases {
-        let err = configure_plugin(&plugin_xml(xml)).unwrap_err();
-        assert!(err.message.contains(needle), "{xml}: {err}");
-        assert!(err.position.is_some_and(|p| p.line == 2), "{xml}: {err:?}");
-    }
+    support::assert_config_errors(&cases);
 }
 
 #[test]

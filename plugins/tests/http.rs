@@ -62,7 +62,7 @@ compliance::suite!(HttpSut);
 fn posts_one_json_document_per_batch_with_headers() {
     let lane = Lane::new();
     let peer = HttpPeer::start(Reply::Status(204));
-    let token_file = lane.root.parent().unwrap().join("token");
+    let token_file = lane.beside("token");
     std::fs::write(&token_file, "file-secret\n").unwrap();
     // An env var every process has, so that the test need not set one (set_var races other
     // test threads).
@@ -207,9 +207,5 @@ fn config_errors_are_located_and_explained() {
             "header name",
         ),
     ];
-    for (xml, needle) in cases {
-        let err = configure_plugin(&plugin_xml(xml)).unwrap_err();
-        assert!(err.to_string().contains(needle), "{xml}: {err}");
-        assert!(err.position.is_some_and(|p| p.line == 2), "{xml}: {err:?}");
-    }
+    support::assert_config_errors(&cases);
 }

@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sersync_plugin_sdk::{ConfigNode, EventKind, RelPath, Sink};
+use sersync_plugin_sdk::{ConfigNode, EventKind, Sink};
 use sersync_plugins::configure_plugin;
 use support::compliance::{self, Lane, Probe, SinkUnderTest};
 use support::decode::percent;
@@ -230,7 +230,7 @@ fn chinacache_statuses_and_silence_are_classified_and_password_stays_secret() {
 fn purge_sends_secret_headers_and_paces_requests() {
     let lane = Lane::new();
     let peer = HttpPeer::start(Reply::Status(200));
-    let token = lane.root.parent().unwrap().join("token");
+    let token = lane.beside("token");
     std::fs::write(&token, "tok\n").unwrap();
     let node = cdn(
         &lane.root,
@@ -241,8 +241,7 @@ fn purge_sends_secret_headers_and_paces_requests() {
         ),
     );
     let mut sink = start(&node, &lane.root);
-    let mut mv = lane.touch(EventKind::Move, b"new", false);
-    mv.from = Some(RelPath::from("old"));
+    let mv = lane.moved(b"old", b"new", false);
     let started = Instant::now();
     sink.deliver(&lane.batch(vec![lane.touch(EventKind::CloseWrite, b"one", false), mv]))
         .unwrap();
@@ -389,9 +388,5 @@ fn config_errors_are_located_and_explained() {
             "duration",
         ),
     ];
-    for (xml, needle) in cases {
-        let err = configure_plugin(&plugin_xml(&xml)).unwrap_err();
-        assert!(err.to_string().contains(needle), "{xml}: {err}");
-        assert!(err.position.is_some_and(|p| p.line == 2), "{xml}: {err:?}");
-    }
+    support::assert_config_errors(&cases);
 }

@@ -5,7 +5,7 @@ mod support;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use sersync_plugin_sdk::{ConfigNode, EventKind, RelPath, Sink};
+use sersync_plugin_sdk::{ConfigNode, EventKind, Sink};
 use sersync_plugins::configure_plugin;
 use support::compliance::{self, relative, Lane, Probe, SinkUnderTest};
 use support::decode::{json_bytes, json_event_paths};
@@ -108,8 +108,7 @@ fn path_format_is_2_5_4_bytes_one_connection_per_path() {
         &socket_node(&lane.root, "127.0.0.1", peer.addr().port(), Some("path")),
         &lane.root,
     );
-    let mut mv = lane.touch(EventKind::Move, b"b", false);
-    mv.from = Some(RelPath::from("a"));
+    let mv = lane.moved(b"a", b"b", false);
     sink.deliver(&lane.batch(vec![lane.touch(EventKind::CloseWrite, b"x y", false), mv]))
         .unwrap();
     let abs = |p: &str| lane.root.join(p).as_os_str().as_bytes().to_vec();
@@ -127,8 +126,7 @@ fn json_lines_carry_every_field_and_exact_bytes() {
         &socket_node(&lane.root, "127.0.0.1", peer.addr().port(), Some("json")),
         &lane.root,
     );
-    let mut mv = lane.touch(EventKind::Move, b"dir\xff", true);
-    mv.from = Some(RelPath::from("old\ndir"));
+    let mv = lane.moved(b"old\ndir", b"dir\xff", true);
     sink.deliver(&lane.batch(vec![mv])).unwrap();
     sink.deliver(&lane.batch(vec![lane.touch(EventKind::Attrib, b"f", false)]))
         .unwrap();
@@ -276,9 +274,5 @@ fn config_errors_are_located_and_explained() {
             "not a host",
         ),
     ];
-    for (xml, needle) in cases {
-        let err = configure_plugin(&plugin_xml(xml)).unwrap_err();
-        assert!(err.message.contains(needle), "{xml}: {err}");
-        assert!(err.position.is_some_and(|p| p.line == 2), "{xml}: {err:?}");
-    }
+    support::assert_config_errors(&cases);
 }

@@ -24,3 +24,25 @@ pub(crate) fn show(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// An element for unit tests: `name` with `attrs` and `children`, positions left at zero.
+#[cfg(test)]
+pub(crate) fn test_node(
+    name: &str,
+    attrs: &[(&str, &str)],
+    children: Vec<sersync_plugin_sdk::ConfigNode>,
+) -> sersync_plugin_sdk::ConfigNode {
+    sersync_plugin_sdk::ConfigNode {
+        name: name.into(),
+        attributes: attrs
+            .iter()
+            .map(|(n, v)| sersync_plugin_sdk::config::Attribute {
+                name: n.to_string(),
+                value: v.to_string(),
+                position: Default::default(),
+            })
+            .collect(),
+        children,
+        position: Default::default(),
+    }
+}

@@ -131,83 +131,84 @@ pub(crate) fn path_regex(node: &ConfigNode, attr: &str, whole: bool) -> Result<R
         })
 }
 
-/// The `<localpath watch>` children of a plugin element, each read by `read` into the options
-/// for that watch. At least one is required.
-pub(crate) fn localpaths<T>(
-    plugin: &ConfigNode,
-    mut read: impl FnMut(&ConfigNode) -> Result<T, ConfigError>,
-) -> Result<Vec<(PathBuf, T)>, ConfigError> {
-    let mut out = Vec::new();
-    for node in plugin.children_named("localpath") {
-        let watch = node.required_attr("watch")?;
-        let trimmed = watch.trim_end_matches('/');
-        if !watch.starts_with('/') {
-            return Err(node
+/// A plugin's options per `<localpath watch>` (refreshCDN and socket have their own watches).
+#[derive(Debug)]
+pub(crate) struct PerWatch<T>(Vec<(PathBuf, T)>);
+
+impl<T> PerWatch<T> {
+    /// Reads the `<localpath watch>` children of `plugin`, each by `read` into the options for
+    /// that watch. At least one is required; watches are absolute, trailing `/` dropped, unique.
+    pub fn parse(
+        plugin: &ConfigNode,
+        mut read: impl FnMut(&ConfigNode) -> Result<T, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        let mut out: Vec<(PathBuf, T)> = Vec::new();
+        for node in plugin.children_named("localpath") {
+            let watch = node.required_attr("watch")?;
+            let trimmed = watch.trim_end_matches('/');
+            if !watch.starts_with('/') {
+                return Err(node
+                    .error(format!(
+                        "<localpath watch=\"{watch}\">: the watch path must be absolute"
+                    ))
+                    .with_hint("write the same absolute path as in <sersync><localpath watch>"));
+            }
+            let path = PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed });
+            if out.iter().any(|(p, _)| *p == path) {
+                return Err(node.error(format!("<localpath watch=\"{watch}\"> is given twice")));
+            }
+            out.push((path, read(node)?));
+        }
+        if out.is_empty() {
+            return Err(plugin
                 .error(format!(
-                    "<localpath watch=\"{watch}\">: the watch path must be absolute"
+                    "<plugin name=\"{}\"> has no <localpath watch=\"…\">",
+                    plugin.attr("name").unwrap_or_default()
                 ))
-                .with_hint("write the same absolute path as in <sersync><localpath watch>"));
+                .with_hint(
+                    "add <localpath watch=\"/path/watched\"> with the plugin's options inside",
+                ));
         }
-        let path = PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed });
-        if out.iter().any(|(p, _)| *p == path) {
-            return Err(node.error(format!("<localpath watch=\"{watch}\"> is given twice")));
-        }
-        out.push((path, read(node)?));
+        Ok(PerWatch(out))
     }
-    if out.is_empty() {
-        return Err(plugin
-            .error(format!(
-                "<plugin name=\"{}\"> has no <localpath watch=\"…\">",
-                plugin.attr("name").unwrap_or_default()
-            ))
-            .with_hint(
-                "add <localpath watch=\"/path/watched\"> with the plugin's options inside",
-            ));
+
+    /// The options of the watch rooted at `root`; a fatal error naming `plugin` if there is none.
+    pub fn for_root(&self, root: &Path, plugin: &str) -> Result<&T, SinkError> {
+        self.0
+            .iter()
+            .find(|(watch, _)| watch == root)
+            .map(|(_, options)| options)
+            .ok_or_else(|| {
+                SinkError::fatal(format!(
+                    "{plugin}: no <localpath watch> for {} in its configuration",
+                    root.display()
+                ))
+            })
     }
-    Ok(out)
-}
 
-/// The options of the `<localpath>` whose watch is `root`.
-pub(crate) fn for_root<'a, T>(
-    entries: &'a [(PathBuf, T)],
-    root: &Path,
-    plugin: &str,
-) -> Result<&'a T, SinkError> {
-    entries
-        .iter()
-        .find(|(watch, _)| watch == root)
-        .map(|(_, options)| options)
-        .ok_or_else(|| {
-            SinkError::fatal(format!(
-                "{plugin}: no <localpath watch> for {} in its configuration",
-                root.display()
-            ))
-        })
-}
+    /// The watch roots, for [`crate::SinkSpec::own_watches`].
+    pub fn watches(&self) -> Vec<PathBuf> {
+        self.0.iter().map(|(p, _)| p.clone()).collect()
+    }
 
-/// The watch roots of `entries`, for [`crate::SinkSpec::own_watches`].
-pub(crate) fn watches<T>(entries: &[(PathBuf, T)]) -> Vec<PathBuf> {
-    entries.iter().map(|(p, _)| p.clone()).collect()
+    /// `plugin: /watch: LINE; /other: LINE`, for [`crate::SinkSpec::summary`].
+    pub fn summary(&self, plugin: &str, line: impl Fn(&T) -> String) -> String {
+        let lanes: Vec<String> = self
+            .0
+            .iter()
+            .map(|(watch, options)| format!("{}: {}", watch.display(), line(options)))
+            .collect();
+        format!("{plugin}: {}", lanes.join("; "))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sersync_plugin_sdk::config::Attribute;
+    use crate::common::test_node;
 
     fn node(attrs: &[(&str, &str)]) -> ConfigNode {
-        ConfigNode {
-            name: "x".into(),
-            attributes: attrs
-                .iter()
-                .map(|(n, v)| Attribute {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                    position: Default::default(),
-                })
-                .collect(),
-            ..Default::default()
-        }
+        test_node("x", attrs, vec![])
     }
 
     #[test]

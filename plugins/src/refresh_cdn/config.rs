@@ -1,13 +1,11 @@
 //! `<plugin name="refreshCDN">` options: one set per `<localpath watch>`.
 
-use std::path::PathBuf;
-
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
 use super::chinacache::ChinaCache;
 use super::purge::Purge;
 use super::url::UrlRule;
-use crate::common::options::localpaths;
+use crate::common::options::PerWatch;
 
 /// Where purges go.
 #[derive(Clone, Debug)]
@@ -28,8 +26,8 @@ pub(crate) struct CdnOptions {
 }
 
 /// Reads every `<localpath>` of the plugin.
-pub(crate) fn parse(plugin: &ConfigNode) -> Result<Vec<(PathBuf, CdnOptions)>, ConfigError> {
-    localpaths(plugin, |lp| {
+pub(crate) fn parse(plugin: &ConfigNode) -> Result<PerWatch<CdnOptions>, ConfigError> {
+    PerWatch::parse(plugin, |lp| {
         let backend = match (lp.child("purge"), lp.child("cdninfo")) {
             (Some(purge), _) => Backend::Purge(Purge::parse(purge)?),
             (None, Some(cdninfo)) => Backend::ChinaCache(ChinaCache::parse(cdninfo)?),

@@ -16,7 +16,7 @@ use std::time::Instant;
 use sersync_plugin_sdk::{Batch, ConfigError, ConfigNode, Sink, SinkContext, SinkError};
 
 use crate::common::changes::changed_paths;
-use crate::common::options::{for_root, watches};
+use crate::common::options::PerWatch;
 use crate::SinkSpec;
 use config::{Backend, CdnOptions};
 
@@ -30,7 +30,7 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
 /// The validated refreshCDN configuration, per watch.
 #[derive(Debug)]
 struct RefreshCdnSpec {
-    lanes: Vec<(PathBuf, CdnOptions)>,
+    lanes: PerWatch<CdnOptions>,
 }
 
 impl SinkSpec for RefreshCdnSpec {
@@ -39,26 +39,19 @@ impl SinkSpec for RefreshCdnSpec {
     }
 
     fn own_watches(&self) -> Vec<PathBuf> {
-        watches(&self.lanes)
+        self.lanes.watches()
     }
 
     fn summary(&self) -> String {
-        let lanes: Vec<String> = self
-            .lanes
-            .iter()
-            .map(|(watch, o)| match &o.backend {
-                Backend::ChinaCache(cc) => {
-                    format!("{}: ChinaCache HEAD to {}", watch.display(), cc.peer())
-                }
-                Backend::Purge(p) => format!("{}: {}", watch.display(), p.summary()),
-            })
-            .collect();
-        format!("refreshCDN: {}", lanes.join("; "))
+        self.lanes.summary("refreshCDN", |o| match &o.backend {
+            Backend::ChinaCache(cc) => format!("ChinaCache HEAD to {}", cc.peer()),
+            Backend::Purge(p) => p.summary(),
+        })
     }
 
     fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(RefreshCdnSink {
-            options: for_root(&self.lanes, &ctx.root, "refreshCDN")?.clone(),
+            options: self.lanes.for_root(&ctx.root, "refreshCDN")?.clone(),
             next_request: Instant::now(),
         }))
     }

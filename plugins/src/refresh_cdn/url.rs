@@ -82,23 +82,7 @@ impl UrlRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sersync_plugin_sdk::config::Attribute;
-
-    fn el(name: &str, attrs: &[(&str, &str)], children: Vec<ConfigNode>) -> ConfigNode {
-        ConfigNode {
-            name: name.into(),
-            attributes: attrs
-                .iter()
-                .map(|(n, v)| Attribute {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                    position: Default::default(),
-                })
-                .collect(),
-            children,
-            position: Default::default(),
-        }
-    }
+    use crate::common::test_node as el;
 
     fn rule(regex: &str, matching: &str) -> UrlRule {
         UrlRule::parse(&el(

@@ -1,11 +1,10 @@
 //! `<plugin name="socket">` options: `<localpath watch>` with one or more `<deshost>`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use crate::common::options::{duration_attr, localpaths, HostPort};
+use crate::common::options::{duration_attr, HostPort, PerWatch};
 
 /// Bound of a connect or a write by default.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,8 +31,8 @@ pub(crate) struct DesHost {
 }
 
 /// Reads every `<localpath>` of the plugin and its `<deshost>` children.
-pub(crate) fn parse(plugin: &ConfigNode) -> Result<Vec<(PathBuf, Vec<DesHost>)>, ConfigError> {
-    localpaths(plugin, |lp| {
+pub(crate) fn parse(plugin: &ConfigNode) -> Result<PerWatch<Vec<DesHost>>, ConfigError> {
+    PerWatch::parse(plugin, |lp| {
         let hosts = lp
             .children_named("deshost")
             .map(|d| {

@@ -16,7 +16,7 @@ use sersync_plugin_sdk::{Batch, ConfigError, ConfigNode, Sink, SinkContext, Sink
 
 use crate::common::changes::changed_paths;
 use crate::common::net::{connect, io_error};
-use crate::common::options::{for_root, watches};
+use crate::common::options::PerWatch;
 use crate::common::{json, show};
 use crate::SinkSpec;
 use config::{DesHost, Format};
@@ -31,7 +31,7 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
 /// The validated socket configuration, per watch.
 #[derive(Debug)]
 struct SocketSpec {
-    lanes: Vec<(PathBuf, Vec<DesHost>)>,
+    lanes: PerWatch<Vec<DesHost>>,
 }
 
 impl SinkSpec for SocketSpec {
@@ -40,26 +40,21 @@ impl SinkSpec for SocketSpec {
     }
 
     fn own_watches(&self) -> Vec<PathBuf> {
-        watches(&self.lanes)
+        self.lanes.watches()
     }
 
     fn summary(&self) -> String {
-        let lanes: Vec<String> = self
-            .lanes
-            .iter()
-            .map(|(watch, hosts)| {
-                let hosts: Vec<String> = hosts
-                    .iter()
-                    .map(|h| format!("{} ({:?})", h.peer, h.format))
-                    .collect();
-                format!("{} → {}", watch.display(), hosts.join(", "))
-            })
-            .collect();
-        format!("socket: {}", lanes.join("; "))
+        self.lanes.summary("socket", |hosts| {
+            let hosts: Vec<String> = hosts
+                .iter()
+                .map(|h| format!("{} ({:?})", h.peer, h.format))
+                .collect();
+            format!("→ {}", hosts.join(", "))
+        })
     }
 
     fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
-        let hosts = for_root(&self.lanes, &ctx.root, "socket")?;
+        let hosts = self.lanes.for_root(&ctx.root, "socket")?;
         Ok(Box::new(SocketSink {
             peers: hosts
                 .iter()

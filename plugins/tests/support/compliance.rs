@@ -17,6 +17,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::peers::poll;
+
 use sersync_plugin_sdk::{Batch, Event, EventKind, RelPath, Sink, WatchId};
 
 /// How long a live peer may take to show a delivery (deliver() has returned by then; this only
@@ -81,6 +83,18 @@ impl Lane {
         Event::now(kind, rel, is_dir, WatchId(0))
     }
 
+    /// A move event from `from` to `to` (created on disk).
+    pub fn moved(&self, from: &[u8], to: &[u8], is_dir: bool) -> Event {
+        let mut event = self.touch(EventKind::Move, to, is_dir);
+        event.from = Some(RelPath::new(from));
+        event
+    }
+
+    /// A path beside the root (in the same temporary directory, outside the watch).
+    pub fn beside(&self, name: &str) -> PathBuf {
+        beside(&self.root, name)
+    }
+
     /// Panics if a file called `PWNED` appeared where a shell run by the sink would have made it.
     pub fn assert_nothing_executed(&self) {
         for dir in [self.root.clone(), std::env::current_dir().unwrap()] {
@@ -97,6 +111,11 @@ impl Default for Lane {
     fn default() -> Self {
         Lane::new()
     }
+}
+
+/// `name` beside the watch `root`: in the lane's temporary directory, outside the watch.
+pub fn beside(root: &Path, name: &str) -> PathBuf {
+    root.parent().unwrap().join(name)
 }
 
 /// Names that break anything that pastes paths into a shell or a protocol line.
@@ -123,7 +142,7 @@ pub fn weird_names() -> Vec<Vec<u8>> {
 /// Waits until every path of `expected` has been delivered at least `times` times.
 pub fn wait_delivered(probe: &dyn Probe, expected: &[Vec<u8>], times: usize) {
     let mut missing = Vec::new();
-    let ok = wait_until_or(SHOW_LIMIT, || {
+    let ok = poll(SHOW_LIMIT, || {
         let got = probe.delivered();
         missing = expected
             .iter()
@@ -139,19 +158,6 @@ pub fn wait_delivered(probe: &dyn Probe, expected: &[Vec<u8>], times: usize) {
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect();
         panic!("not delivered {times}x within {SHOW_LIMIT:?}: {missing:?}\npeer got: {got:?}");
-    }
-}
-
-fn wait_until_or(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -174,8 +180,7 @@ pub fn weird_names_delivered_intact(sut: &dyn SinkUnderTest) {
 pub fn every_kind_delivered(sut: &dyn SinkUnderTest) {
     let lane = Lane::new();
     let (mut sink, probe) = sut.live(&lane.root);
-    let mut moved = lane.touch(EventKind::Move, b"moved-new", false);
-    moved.from = Some(RelPath::from("moved-old"));
+    let moved = lane.moved(b"moved-old", b"moved-new", false);
     let events = vec![
         lane.touch(EventKind::Create, b"created-dir", true),
         lane.touch(EventKind::Modify, b"created-dir/modified", false),

@@ -22,6 +22,20 @@ pub fn context(root: &Path) -> SinkContext {
     }
 }
 
+/// Checks that each `(xml, needle)` — the text of one `<plugin>` element — fails to configure
+/// with an error that contains `needle` and points at line 2 (where [`xml::plugin_xml`] puts it).
+pub fn assert_config_errors<X: AsRef<str>>(cases: &[(X, &str)]) {
+    for (xml, needle) in cases {
+        let xml = xml.as_ref();
+        let err = match sersync_plugins::configure_plugin(&xml::plugin_xml(xml)) {
+            Ok(spec) => panic!("{xml}: accepted as {spec:?}"),
+            Err(e) => e,
+        };
+        assert!(err.to_string().contains(needle), "{xml}: {err}");
+        assert!(err.position.is_some_and(|p| p.line == 2), "{xml}: {err:?}");
+    }
+}
+
 /// Configures the `<plugin>` `node` and starts its lane for `root`; panics on any error.
 pub fn start(node: &ConfigNode, root: &Path) -> Box<dyn Sink> {
     sersync_plugins::configure_plugin(node)

@@ -15,19 +15,29 @@ pub fn dead_port() -> u16 {
         .port()
 }
 
-/// Polls `check` until it returns `Some`, for at most `limit`; panics with `what` otherwise.
-pub fn wait_until<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+/// Polls `check` every 10 ms until it returns true, for at most `limit`; false on time-out.
+pub fn poll(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(v) = check() {
-            return v;
+        if check() {
+            return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Polls `check` until it returns `Some`, for at most `limit`; panics with `what` otherwise.
+pub fn wait_until<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let mut found = None;
+    let ok = poll(limit, || {
+        found = check();
+        found.is_some()
+    });
+    assert!(ok, "timed out after {limit:?} waiting for {what}");
+    found.unwrap()
 }
 
 /// How the HTTP peer answers.
