@@ -64,9 +64,13 @@ impl Invocation<'_> {
             Ok(Ok(status)) => Ok(status),
             Ok(Err(e)) => Err(RunError::Spawn(e)),
             Err(_) => {
-                // SAFETY: kill(2) on the group we created; the leader is not reaped yet (its
-                // waiter has not returned), so the group id still names our children.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                // SAFETY: kill(2) has no memory effects. The child is not reaped yet (its waiter
+                // has not returned), so its pid, and the group id we gave it, still name our
+                // processes. The child itself is killed too in case it left the group.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                    libc::kill(pgid, libc::SIGKILL);
+                }
                 let _ = rx.recv();
                 Err(RunError::TimedOut)
             }
