@@ -209,3 +209,26 @@ fn config_errors_are_located_and_explained() {
     ];
     support::assert_config_errors(&cases);
 }
+
+#[test]
+fn https_with_a_private_ca_and_refusal_without_it() {
+    let lane = Lane::new();
+    let peer = HttpPeer::start_tls(Reply::Status(200));
+    let url = format!("https://localhost:{}/hook", peer.port());
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem");
+    let batch = lane.batch(vec![lane.touch(EventKind::CloseWrite, b"tls", false)]);
+    start(&webhook(&url, &format!(r#"cafile="{ca}""#), ""), &lane.root)
+        .deliver(&batch)
+        .expect("the private CA is trusted");
+    assert_eq!(events(&peer)[0]["path"], "tls");
+    let err = start(&webhook(&url, "", ""), &lane.root)
+        .deliver(&batch)
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.message.contains("certificate"), "says why: {err}");
+    assert_eq!(
+        peer.requests().len(),
+        1,
+        "nothing sent over an untrusted connection"
+    );
+}

@@ -89,8 +89,18 @@ impl HttpPeer {
         HttpPeer::start_on("127.0.0.1:0", reply)
     }
 
+    /// Listens on `127.0.0.1` and speaks HTTPS with the certificate in `tests/data` (issued
+    /// by `tests/data/test-ca.pem` for `localhost` and `127.0.0.1`).
+    pub fn start_tls(reply: Reply) -> HttpPeer {
+        HttpPeer::listen("127.0.0.1:0", reply, Some(Arc::new(tls_config())))
+    }
+
     /// Listens on `addr` (e.g. `[::1]:0`).
     pub fn start_on(addr: &str, reply: Reply) -> HttpPeer {
+        HttpPeer::listen(addr, reply, None)
+    }
+
+    fn listen(addr: &str, reply: Reply, tls: Option<Arc<rustls::ServerConfig>>) -> HttpPeer {
         let listener = TcpListener::bind(addr).unwrap();
         let peer = HttpPeer {
             addr: listener.local_addr().unwrap(),
@@ -101,7 +111,17 @@ impl HttpPeer {
         thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let (requests, reply) = (requests.clone(), *reply.lock().unwrap());
-                thread::spawn(move || serve(stream, &requests, reply));
+                let tls = tls.clone();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                thread::spawn(move || match tls {
+                    None => serve(stream, &requests, reply),
+                    Some(config) => {
+                        let conn = rustls::ServerConnection::new(config).unwrap();
+                        serve(rustls::StreamOwned::new(conn, stream), &requests, reply)
+                    }
+                });
             }
         });
         peer
@@ -128,10 +148,27 @@ impl HttpPeer {
     }
 }
 
-fn serve(mut stream: TcpStream, requests: &Mutex<Vec<Request>>, reply: Reply) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
+/// The server side of the test certificate.
+fn tls_config() -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let certs = CertificateDer::pem_file_iter(format!("{data}/test-server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
         .unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{data}/test-server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap()
+}
+
+/// Reads one request from `stream`, records it and answers per `reply`.
+fn serve(mut stream: impl Read + Write, requests: &Mutex<Vec<Request>>, reply: Reply) {
     let mut data = Vec::new();
     let mut buf = [0u8; 8192];
     let head_end = loop {
