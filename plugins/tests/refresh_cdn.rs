@@ -374,6 +374,10 @@ fn config_errors_are_located_and_explained() {
             "{urls}",
         ),
         (
+            lp(r#"<sendurl base="http://x"/><purge body='{"files": {urls}}'/>"#),
+            "fixed API endpoint",
+        ),
+        (
             lp(
                 r#"<sendurl base="http://x"/><purge url="http://api/purge" body='{"files": {urls}'/>"#,
             ),

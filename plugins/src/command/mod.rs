@@ -47,10 +47,10 @@ impl SinkSpec for CommandSpec {
             Some(n) => format!("up to {n} paths per run"),
             None => "one run per path".into(),
         };
+        let argv = [show_words(&o.prefix), "PATH".into(), show_words(&o.suffix)];
         format!(
-            "command: runs {} PATH {} ({mode}, timeout {:?}{}{}), no shell",
-            show_words(&o.prefix),
-            show_words(&o.suffix),
+            "command: runs {} ({mode}, timeout {:?}{}{}), no shell",
+            argv.join(" ").trim_end(),
             o.timeout,
             if o.ignore_error {
                 ", exit status ignored"

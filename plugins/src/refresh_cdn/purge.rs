@@ -54,9 +54,14 @@ impl Purge {
                 .with_hint("write the API endpoint, or {url} to send the request to the changed URL itself"));
         }
         if let Some(body) = &body {
-            if !body.contains("{urls}") || url.contains("{url") {
+            if !body.contains("{urls}") {
                 return Err(node
-                    .error("<purge body>: a body template carries the URLs as {urls}, and then url= is the fixed API endpoint")
+                    .error("<purge body>: the template has no {urls}, where the JSON array of URLs goes")
+                    .with_hint(r#"e.g. body='{"files": {urls}}'"#));
+            }
+            if url.contains("{url") {
+                return Err(node
+                    .error("<purge body> needs url= set to the fixed API endpoint (the URLs go in the body)")
                     .with_hint(r#"e.g. url="https://api.cloudflare.com/client/v4/zones/ZONE/purge_cache" body='{"files": {urls}}'"#));
             }
             if let Err(e) = serde_json::from_str::<serde_json::Value>(&body.replace("{urls}", "[]"))
