@@ -394,3 +394,24 @@ fn config_errors_are_located_and_explained() {
     ];
     support::assert_config_errors(&cases);
 }
+
+#[test]
+fn chinacache_over_ipv6_brackets_the_host_header() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let lane = Lane::new();
+    let peer = HttpPeer::start_on("[::1]:0", Reply::Status(200));
+    let node = cdn(
+        &lane.root,
+        &format!(
+            r#"<cdninfo domainname="::1" port="{}" username="u" passwd="p"/><sendurl base="{BASE}"/>"#,
+            peer.port()
+        ),
+    );
+    start(&node, &lane.root)
+        .deliver(&lane.batch(vec![lane.touch(EventKind::CloseWrite, b"v6", false)]))
+        .unwrap();
+    assert_eq!(peer.requests()[0].header("host"), Some("[::1]"));
+}

@@ -247,5 +247,7 @@ mod tests {
         assert!(re.is_match(b"/a/\xff.php"));
         assert!(!re.is_match(b"/a/x.php.bak"));
         assert!(path_regex(&node(&[("e", "(")]), "e", true).is_err());
+        let re = path_regex(&node(&[("e", "/图片/.*")]), "e", false).unwrap();
+        assert!(re.is_match("/site/图片/a.jpg".as_bytes()));
     }
 }

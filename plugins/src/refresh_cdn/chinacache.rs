@@ -14,6 +14,16 @@ use crate::common::percent::{encode, QUERY_KEEP};
 /// Per-connection bound by default (2.5.4 used 300 ms, which a loaded API often missed).
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The `Host:` value for `host`: as written (2.5.4 sent `domainname` verbatim), an IPv6
+/// address in brackets.
+fn host_header(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
 /// `<cdninfo domainname port username passwd timeout>`.
 #[derive(Clone)]
 pub(crate) struct ChinaCache {
@@ -53,14 +63,14 @@ impl ChinaCache {
 
     /// The request for one URL: `HEAD /index.jsp?user=U&pswd=P&ok=ok&urls=URL HTTP/1.0`, with
     /// `dirs=` instead of `urls=` for a directory.
-    pub fn request(&self, url: &str, is_dir: bool) -> String {
+    fn request(&self, url: &str, is_dir: bool) -> String {
         format!(
             "HEAD /index.jsp?user={}&pswd={}&ok=ok&{}={} HTTP/1.0\r\nHost: {}\r\n\r\n",
             encode(self.user.as_bytes(), QUERY_KEEP),
             encode(self.password.as_bytes(), QUERY_KEEP),
             if is_dir { "dirs" } else { "urls" },
             encode(url.as_bytes(), QUERY_KEEP),
-            self.peer.host,
+            host_header(&self.peer.host),
         )
     }
 
