@@ -111,6 +111,9 @@ impl Peer {
             }),
             Format::Json => {
                 let lines = self.messages(batch).concat();
+                if lines.is_empty() {
+                    return Ok(());
+                }
                 let mut stream = match self.stream.take().filter(still_open) {
                     Some(stream) => stream,
                     None => connect(peer, self.host.timeout)

@@ -250,6 +250,19 @@ pub fn same_batch_twice_is_harmless(sut: &dyn SinkUnderTest) {
     );
 }
 
+/// An empty batch succeeds and sends nothing: a batch delivered after it is all the peer sees.
+pub fn empty_batch_is_harmless(sut: &dyn SinkUnderTest) {
+    let lane = Lane::new();
+    let (mut sink, probe) = sut.live(&lane.root);
+    sink.deliver(&lane.batch(Vec::new()))
+        .expect("an empty batch");
+    let marker = lane.batch(vec![lane.touch(EventKind::CloseWrite, b"marker", false)]);
+    sink.deliver(&marker)
+        .expect("delivery after an empty batch");
+    wait_delivered(probe.as_ref(), &[b"marker".to_vec()], 1);
+    assert_eq!(probe.delivered(), vec![b"marker".to_vec()]);
+}
+
 /// `describe` says something about each path and sends nothing: a batch delivered after it is
 /// the only thing the peer sees.
 pub fn describe_has_no_side_effects(sut: &dyn SinkUnderTest) {
@@ -316,6 +329,10 @@ macro_rules! suite {
             #[test]
             fn same_batch_twice_is_harmless() {
                 c::same_batch_twice_is_harmless(&$sut);
+            }
+            #[test]
+            fn empty_batch_is_harmless() {
+                c::empty_batch_is_harmless(&$sut);
             }
             #[test]
             fn describe_has_no_side_effects() {
