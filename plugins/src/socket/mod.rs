@@ -79,21 +79,22 @@ struct Peer {
 }
 
 impl Peer {
-    /// What this peer is sent for `batch`: one message per connection in path mode, the whole
-    /// batch as JSON lines in JSON mode.
+    /// What this peer is sent for `batch`: in path mode one message per connection, in JSON
+    /// mode one line per event (all written to the one connection).
     fn messages(&self, batch: &Batch) -> Vec<Vec<u8>> {
         match self.host.format {
             Format::Path => changed_paths(batch)
                 .map(|c| c.absolute(&batch.root).into_os_string().as_bytes().to_vec())
                 .collect(),
-            Format::Json => {
-                let mut lines = Vec::new();
-                for event in &batch.events {
-                    lines.extend(json::event(event, &batch.root).to_string().into_bytes());
-                    lines.push(b'\n');
-                }
-                vec![lines]
-            }
+            Format::Json => batch
+                .events
+                .iter()
+                .map(|event| {
+                    let mut line = json::event(event, &batch.root).to_string().into_bytes();
+                    line.push(b'\n');
+                    line
+                })
+                .collect(),
         }
     }
 
