@@ -387,3 +387,15 @@ fn stdout_and_stderr_go_to_the_log_escaped() {
         (has("INFO", "stdout: out line") && has("WARN", r"stderr: err \x1b line")).then_some(())
     });
 }
+
+#[test]
+fn config_errors_point_at_the_attribute() {
+    support::assert_error_at(
+        r#"<plugin name="command"><param prefix="/bin/x" timeout="soon"/></plugin>"#,
+        r#"timeout=""#,
+    );
+    support::assert_error_at(
+        r#"<plugin name="command"><param suffix="" prefix=""/></plugin>"#,
+        r#"prefix=""#,
+    );
+}

@@ -232,3 +232,15 @@ fn https_with_a_private_ca_and_refusal_without_it() {
         "nothing sent over an untrusted connection"
     );
 }
+
+#[test]
+fn config_errors_point_at_the_attribute() {
+    support::assert_error_at(
+        r#"<plugin name="http"><endpoint timeout="1s" url="ftp://h/"/></plugin>"#,
+        r#"url=""#,
+    );
+    support::assert_error_at(
+        r#"<plugin name="http"><endpoint url="http://h/" cafile="/nonexistent.pem"/></plugin>"#,
+        r#"cafile=""#,
+    );
+}

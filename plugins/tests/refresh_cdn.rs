@@ -415,3 +415,19 @@ fn chinacache_over_ipv6_brackets_the_host_header() {
         .unwrap();
     assert_eq!(peer.requests()[0].header("host"), Some("[::1]"));
 }
+
+#[test]
+fn config_errors_point_at_the_attribute() {
+    support::assert_error_at(
+        r#"<plugin name="refreshCDN"><localpath watch="/a"><sendurl base="http://x"/><purge url="relative/{url}"/></localpath></plugin>"#,
+        r#"url=""#,
+    );
+    support::assert_error_at(
+        r#"<plugin name="refreshCDN"><localpath watch="/a"><sendurl base="http://x"/><purge timeout="2s" rps="0"/></localpath></plugin>"#,
+        r#"rps=""#,
+    );
+    support::assert_error_at(
+        r#"<plugin name="refreshCDN"><localpath watch="/a"><cdninfo domainname="h" username="u" passwd="p"/><sendurl base="http://x"/><regexurl regex="true" match="(a"/></localpath></plugin>"#,
+        r#"match=""#,
+    );
+}

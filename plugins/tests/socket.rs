@@ -276,3 +276,19 @@ fn config_errors_are_located_and_explained() {
     ];
     support::assert_config_errors(&cases);
 }
+
+#[test]
+fn config_errors_point_at_the_attribute() {
+    support::assert_error_at(
+        r#"<plugin name="socket"><localpath watch="/a"><deshost ip="h" port="70000"/></localpath></plugin>"#,
+        r#"port=""#,
+    );
+    support::assert_error_at(
+        r#"<plugin name="socket"><localpath watch="/a"><deshost ip="h" port="1" format="xml"/></localpath></plugin>"#,
+        r#"format=""#,
+    );
+    support::assert_error_at(
+        r#"<plugin name="socket"><localpath watch="a"><deshost ip="h" port="1"/></localpath></plugin>"#,
+        r#"watch=""#,
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use regex::bytes::Regex;
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use crate::common::options::{count_attr, duration_attr, path_regex};
+use crate::common::options::{attr_error, count_attr, duration_attr, path_regex};
 
 /// How long a run may take by default before it is killed.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,8 +42,7 @@ impl CommandOptions {
         })?;
         let prefix = words(param, "prefix")?;
         if prefix.is_empty() {
-            return Err(param
-                .error("<param prefix=\"\">: the command is empty")
+            return Err(attr_error(param, "prefix", "<param prefix=\"\">: the command is empty")
                 .with_hint(
                 "prefix names the program to run, e.g. prefix=\"/bin/sh /opt/hooks/changed.sh\"",
             ));

@@ -7,6 +7,14 @@ use std::time::Duration;
 use regex::bytes::{Regex, RegexBuilder};
 use sersync_plugin_sdk::{ConfigError, ConfigNode, SinkError};
 
+/// An error located at attribute `attr` of `node` (at the element when the attribute is absent).
+pub(crate) fn attr_error(node: &ConfigNode, attr: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::at(
+        node.attribute(attr).map_or(node.position, |a| a.position),
+        message,
+    )
+}
+
 /// Attribute `name` of `node` as a duration: `250ms`, `5s`, `2m`, or a bare number of seconds
 /// (the unit sersync 2.5.4 used for `<timeout time>`). `Ok(None)` when absent; zero is refused.
 pub(crate) fn duration_attr(
@@ -44,9 +52,12 @@ pub(crate) fn duration_attr(
 /// Attribute `name` as a count of at least 1; `Ok(None)` when absent.
 pub(crate) fn count_attr(node: &ConfigNode, name: &str) -> Result<Option<usize>, ConfigError> {
     match node.parse_attr::<usize>(name, "a whole number of at least 1")? {
-        Some(0) => Err(node
-            .error(format!("<{} {name}=\"0\">: must be at least 1", node.name))
-            .with_hint(format!("leave {name} out for the default"))),
+        Some(0) => Err(attr_error(
+            node,
+            name,
+            format!("<{} {name}=\"0\">: must be at least 1", node.name),
+        )
+        .with_hint(format!("leave {name} out for the default"))),
         n => Ok(n),
     }
 }
@@ -75,9 +86,17 @@ impl HostPort {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(raw);
         if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
-            return Err(node
-                .error(format!("<{} {host_attr}=\"{raw}\">: not a host name or IP address", node.name))
-                .with_hint("write a name like cdn.example.com, an IPv4 address or an IPv6 address such as ::1"));
+            return Err(attr_error(
+                node,
+                host_attr,
+                format!(
+                    "<{} {host_attr}=\"{raw}\">: not a host name or IP address",
+                    node.name
+                ),
+            )
+            .with_hint(
+                "write a name like cdn.example.com, an IPv4 address or an IPv6 address such as ::1",
+            ));
         }
         let port = match node.parse_attr::<u16>(port_attr, "a port number (1-65535)")? {
             Some(0) => None,
@@ -119,9 +138,9 @@ pub(crate) fn path_regex(node: &ConfigNode, attr: &str, whole: bool) -> Result<R
         .unicode(false)
         .build()
         .map_err(|e| {
-            let position = node.attribute(attr).map_or(node.position, |a| a.position);
-            ConfigError::at(
-                position,
+            attr_error(
+                node,
+                attr,
                 format!(
                     "<{} {attr}=\"{source}\">: not a valid regular expression",
                     node.name
@@ -147,15 +166,20 @@ impl<T> PerWatch<T> {
             let watch = node.required_attr("watch")?;
             let trimmed = watch.trim_end_matches('/');
             if !watch.starts_with('/') {
-                return Err(node
-                    .error(format!(
-                        "<localpath watch=\"{watch}\">: the watch path must be absolute"
-                    ))
-                    .with_hint("write the same absolute path as in <sersync><localpath watch>"));
+                return Err(attr_error(
+                    node,
+                    "watch",
+                    format!("<localpath watch=\"{watch}\">: the watch path must be absolute"),
+                )
+                .with_hint("write the same absolute path as in <sersync><localpath watch>"));
             }
             let path = PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed });
             if out.iter().any(|(p, _)| *p == path) {
-                return Err(node.error(format!("<localpath watch=\"{watch}\"> is given twice")));
+                return Err(attr_error(
+                    node,
+                    "watch",
+                    format!("<localpath watch=\"{watch}\"> is given twice"),
+                ));
             }
             out.push((path, read(node)?));
         }

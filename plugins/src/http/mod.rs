@@ -16,7 +16,7 @@ use sersync_plugin_sdk::{Batch, ConfigError, ConfigNode, Sink, SinkContext, Sink
 
 use crate::common::http::{client, header_names, headers, send};
 use crate::common::json;
-use crate::common::options::{count_attr, duration_attr};
+use crate::common::options::{attr_error, count_attr, duration_attr};
 use crate::SinkSpec;
 
 /// Bound of one request by default.
@@ -36,11 +36,12 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| {
-            endpoint
-                .error(format!(
-                    "<endpoint url=\"{url_text}\">: not an http:// or https:// URL"
-                ))
-                .with_hint("write the full URL, e.g. https://hooks.example.com/sersync")
+            attr_error(
+                endpoint,
+                "url",
+                format!("<endpoint url=\"{url_text}\">: not an http:// or https:// URL"),
+            )
+            .with_hint("write the full URL, e.g. https://hooks.example.com/sersync")
         })?;
     let mut headers = headers(endpoint)?;
     if !headers.contains_key(CONTENT_TYPE) {

@@ -9,7 +9,7 @@ use reqwest::{Method, Url};
 use sersync_plugin_sdk::{ConfigError, ConfigNode, SinkError};
 
 use crate::common::http::{client, header_names, headers, send};
-use crate::common::options::{count_attr, duration_attr};
+use crate::common::options::{attr_error, count_attr, duration_attr};
 use crate::common::percent::{encode, QUERY_KEEP};
 
 /// Bound of one request by default.
@@ -39,9 +39,11 @@ impl Purge {
         let method_text = node.attr("method").unwrap_or("PURGE");
         let method =
             Method::from_bytes(method_text.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                node.error(format!(
-                    "<purge method=\"{method_text}\">: not an HTTP method"
-                ))
+                attr_error(
+                    node,
+                    "method",
+                    format!("<purge method=\"{method_text}\">: not an HTTP method"),
+                )
             })?;
         let url = node.attr("url").unwrap_or("{url}").to_string();
         let body = node.attr("body").map(str::to_string);
@@ -49,28 +51,36 @@ impl Purge {
             .replace("{url_encoded}", "http%3A//example.com/a")
             .replace("{url}", "http://example.com/a");
         if Url::parse(&sample).is_err() {
-            return Err(node
-                .error(format!("<purge url=\"{url}\">: does not give a valid URL"))
-                .with_hint("write the API endpoint, or {url} to send the request to the changed URL itself"));
+            return Err(attr_error(
+                node,
+                "url",
+                format!("<purge url=\"{url}\">: does not give a valid URL"),
+            )
+            .with_hint(
+                "write the API endpoint, or {url} to send the request to the changed URL itself",
+            ));
         }
         if let Some(body) = &body {
             if !body.contains("{urls}") {
-                return Err(node
-                    .error("<purge body>: the template has no {urls}, where the JSON array of URLs goes")
-                    .with_hint(r#"e.g. body='{"files": {urls}}'"#));
+                return Err(attr_error(
+                    node,
+                    "body",
+                    "<purge body>: the template has no {urls}, where the JSON array of URLs goes",
+                )
+                .with_hint(r#"e.g. body='{"files": {urls}}'"#));
             }
             if url.contains("{url") {
-                return Err(node
-                    .error("<purge body> needs url= set to the fixed API endpoint (the URLs go in the body)")
+                return Err(attr_error(node, "url", "<purge body> needs url= set to the fixed API endpoint (the URLs go in the body)")
                     .with_hint(r#"e.g. url="https://api.cloudflare.com/client/v4/zones/ZONE/purge_cache" body='{"files": {urls}}'"#));
             }
             if let Err(e) = serde_json::from_str::<serde_json::Value>(&body.replace("{urls}", "[]"))
             {
-                return Err(node
-                    .error(format!(
-                        "<purge body>: not valid JSON once {{urls}} is filled in: {e}"
-                    ))
-                    .with_hint(r#"write e.g. body='{"files": {urls}}'"#));
+                return Err(attr_error(
+                    node,
+                    "body",
+                    format!("<purge body>: not valid JSON once {{urls}} is filled in: {e}"),
+                )
+                .with_hint(r#"write e.g. body='{"files": {urls}}'"#));
             }
         }
         let rps = node.parse_attr::<f64>("rps", "requests per second, e.g. 5 or 0.5")?;
@@ -78,8 +88,7 @@ impl Purge {
             None => None,
             Some(r) if r > 0.0 && r.is_finite() => Some(Duration::from_secs_f64(1.0 / r)),
             Some(_) => {
-                return Err(node
-                    .error("<purge rps>: must be above 0")
+                return Err(attr_error(node, "rps", "<purge rps>: must be above 0")
                     .with_hint("leave rps out for no limit"))
             }
         };

@@ -6,7 +6,7 @@ use std::path::Path;
 use regex::bytes::Regex;
 use sersync_plugin_sdk::{ConfigError, ConfigNode, RelPath};
 
-use crate::common::options::path_regex;
+use crate::common::options::{attr_error, path_regex};
 use crate::common::percent::{encode, PATH_KEEP};
 
 /// How a path becomes a URL.
@@ -29,18 +29,18 @@ impl UrlRule {
         })?;
         let base = sendurl.required_attr("base")?;
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(sendurl
-                .error(format!(
-                    "<sendurl base=\"{base}\">: not an http:// or https:// URL"
-                ))
-                .with_hint("write the public URL the watch root is served at"));
+            return Err(attr_error(
+                sendurl,
+                "base",
+                format!("<sendurl base=\"{base}\">: not an http:// or https:// URL"),
+            )
+            .with_hint("write the public URL the watch root is served at"));
         }
         let regex = match localpath.child("regexurl") {
             Some(node) if node.flag("regex") => {
                 let re = path_regex(node, "match", false)?;
                 if re.captures_len() < 2 {
-                    return Err(node
-                        .error("<regexurl match>: the regex needs a capture group")
+                    return Err(attr_error(node, "match", "<regexurl match>: the regex needs a capture group")
                         .with_hint("the URL is base + the first group + the text after the match, e.g. match=\"site([/a-z0-9]*)\\.example\\.com/images\""));
                 }
                 Some(re)

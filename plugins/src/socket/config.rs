@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use crate::common::options::{duration_attr, HostPort, PerWatch};
+use crate::common::options::{attr_error, duration_attr, HostPort, PerWatch};
 
 /// Bound of a connect or a write by default.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,8 +40,7 @@ pub(crate) fn parse(plugin: &ConfigNode) -> Result<PerWatch<Vec<DesHost>>, Confi
                     None | Some("path") => Format::Path,
                     Some("json") => Format::Json,
                     Some(other) => {
-                        return Err(d
-                            .error(format!("<deshost format=\"{other}\">: unknown format"))
+                        return Err(attr_error(d, "format", format!("<deshost format=\"{other}\">: unknown format"))
                             .with_hint("format=\"json\" (one JSON object per line) or format=\"path\" (2.5.4: the bare path, one connection each)"))
                     }
                 };

@@ -36,6 +36,18 @@ pub fn assert_config_errors<X: AsRef<str>>(cases: &[(X, &str)]) {
     }
 }
 
+/// Checks that `xml` (the text of one `<plugin>` element) fails to configure with an error
+/// pointing exactly at the first occurrence of `at` in it (e.g. `port="`, an attribute).
+pub fn assert_error_at(xml: &str, at: &str) {
+    let err = sersync_plugins::configure_plugin(&xml::plugin_xml(xml)).unwrap_err();
+    let column = xml.find(at).expect("`at` is in the xml") as u32 + 1;
+    assert_eq!(
+        err.position,
+        Some(sersync_plugin_sdk::Position { line: 2, column }),
+        "{xml}: {err}"
+    );
+}
+
 /// Configures the `<plugin>` `node` and starts its lane for `root`; panics on any error.
 pub fn start(node: &ConfigNode, root: &Path) -> Box<dyn Sink> {
     sersync_plugins::configure_plugin(node)

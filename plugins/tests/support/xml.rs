@@ -1,5 +1,5 @@
 //! Reads confxml text into [`ConfigNode`]s the way the engine does: element and attribute names
-//! folded to lower case, positions kept (attributes get their element's position).
+//! folded to lower case, the positions of elements and attributes kept.
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -11,11 +11,13 @@ pub fn parse(xml: &str) -> ConfigNode {
     let mut reader = Reader::from_str(xml);
     let mut stack: Vec<ConfigNode> = vec![ConfigNode::default()];
     loop {
-        let offset = reader.buffer_position() as usize;
-        match reader.read_event().expect("well-formed XML") {
-            Event::Start(e) => stack.push(node(&e, position(xml, offset))),
+        let start = reader.buffer_position() as usize;
+        let event = reader.read_event().expect("well-formed XML");
+        let tag = (start, reader.buffer_position() as usize);
+        match event {
+            Event::Start(e) => stack.push(node(&e, xml, tag)),
             Event::Empty(e) => {
-                let n = node(&e, position(xml, offset));
+                let n = node(&e, xml, tag);
                 stack.last_mut().unwrap().children.push(n);
             }
             Event::End(_) => {
@@ -46,25 +48,38 @@ pub fn plugin_xml(plugin: &str) -> ConfigNode {
     parse(&xml).children.remove(0)
 }
 
-fn node(e: &BytesStart<'_>, position: Position) -> ConfigNode {
+/// The element `e`, whose tag spans `tag` (byte offsets) in `xml`; each attribute gets the
+/// position of its name.
+fn node(e: &BytesStart<'_>, xml: &str, tag: (usize, usize)) -> ConfigNode {
+    let text = &xml[tag.0..tag.1];
+    let element = position(xml, tag.0);
     ConfigNode {
         name: e.name().into_inner().to_ascii_lowercase(),
         attributes: e
             .attributes()
             .map(|a| {
                 let a = a.expect("well-formed attribute");
+                let key = a.key.into_inner();
+                let at = text
+                    .match_indices(key)
+                    .map(|(i, _)| i)
+                    .find(|&i| {
+                        text[..i].ends_with(char::is_whitespace)
+                            && text[i + key.len()..].trim_start().starts_with('=')
+                    })
+                    .map_or(element, |i| position(xml, tag.0 + i));
                 Attribute {
-                    name: a.key.into_inner().to_ascii_lowercase(),
+                    name: key.to_ascii_lowercase(),
                     value: a
                         .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                         .expect("valid entities")
                         .into_owned(),
-                    position,
+                    position: at,
                 }
             })
             .collect(),
         children: Vec::new(),
-        position,
+        position: element,
     }
 }
 
