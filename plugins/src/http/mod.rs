@@ -5,69 +5,33 @@
 //! order. 2xx is success; 429, 5xx, timeouts and connection failures are retryable; any other
 //! status is fatal. See `docs/sinks/http.md`.
 
-use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
+mod config;
 
-use reqwest::blocking::Client;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
-use reqwest::Url;
+use std::os::unix::ffi::OsStrExt;
+
 use serde_json::{Map, Value};
 use sersync_plugin_sdk::{Batch, ConfigError, ConfigNode, Sink, SinkContext, SinkError};
 
-use crate::common::http::{client, header_names, headers, send};
+use crate::common::http::{header_names, send};
 use crate::common::json;
-use crate::common::options::{attr_error, count_attr, duration_attr};
 use crate::SinkSpec;
-
-/// Bound of one request by default.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Events per POST by default.
-const DEFAULT_MAX_EVENTS: usize = 1000;
+use config::HttpOptions;
 
 /// Reads `<plugin name="http">` (its `<endpoint url timeout maxEvents cafile>` and the
 /// endpoint's `<header>` children) into a [`SinkSpec`].
 pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
-    let endpoint = node.child("endpoint").ok_or_else(|| {
-        node.error("<plugin name=\"http\"> has no <endpoint url=\"…\">")
-            .with_hint("add <endpoint url=\"https://hooks.example.com/sersync\" timeout=\"10s\"/>")
-    })?;
-    let url_text = endpoint.required_attr("url")?;
-    let url = Url::parse(url_text)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| {
-            attr_error(
-                endpoint,
-                "url",
-                format!("<endpoint url=\"{url_text}\">: not an http:// or https:// URL"),
-            )
-            .with_hint("write the full URL, e.g. https://hooks.example.com/sersync")
-        })?;
-    let mut headers = headers(endpoint)?;
-    if !headers.contains_key(CONTENT_TYPE) {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    Ok(Box::new(HttpSpec {
-        client: client(
-            endpoint,
-            duration_attr(endpoint, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
-        )?,
-        max_events: count_attr(endpoint, "maxevents")?.unwrap_or(DEFAULT_MAX_EVENTS),
-        url,
-        headers,
+    Ok(Box::new(HttpSink {
+        options: HttpOptions::parse(node)?,
     }))
 }
 
-/// The validated webhook configuration; serves every watch. Lanes share the client.
+/// The webhook: its spec serves every watch, and each lane is a clone (sharing the client).
 #[derive(Debug, Clone)]
-struct HttpSpec {
-    url: Url,
-    headers: HeaderMap,
-    max_events: usize,
-    client: Client,
+struct HttpSink {
+    options: HttpOptions,
 }
 
-impl SinkSpec for HttpSpec {
+impl SinkSpec for HttpSink {
     fn name(&self) -> String {
         "http".into()
     }
@@ -75,9 +39,9 @@ impl SinkSpec for HttpSpec {
     fn summary(&self) -> String {
         format!(
             "http: POST batches as JSON to {} (up to {} events per request){}",
-            self.url,
-            self.max_events,
-            header_names(&self.headers)
+            self.options.url,
+            self.options.max_events,
+            header_names(&self.options.headers)
         )
     }
 
@@ -86,12 +50,12 @@ impl SinkSpec for HttpSpec {
     }
 }
 
-impl HttpSpec {
+impl HttpSink {
     /// The JSON documents `batch` is sent as.
     fn bodies(&self, batch: &Batch) -> Vec<String> {
         batch
             .events
-            .chunks(self.max_events)
+            .chunks(self.options.max_events)
             .map(|chunk| {
                 let mut doc = Map::new();
                 json::put_bytes(&mut doc, "root", batch.root.as_os_str().as_bytes());
@@ -104,14 +68,15 @@ impl HttpSpec {
     }
 }
 
-impl Sink for HttpSpec {
+impl Sink for HttpSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let peer = format!("POST {}", self.url);
+        let peer = format!("POST {}", self.options.url);
+        let o = &self.options;
         self.bodies(batch).into_iter().try_for_each(|body| {
-            let request = self
+            let request = o
                 .client
-                .post(self.url.clone())
-                .headers(self.headers.clone())
+                .post(o.url.clone())
+                .headers(o.headers.clone())
                 .body(body);
             send(request, &peer)
         })
@@ -120,7 +85,7 @@ impl Sink for HttpSpec {
     fn describe(&self, batch: &Batch) -> Vec<String> {
         self.bodies(batch)
             .into_iter()
-            .map(|body| format!("would POST {} {body}", self.url))
+            .map(|body| format!("would POST {} {body}", self.options.url))
             .collect()
     }
 }
