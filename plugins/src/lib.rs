@@ -6,8 +6,13 @@
 //! the rsync spec from `<sersync><rsync>`) and starts one instance per lane with
 //! [`SinkSpec::start`].
 
+pub mod command;
+mod common;
+pub mod http;
+pub mod refresh_cdn;
 pub mod registry;
 pub mod rsync;
+pub mod socket;
 
 pub use sersync_plugin_sdk as sdk;
 

@@ -31,6 +31,13 @@ pub const BUILT_IN_PLUGINS: &[&str] = &["command", "refreshCDN", "socket", "http
 /// An unknown name, or options the sink rejects, give an error located in the file.
 pub fn configure_plugin(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
     let name = node.required_attr("name")?;
+    match name.to_ascii_lowercase().as_str() {
+        "command" => return crate::command::configure(node),
+        "refreshcdn" => return crate::refresh_cdn::configure(node),
+        "socket" => return crate::socket::configure(node),
+        "http" => return crate::http::configure(node),
+        _ => {}
+    }
     Err(node
         .error(format!("unknown plugin name \"{name}\""))
         .with_hint(format!(
