@@ -122,10 +122,16 @@ fn check(config: &Config, cli: &Cli) -> ExitCode {
     for lane in &topology.lanes {
         println!("  {}", lane.spec.summary());
     }
+    if !config.plugins.is_empty() {
+        println!("plugin sections ({}):", config.plugins.len());
+    }
     for section in &config.plugins {
-        if let Err(e) = configure_named(config, &section.name) {
-            eprintln!("sersync: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+        match configure_named(config, &section.name) {
+            Ok(spec) => println!("  {}: {}", section.name, spec.summary()),
+            Err(e) => {
+                eprintln!("sersync: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
         }
     }
     println!("configuration OK: {}", config.file.display());
