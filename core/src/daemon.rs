@@ -1,11 +1,12 @@
 //! Running as a daemon: detaching from the terminal, the pid file, signals.
 
+use crossbeam_channel::Sender;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+
+use crate::supervisor::Notice;
 
 /// Detaches from the terminal: fork (the parent exits 0), new session, working directory
 /// `/`, standard input and output to `/dev/null` (standard error too unless `keep_stderr`).
@@ -82,19 +83,23 @@ impl Drop for PidFile {
     }
 }
 
-/// Sets `shutdown` on SIGTERM or SIGINT (a second one exits at once).
-pub fn handle_signals(shutdown: Arc<AtomicBool>) -> io::Result<()> {
+/// Turns SIGTERM and SIGINT into [`Notice::Stop`] (a second one exits at once) and SIGHUP
+/// into [`Notice::Reload`].
+pub fn handle_signals(notices: Sender<Notice>) -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut stopping = false;
         for signal in signals.forever() {
-            match signal {
-                SIGHUP => tracing::warn!("SIGHUP: configuration reload is not supported yet; restart sersync to apply a new configuration"),
-                _ if shutdown.swap(true, Ordering::SeqCst) => {
-                    tracing::warn!("second stop signal: exiting at once");
-                    std::process::exit(130);
-                }
-                _ => tracing::info!(signal, "stopping: delivering what is pending"),
+            if signal == SIGHUP {
+                let _ = notices.send(Notice::Reload);
+            } else if stopping {
+                tracing::warn!("second stop signal: exiting at once; undelivered changes stay in the journals");
+                std::process::exit(130);
+            } else {
+                stopping = true;
+                tracing::info!(signal, "stopping: delivering what is pending");
+                let _ = notices.send(Notice::Stop);
             }
         }
     })?;

@@ -1,4 +1,8 @@
 //! Assembling and running the pipeline: watcher → router → lanes, plus the schedules.
+//!
+//! Starting is split in two so that a reload can be refused without disturbing anything:
+//! [`Engine::prepare`] plans the lanes, configures every sink and establishes every watch
+//! (the new watches already queue events), then [`Engine::start`] starts delivering.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,13 +10,14 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, SinkContext, WatchId};
+use crossbeam_channel::Sender;
+use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, Sink, SinkContext, WatchId};
 
 use crate::config::Config;
 use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode};
 use crate::filter::Filter;
-use crate::topology::Topology;
-use crate::watch::{limits::InotifyLimits, WatchError, Watcher};
+use crate::topology::{LanePlan, Topology};
+use crate::watch::{limits::InotifyLimits, Root, WatchError, Watcher, WatcherStats};
 
 /// How the daemon was asked to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +30,7 @@ pub struct RunOptions {
     pub only_plugin: Option<String>,
     /// Deliver, or print what would be delivered.
     pub mode: Mode,
-    /// How long shutdown waits for lanes to deliver what they hold.
+    /// How long stopping waits for lanes to deliver what they hold.
     pub shutdown_deadline: Duration,
 }
 
@@ -81,6 +86,25 @@ impl From<WatchError> for EngineError {
     }
 }
 
+/// A sink instance ready to serve its lane.
+struct ReadyLane {
+    plan: LanePlan,
+    name: String,
+    sink: Box<dyn Sink>,
+}
+
+/// Everything a configuration needs, set up and checked, with nothing delivering yet.
+pub struct Prepared {
+    roots: Vec<Root>,
+    lanes: Vec<ReadyLane>,
+    watcher: Watcher,
+    timing: LaneTiming,
+    max_pending: usize,
+    state_dir: std::path::PathBuf,
+    crontab: Option<Duration>,
+    mode: Mode,
+}
+
 /// A running lane and its thread.
 struct RunningLane {
     lane: Arc<Lane>,
@@ -88,130 +112,187 @@ struct RunningLane {
     thread: JoinHandle<Vec<Event>>,
 }
 
-/// Runs until `shutdown` is set: watches, routes, delivers. Calls `ready` once every watch
-/// is established and every lane started.
-pub fn run(
-    config: &Config,
-    options: &RunOptions,
-    shutdown: Arc<AtomicBool>,
-    ready: impl FnOnce(),
-) -> Result<(), EngineError> {
-    let workers = if options.workers == 0 {
-        10
-    } else {
-        options.workers
-    };
-    let topology = Topology::plan(config, options.only_plugin.as_deref(), workers)?;
-    let filter = Arc::new(Filter::new(&config.filter));
+/// The running pipeline.
+pub struct Engine {
+    roots: Vec<Root>,
+    lanes: Vec<RunningLane>,
+    stats: Arc<WatcherStats>,
+    stop_reading: Arc<AtomicBool>,
+    reader: JoinHandle<()>,
+    router: JoinHandle<()>,
+    scheduler: Option<JoinHandle<()>>,
+}
 
-    let started = Instant::now();
-    let watcher = Watcher::new(
-        topology.roots.clone(),
-        filter.clone(),
-        config.events,
-        config.debug,
-    )?;
-    let stats = watcher.stats();
-    for root in &topology.roots {
-        tracing::info!(watch = root.watch.0, root = %root.path.display(), "watching");
-    }
-    tracing::info!(
-        directories = stats.directories(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "watches established"
-    );
-    warn_if_near_limits(stats.directories());
-
-    let timing = LaneTiming {
-        settle: config.engine.settle,
-        max_delay: config.engine.max_delay,
-        retry_initial: config.engine.retry_initial,
-        retry_max: config.engine.retry_max,
-    };
-    let mut lanes = Vec::new();
-    for plan in &topology.lanes {
-        let root = &topology.roots[plan.watch.0 as usize];
-        let name = plan.spec.name();
-        let ctx = SinkContext {
-            watch: plan.watch,
-            root: root.path.clone(),
-            filter: filter.clone(),
+impl Engine {
+    /// Plans the lanes, configures and starts every sink instance, and establishes every
+    /// watch. Nothing is delivered yet; changes from now on are queued by the kernel.
+    pub fn prepare(config: &Config, options: &RunOptions) -> Result<Prepared, EngineError> {
+        let workers = if options.workers == 0 {
+            10
+        } else {
+            options.workers
         };
-        let sink = plan.spec.start(&ctx).map_err(|e| EngineError::Sink {
-            lane: name.clone(),
-            message: e.to_string(),
-        })?;
-        tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
-        let journal = open_journal(&config.engine.state_dir, &name, root);
-        let lane = Lane::new(
-            name.clone(),
-            plan.watch,
-            root.path.clone(),
-            timing,
-            config.engine.max_pending,
-            journal,
+        let topology = Topology::plan(config, options.only_plugin.as_deref(), workers)?;
+        let filter = Arc::new(Filter::new(&config.filter));
+        let mut lanes = Vec::new();
+        for plan in topology.lanes {
+            let root = &topology.roots[plan.watch.0 as usize];
+            let name = plan.spec.name();
+            let ctx = SinkContext {
+                watch: plan.watch,
+                root: root.path.clone(),
+                filter: filter.clone(),
+            };
+            let sink = plan.spec.start(&ctx).map_err(|e| EngineError::Sink {
+                lane: name.clone(),
+                message: e.to_string(),
+            })?;
+            lanes.push(ReadyLane { plan, name, sink });
+        }
+        let started = Instant::now();
+        let watcher = Watcher::new(topology.roots.clone(), filter, config.events, config.debug)?;
+        let directories = watcher.stats().directories();
+        tracing::info!(
+            directories,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "watches established"
         );
-        let worker = lane.clone();
-        let mode = options.mode;
-        let thread = thread::Builder::new()
-            .name(format!("lane {name}"))
-            .spawn(move || worker.run(sink, mode))
-            .expect("spawning a lane thread");
-        lanes.push(RunningLane {
-            lane,
-            full_syncs: plan.full_syncs,
-            thread,
-        });
-    }
-
-    let rsync_lanes: Vec<Arc<Lane>> = lanes
-        .iter()
-        .filter(|l| l.full_syncs)
-        .map(|l| l.lane.clone())
-        .collect();
-    if options.full_sync_first {
-        tracing::info!("-r: pushing every watch root whole to every remote first");
-        request_full_sync(&rsync_lanes, topology.roots.len());
-    }
-
-    let all: Vec<Arc<Lane>> = lanes.iter().map(|l| l.lane.clone()).collect();
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<Event>>(1024);
-    let router = thread::Builder::new()
-        .name("router".into())
-        .spawn(move || dispatch::route(rx, &all))
-        .expect("spawning the router");
-    let reader_shutdown = shutdown.clone();
-    let reader = thread::Builder::new()
-        .name("inotify reader".into())
-        .spawn(move || watcher.run(tx, reader_shutdown))
-        .expect("spawning the reader");
-    let scheduler = config.crontab.as_ref().map(|crontab| {
-        let every = crontab.every;
-        let rsync_lanes = rsync_lanes.clone();
-        let roots = topology.roots.len();
-        let stop = shutdown.clone();
-        thread::Builder::new()
-            .name("crontab".into())
-            .spawn(move || crontab_loop(every, &rsync_lanes, roots, &stop))
-            .expect("spawning the crontab")
-    });
-
-    ready();
-    tracing::info!(lanes = lanes.len(), "running");
-
-    let outcome = reader.join().unwrap_or_else(|_| {
-        Err(WatchError::Io {
-            path: "inotify reader".into(),
-            error: std::io::Error::other("the reader thread panicked"),
+        warn_if_near_limits(directories);
+        Ok(Prepared {
+            roots: topology.roots,
+            lanes,
+            watcher,
+            timing: LaneTiming {
+                settle: config.engine.settle,
+                max_delay: config.engine.max_delay,
+                retry_initial: config.engine.retry_initial,
+                retry_max: config.engine.retry_max,
+            },
+            max_pending: config.engine.max_pending,
+            state_dir: config.engine.state_dir.clone(),
+            crontab: config.crontab.as_ref().map(|c| c.every),
+            mode: options.mode,
         })
-    });
-    shutdown.store(true, Ordering::SeqCst);
-    let _ = router.join();
-    if let Some(s) = scheduler {
-        let _ = s.join();
     }
-    drain(lanes, options.shutdown_deadline);
-    outcome.map_err(EngineError::from)
+
+    /// Starts delivering: lanes (each replaying its journal), router, reader, crontab. With
+    /// `full_sync_first`, every rsync lane first pushes its root whole. `on_reader_exit` is
+    /// called from the reader thread when it stops, with the error that stopped it, if any.
+    pub fn start(
+        prepared: Prepared,
+        full_sync_first: bool,
+        on_reader_exit: impl FnOnce(Option<WatchError>) + Send + 'static,
+    ) -> Engine {
+        let Prepared {
+            roots,
+            lanes: ready,
+            watcher,
+            timing,
+            max_pending,
+            state_dir,
+            crontab,
+            mode,
+        } = prepared;
+        let mut lanes = Vec::new();
+        for ReadyLane { plan, name, sink } in ready {
+            let root = &roots[plan.watch.0 as usize];
+            tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
+            let journal = open_journal(&state_dir, &name, root);
+            let lane = Lane::new(
+                name.clone(),
+                plan.watch,
+                root.path.clone(),
+                timing,
+                max_pending,
+                journal,
+            );
+            let worker = lane.clone();
+            let thread = thread::Builder::new()
+                .name(format!("lane {name}"))
+                .spawn(move || worker.run(sink, mode))
+                .expect("spawning a lane thread");
+            lanes.push(RunningLane {
+                lane,
+                full_syncs: plan.full_syncs,
+                thread,
+            });
+        }
+        let rsync_lanes: Vec<Arc<Lane>> = lanes
+            .iter()
+            .filter(|l| l.full_syncs)
+            .map(|l| l.lane.clone())
+            .collect();
+        if full_sync_first {
+            tracing::info!("-r: pushing every watch root whole to every remote first");
+            request_full_sync(&rsync_lanes, roots.len());
+        }
+        let all: Vec<Arc<Lane>> = lanes.iter().map(|l| l.lane.clone()).collect();
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<Event>>(1024);
+        let router = thread::Builder::new()
+            .name("router".into())
+            .spawn(move || dispatch::route(rx, &all))
+            .expect("spawning the router");
+        let stats = watcher.stats();
+        let stop_reading = Arc::new(AtomicBool::new(false));
+        let reader = spawn_reader(watcher, tx, stop_reading.clone(), on_reader_exit);
+        let scheduler = crontab.map(|every| {
+            let stop = stop_reading.clone();
+            let count = roots.len();
+            thread::Builder::new()
+                .name("crontab".into())
+                .spawn(move || crontab_loop(every, &rsync_lanes, count, &stop))
+                .expect("spawning the crontab")
+        });
+        tracing::info!(lanes = lanes.len(), "running");
+        Engine {
+            roots,
+            lanes,
+            stats,
+            stop_reading,
+            reader,
+            router,
+            scheduler,
+        }
+    }
+
+    /// The watch roots.
+    pub fn roots(&self) -> &[Root] {
+        &self.roots
+    }
+
+    /// The lanes, with whether each takes full syncs (rsync lanes do).
+    pub fn lanes(&self) -> impl Iterator<Item = (&Arc<Lane>, bool)> {
+        self.lanes.iter().map(|l| (&l.lane, l.full_syncs))
+    }
+
+    /// The watcher's counters.
+    pub fn watcher_stats(&self) -> &Arc<WatcherStats> {
+        &self.stats
+    }
+
+    /// Stops reading, then gives every lane up to `deadline` to deliver what it holds; what
+    /// is not delivered stays in the lanes' journals for the next start.
+    pub fn stop(self, deadline: Duration) {
+        self.stop_reading.store(true, Ordering::SeqCst);
+        let _ = self.reader.join();
+        let _ = self.router.join();
+        if let Some(s) = self.scheduler {
+            let _ = s.join();
+        }
+        drain(self.lanes, deadline);
+    }
+}
+
+fn spawn_reader(
+    watcher: Watcher,
+    tx: Sender<Vec<Event>>,
+    stop: Arc<AtomicBool>,
+    on_exit: impl FnOnce(Option<WatchError>) + Send + 'static,
+) -> JoinHandle<()> {
+    thread::Builder::new()
+        .name("inotify reader".into())
+        .spawn(move || on_exit(watcher.run(tx, stop).err()))
+        .expect("spawning the reader")
 }
 
 /// Pushes "every root may have changed" into `lanes` (each takes its own watch's).
@@ -249,12 +330,12 @@ fn drain(lanes: Vec<RunningLane>, deadline: Duration) {
             thread::sleep(Duration::from_millis(20));
         }
         if !l.thread.is_finished() {
-            tracing::warn!(lane = %l.lane.name(), pending = l.lane.pending(), "shutdown deadline passed with a delivery in flight");
+            tracing::warn!(lane = %l.lane.name(), pending = l.lane.pending(), "stop deadline passed with a delivery in flight; its changes stay in the journal");
             continue;
         }
         match l.thread.join() {
             Ok(left) if !left.is_empty() => {
-                tracing::warn!(lane = %l.lane.name(), paths = left.len(), "stopped with undelivered changes")
+                tracing::warn!(lane = %l.lane.name(), paths = left.len(), "stopped with undelivered changes; they stay in the journal for the next start")
             }
             Ok(_) => {}
             Err(_) => tracing::error!(lane = %l.lane.name(), "lane thread panicked"),
@@ -267,7 +348,7 @@ fn drain(lanes: Vec<RunningLane>, deadline: Duration) {
 fn open_journal(
     state_dir: &std::path::Path,
     name: &str,
-    root: &crate::watch::Root,
+    root: &Root,
 ) -> Option<(Journal, Vec<Event>)> {
     let path = state_dir.join(Journal::file_name(name, &root.path));
     match Journal::open(&path, root.watch) {

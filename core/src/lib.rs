@@ -9,5 +9,6 @@ pub mod dispatch;
 pub mod engine;
 pub mod filter;
 pub mod logging;
+pub mod supervisor;
 pub mod topology;
 pub mod watch;

@@ -1,14 +1,14 @@
 //! The `sersync` binary.
 
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Parser;
 use sersync::cli::Cli;
-use sersync::config::{self, Config};
+use sersync::config::Config;
 use sersync::dispatch::Mode;
-use sersync::engine::{self, RunOptions};
+use sersync::engine::RunOptions;
+use sersync::supervisor::{self, Hub};
 use sersync::topology::{configure_named, Topology};
 use sersync::{daemon, logging};
 
@@ -23,12 +23,18 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    let loaded = if cli.plugin.is_some() {
-        config::read(&cli.config)
-    } else {
-        config::load(&cli.config)
+    let options = RunOptions {
+        full_sync_first: cli.full_sync,
+        workers: cli.threads,
+        only_plugin: cli.plugin.clone(),
+        mode: if cli.dry_run {
+            Mode::DryRun
+        } else {
+            Mode::Deliver
+        },
+        ..RunOptions::default()
     };
-    let config = match loaded {
+    let config = match supervisor::load_config(&cli.config, &options) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("sersync: {e}");
@@ -50,7 +56,7 @@ fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    match run(&config, &cli) {
+    match run(config, &cli, &options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -60,7 +66,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &Config, cli: &Cli) -> Result<(), String> {
+fn run(config: Config, cli: &Cli, options: &RunOptions) -> Result<(), String> {
+    // Resolved before -d changes the working directory, so that SIGHUP finds the file again.
+    let config_path = std::fs::canonicalize(&cli.config).unwrap_or_else(|_| cli.config.clone());
     if cli.daemon {
         daemon::detach(cli.log_file.is_none())
             .map_err(|e| format!("cannot become a daemon: {e}"))?;
@@ -69,23 +77,13 @@ fn run(config: &Config, cli: &Cli) -> Result<(), String> {
         Some(path) => Some(daemon::PidFile::acquire(path).map_err(|e| e.to_string())?),
         None => None,
     };
-    let shutdown = Arc::new(AtomicBool::new(false));
-    daemon::handle_signals(shutdown.clone()).map_err(|e| format!("cannot handle signals: {e}"))?;
-    let options = RunOptions {
-        full_sync_first: cli.full_sync,
-        workers: cli.threads,
-        only_plugin: cli.plugin.clone(),
-        mode: if cli.dry_run {
-            Mode::DryRun
-        } else {
-            Mode::Deliver
-        },
-        ..RunOptions::default()
-    };
+    let notices = crossbeam_channel::unbounded();
+    daemon::handle_signals(notices.0.clone()).map_err(|e| format!("cannot handle signals: {e}"))?;
     if cli.raise_limits {
-        raise_limits(config)?;
+        raise_limits(&config)?;
     }
-    engine::run(config, &options, shutdown, || {}).map_err(|e| e.to_string())
+    let hub = Arc::new(Hub::default());
+    supervisor::supervise(&config_path, config, options, notices, &hub)
 }
 
 /// `--raise-limits`: make room for twice the directories below the watch roots.

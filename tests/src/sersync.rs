@@ -98,9 +98,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// The configuration text. Every remote shares the first one's port and password file
-    /// (one daemon per test), as `<rsync>` is global in the format.
-    pub fn xml(&self) -> String {
+    /// The configuration text, with the failLog script (and so the journals' state
+    /// directory) in `state`. Every remote shares the first one's port and password file, as
+    /// `<rsync>` is global in the format.
+    pub fn xml(&self, state: &Path) -> String {
         let switch = |name: &str, default: bool| {
             self.switches
                 .iter()
@@ -149,6 +150,11 @@ impl ConfigBuilder {
             let _ = writeln!(x, "      <userDefinedPort start=\"true\" port=\"{port}\"/>");
         }
         x.push_str("      <timeout start=\"true\" time=\"20\"/>\n    </rsync>\n");
+        let _ = writeln!(
+            x,
+            "    <failLog path=\"{}\" timeToExecute=\"60\"/>",
+            xml_escape(&state.join("rsync_fail_log.sh").display().to_string())
+        );
         x.push_str(&self.sersync_extra);
         x.push_str("  </sersync>\n");
         x.push_str(&self.head_extra);
@@ -159,7 +165,7 @@ impl ConfigBuilder {
     /// Writes the configuration into `dir` and returns its path.
     pub fn write(&self, dir: &Path) -> PathBuf {
         let path = dir.join("confxml.xml");
-        fs::write(&path, self.xml()).expect("write config");
+        fs::write(&path, self.xml(dir)).expect("write config");
         path
     }
 }

@@ -2,13 +2,14 @@
 //! and its own retry state. A slow or failing lane never holds up another.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use sersync_plugin_sdk::{Batch, Event, Sink, WatchId};
 
 use super::backoff::Backoff;
+use super::histogram::Histogram;
 use super::journal::Journal;
 use crate::coalesce::Coalescer;
 
@@ -45,6 +46,10 @@ pub struct LaneStats {
     pub failures: AtomicU64,
     /// Events in the batch being delivered now.
     pub in_flight: AtomicU64,
+    /// Consecutive failed deliveries (0 when the last one succeeded).
+    pub retry_streak: AtomicU32,
+    /// From a change being seen to its batch being delivered.
+    pub latency: Histogram,
     /// When the last delivery succeeded, and the last error.
     pub last: Mutex<LastOutcome>,
 }
@@ -262,6 +267,13 @@ impl Lane {
             match outcome {
                 Ok(()) => {
                     backoff.reset();
+                    self.stats.retry_streak.store(0, Ordering::Relaxed);
+                    let now = SystemTime::now();
+                    for event in &batch.events {
+                        self.stats
+                            .latency
+                            .observe(now.duration_since(event.time).unwrap_or_default());
+                    }
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
                     self.stats
                         .events
@@ -272,6 +284,7 @@ impl Lane {
                 }
                 Err(error) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    self.stats.retry_streak.fetch_add(1, Ordering::Relaxed);
                     self.record(|last| {
                         last.error = Some((SystemTime::now(), error.message.clone()))
                     });

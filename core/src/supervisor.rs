@@ -1,0 +1,192 @@
+//! The daemon's main loop: start the engine, then react to signals — stop, or reload the
+//! configuration without losing pending work — and to a reader that fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::config::{self, Config};
+use crate::control::{Control, LaneStatus, StatusSnapshot, WatchStatus};
+use crate::dispatch::Lane;
+use crate::engine::{self, Engine, RunOptions};
+use crate::watch::WatchError;
+
+/// What the main loop reacts to.
+#[derive(Debug)]
+pub enum Notice {
+    /// SIGTERM or SIGINT: deliver what is pending and exit.
+    Stop,
+    /// SIGHUP: load the configuration again and switch to it if it is valid.
+    Reload,
+    /// The reader stopped with an error.
+    ReaderFailed(WatchError),
+}
+
+/// Loads the configuration the way the command line asks: with `-m`, the file-system checks
+/// of the rsync part are skipped (only the plugin's own section matters).
+pub fn load_config(path: &Path, options: &RunOptions) -> Result<Config, String> {
+    let loaded = if options.only_plugin.is_some() {
+        config::read(path)
+    } else {
+        config::load(path)
+    };
+    loaded.map_err(|e| e.to_string())
+}
+
+/// Runs the engine for `config` (read from `path`) until a [`Notice::Stop`]; returns an error
+/// when it cannot start or its reader fails. `hub` is pointed at whichever engine runs.
+pub fn supervise(
+    path: &Path,
+    config: Config,
+    options: &RunOptions,
+    notices: (Sender<Notice>, Receiver<Notice>),
+    hub: &Arc<Hub>,
+) -> Result<(), String> {
+    let (tx, rx) = notices;
+    let prepared = Engine::prepare(&config, options).map_err(|e| e.to_string())?;
+    let mut engine = start(prepared, options.full_sync_first, &tx);
+    hub.show(&engine);
+    for notice in rx {
+        match notice {
+            Notice::Stop => break,
+            Notice::ReaderFailed(error) => {
+                engine.stop(options.shutdown_deadline);
+                return Err(error.to_string());
+            }
+            Notice::Reload => match reload(path, options) {
+                Ok(prepared) => {
+                    engine.stop(options.shutdown_deadline);
+                    engine = start(prepared, false, &tx);
+                    hub.show(&engine);
+                    tracing::info!(config = %path.display(), "configuration reloaded");
+                }
+                Err(message) => {
+                    tracing::error!("reload refused, the running configuration stays: {message}")
+                }
+            },
+        }
+    }
+    engine.stop(options.shutdown_deadline);
+    Ok(())
+}
+
+fn reload(path: &Path, options: &RunOptions) -> Result<engine::Prepared, String> {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
+    let config = load_config(path, options)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    Engine::prepare(&config, options).map_err(|e| e.to_string())
+}
+
+fn start(prepared: engine::Prepared, full_sync_first: bool, tx: &Sender<Notice>) -> Engine {
+    let tx = tx.clone();
+    Engine::start(prepared, full_sync_first, move |error| {
+        if let Some(error) = error {
+            let _ = tx.send(Notice::ReaderFailed(error));
+        }
+    })
+}
+
+/// What the control endpoint sees of the engine that runs now.
+#[derive(Default)]
+struct View {
+    roots: Vec<PathBuf>,
+    lanes: Vec<(Arc<Lane>, PathBuf, bool)>,
+    stats: Option<Arc<crate::watch::WatcherStats>>,
+}
+
+/// The [`Control`] implementation: follows the running engine across reloads.
+pub struct Hub {
+    started: Instant,
+    view: RwLock<View>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            started: Instant::now(),
+            view: RwLock::new(View::default()),
+        }
+    }
+}
+
+impl Hub {
+    fn show(&self, engine: &Engine) {
+        let roots: Vec<PathBuf> = engine.roots().iter().map(|r| r.path.clone()).collect();
+        let view = View {
+            lanes: engine
+                .lanes()
+                .map(|(lane, full)| (lane.clone(), roots[lane.watch().0 as usize].clone(), full))
+                .collect(),
+            roots,
+            stats: Some(engine.watcher_stats().clone()),
+        };
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
+    }
+}
+
+impl Control for Hub {
+    fn snapshot(&self) -> StatusSnapshot {
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        let (directories, events_seen, overflows) = view
+            .stats
+            .as_ref()
+            .map_or((0, 0, 0), |s| (s.directories(), s.events(), s.overflows()));
+        StatusSnapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime: self.started.elapsed(),
+            overflows,
+            events_seen,
+            directories,
+            watches: view
+                .roots
+                .iter()
+                .map(|root| WatchStatus { root: root.clone() })
+                .collect(),
+            lanes: view
+                .lanes
+                .iter()
+                .map(|(lane, root, _)| lane_status(lane, root))
+                .collect(),
+        }
+    }
+
+    fn request_full_sync(&self, watch: Option<&str>, remote: Option<&str>) -> usize {
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        let chosen: Vec<Arc<Lane>> = view
+            .lanes
+            .iter()
+            .filter(|(lane, root, full)| {
+                *full
+                    && watch.is_none_or(|w| Path::new(w) == root.as_path())
+                    && remote.is_none_or(|r| lane.name().contains(r))
+            })
+            .map(|(lane, _, _)| lane.clone())
+            .collect();
+        engine::request_full_sync(&chosen, view.roots.len());
+        chosen.len()
+    }
+}
+
+fn lane_status(lane: &Lane, root: &Path) -> LaneStatus {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = lane.stats();
+    let last = stats.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    LaneStatus {
+        name: lane.name().to_string(),
+        root: root.to_path_buf(),
+        pending: lane.pending() as u64,
+        in_flight: stats.in_flight.load(Relaxed),
+        batches: stats.batches.load(Relaxed),
+        events: stats.events.load(Relaxed),
+        failures: stats.failures.load(Relaxed),
+        retry_streak: stats.retry_streak.load(Relaxed),
+        last_success: last.success,
+        last_error: last.error,
+        journal_bytes: lane.journal_bytes(),
+        latency: stats.latency.snapshot(),
+    }
+}
