@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, Sink, SinkContext, WatchId};
 
+use crate::catchup::{self, Heartbeat};
 use crate::config::Config;
 use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode};
 use crate::filter::Filter;
@@ -96,6 +97,7 @@ struct ReadyLane {
 /// Everything a configuration needs, set up and checked, with nothing delivering yet.
 pub struct Prepared {
     roots: Vec<Root>,
+    filter: Arc<Filter>,
     lanes: Vec<ReadyLane>,
     watcher: Watcher,
     timing: LaneTiming,
@@ -103,6 +105,19 @@ pub struct Prepared {
     state_dir: std::path::PathBuf,
     crontab: Option<Duration>,
     mode: Mode,
+}
+
+/// Which lanes push their whole tree when the engine starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FirstSync {
+    /// None: lanes replay their journals, and catch up with what changed while sersync was
+    /// stopped.
+    CatchUp,
+    /// Every rsync lane (`-r`).
+    All,
+    /// After a reload: rsync lanes that did not exist before (a remote added to the file),
+    /// named by their (lane name, root); the others catch up.
+    NewLanes(Vec<(String, std::path::PathBuf)>),
 }
 
 /// A running lane and its thread.
@@ -115,6 +130,7 @@ struct RunningLane {
 /// The running pipeline.
 pub struct Engine {
     roots: Vec<Root>,
+    heartbeat: Option<Heartbeat>,
     lanes: Vec<RunningLane>,
     stats: Arc<WatcherStats>,
     stop_reading: Arc<AtomicBool>,
@@ -150,7 +166,12 @@ impl Engine {
             lanes.push(ReadyLane { plan, name, sink });
         }
         let started = Instant::now();
-        let watcher = Watcher::new(topology.roots.clone(), filter, config.events, config.debug)?;
+        let watcher = Watcher::new(
+            topology.roots.clone(),
+            filter.clone(),
+            config.events,
+            config.debug,
+        )?;
         let directories = watcher.stats().directories();
         tracing::info!(
             directories,
@@ -160,6 +181,7 @@ impl Engine {
         warn_if_near_limits(directories);
         Ok(Prepared {
             roots: topology.roots,
+            filter,
             lanes,
             watcher,
             timing: LaneTiming {
@@ -175,16 +197,17 @@ impl Engine {
         })
     }
 
-    /// Starts delivering: lanes (each replaying its journal), router, reader, crontab. With
-    /// `full_sync_first`, every rsync lane first pushes its root whole. `on_reader_exit` is
-    /// called from the reader thread when it stops, with the error that stopped it, if any.
+    /// Starts delivering: lanes (each replaying its journal), router, reader, crontab, and
+    /// the full syncs `first` asks for. `on_reader_exit` is called from the reader thread
+    /// when it stops, with the error that stopped it, if any.
     pub fn start(
         prepared: Prepared,
-        full_sync_first: bool,
+        first: FirstSync,
         on_reader_exit: impl FnOnce(Option<WatchError>) + Send + 'static,
     ) -> Engine {
         let Prepared {
             roots,
+            filter,
             lanes: ready,
             watcher,
             timing,
@@ -222,10 +245,42 @@ impl Engine {
             .filter(|l| l.full_syncs)
             .map(|l| l.lane.clone())
             .collect();
-        if full_sync_first {
-            tracing::info!("-r: pushing every watch root whole to every remote first");
-            request_full_sync(&rsync_lanes, roots.len());
+        let heartbeat_path = Heartbeat::path(
+            &state_dir,
+            &roots.iter().map(|r| r.path.clone()).collect::<Vec<_>>(),
+        );
+        let last_alive = Heartbeat::last_alive(&heartbeat_path);
+        let is_new = |lane: &Lane, previous: &[(String, std::path::PathBuf)]| {
+            let root = &roots[lane.watch().0 as usize].path;
+            !previous
+                .iter()
+                .any(|(name, r)| name == lane.name() && r == root)
+        };
+        let full: Vec<Arc<Lane>> = match &first {
+            FirstSync::All => rsync_lanes.clone(),
+            FirstSync::NewLanes(previous) => rsync_lanes
+                .iter()
+                .filter(|l| is_new(l, previous))
+                .cloned()
+                .collect(),
+            FirstSync::CatchUp => Vec::new(),
+        };
+        if !full.is_empty() {
+            tracing::info!(
+                lanes = full.len(),
+                "pushing every watch root whole to the new (or, with -r, every) remote first"
+            );
+            request_full_sync(&full, roots.len());
         }
+        if first != FirstSync::All {
+            if let Some(since) = last_alive {
+                let all: Vec<Arc<Lane>> = lanes.iter().map(|l| l.lane.clone()).collect();
+                spawn_catch_up(roots.clone(), filter, all, since);
+            }
+        }
+        let heartbeat = Heartbeat::start(heartbeat_path)
+            .map_err(|error| tracing::error!(%error, dir = %state_dir.display(), "cannot write the heartbeat; changes made while sersync is stopped will need a full sync (-r)"))
+            .ok();
         let all: Vec<Arc<Lane>> = lanes.iter().map(|l| l.lane.clone()).collect();
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Event>>(1024);
         let router = thread::Builder::new()
@@ -246,6 +301,7 @@ impl Engine {
         tracing::info!(lanes = lanes.len(), "running");
         Engine {
             roots,
+            heartbeat,
             lanes,
             stats,
             stop_reading,
@@ -258,6 +314,19 @@ impl Engine {
     /// The watch roots.
     pub fn roots(&self) -> &[Root] {
         &self.roots
+    }
+
+    /// Every lane's identity: (name, watch root).
+    pub fn lane_ids(&self) -> Vec<(String, std::path::PathBuf)> {
+        self.lanes
+            .iter()
+            .map(|l| {
+                (
+                    l.lane.name().to_string(),
+                    self.roots[l.lane.watch().0 as usize].path.clone(),
+                )
+            })
+            .collect()
     }
 
     /// The lanes, with whether each takes full syncs (rsync lanes do).
@@ -280,6 +349,32 @@ impl Engine {
             let _ = s.join();
         }
         drain(self.lanes, deadline);
+        if let Some(heartbeat) = self.heartbeat {
+            heartbeat.stop();
+        }
+    }
+}
+
+/// In the background, sends every lane what changed in its watch since `since` (while
+/// sersync was not running).
+fn spawn_catch_up(
+    roots: Vec<Root>,
+    filter: Arc<Filter>,
+    lanes: Vec<Arc<Lane>>,
+    since: std::time::SystemTime,
+) {
+    let spawned = thread::Builder::new().name("catch-up".into()).spawn(move || {
+        for root in &roots {
+            let started = Instant::now();
+            let events = catchup::changed_since(&root.path, root.watch, filter.as_ref(), since);
+            tracing::info!(root = %root.path.display(), changes = events.len(), elapsed_ms = started.elapsed().as_millis() as u64, "caught up with changes made while sersync was stopped");
+            for lane in lanes.iter().filter(|l| l.watch() == root.watch) {
+                lane.push_all(events.iter());
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the catch-up walk; run a full sync (-r) to be sure");
     }
 }
 

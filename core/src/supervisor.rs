@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::config::{self, Config};
 use crate::control::{Control, LaneStatus, StatusSnapshot, WatchStatus};
 use crate::dispatch::Lane;
-use crate::engine::{self, Engine, RunOptions};
+use crate::engine::{self, Engine, FirstSync, RunOptions};
 use crate::watch::WatchError;
 
 /// What the main loop reacts to.
@@ -46,7 +46,12 @@ pub fn supervise(
 ) -> Result<(), String> {
     let (tx, rx) = notices;
     let prepared = Engine::prepare(&config, options).map_err(|e| e.to_string())?;
-    let mut engine = start(prepared, options.full_sync_first, &tx);
+    let first = if options.full_sync_first {
+        FirstSync::All
+    } else {
+        FirstSync::CatchUp
+    };
+    let mut engine = start(prepared, first, &tx);
     hub.show(&engine);
     for notice in rx {
         match notice {
@@ -57,8 +62,9 @@ pub fn supervise(
             }
             Notice::Reload => match reload(path, options) {
                 Ok(prepared) => {
+                    let previous = engine.lane_ids();
                     engine.stop(options.shutdown_deadline);
-                    engine = start(prepared, false, &tx);
+                    engine = start(prepared, FirstSync::NewLanes(previous), &tx);
                     hub.show(&engine);
                     tracing::info!(config = %path.display(), "configuration reloaded");
                 }
@@ -81,9 +87,9 @@ fn reload(path: &Path, options: &RunOptions) -> Result<engine::Prepared, String>
     Engine::prepare(&config, options).map_err(|e| e.to_string())
 }
 
-fn start(prepared: engine::Prepared, full_sync_first: bool, tx: &Sender<Notice>) -> Engine {
+fn start(prepared: engine::Prepared, first: FirstSync, tx: &Sender<Notice>) -> Engine {
     let tx = tx.clone();
-    Engine::start(prepared, full_sync_first, move |error| {
+    Engine::start(prepared, first, move |error| {
         if let Some(error) = error {
             let _ = tx.send(Notice::ReaderFailed(error));
         }

@@ -16,16 +16,23 @@ const PASSWORD: &str = "s3cret-pass";
 /// An rsync daemon with one module per name, each backed by its own directory.
 pub struct RsyncDaemon {
     dir: TempDir,
+    address: String,
     port: u16,
     modules: Vec<String>,
     child: Option<Child>,
 }
 
 impl RsyncDaemon {
-    /// Starts a daemon serving `modules` on a free loopback port.
+    /// Starts a daemon serving `modules` on a free port of 127.0.0.1.
     pub fn start(modules: &[&str]) -> RsyncDaemon {
+        Self::start_at("127.0.0.1", free_port(), modules)
+    }
+
+    /// Starts a daemon serving `modules` on `address:port` (a loopback address). Slaves of
+    /// one configuration share the port (`<userDefinedPort>` is global), so a second slave
+    /// listens on another loopback address, e.g. 127.0.0.2.
+    pub fn start_at(address: &str, port: u16, modules: &[&str]) -> RsyncDaemon {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let mut conf = format!(
             "use chroot = {chroot}\nmunge symlinks = no\nmax connections = 0\nlog file = {log}\nreverse lookup = no\n",
             log = dir.path().join("rsyncd.log").display(),
@@ -49,12 +56,18 @@ impl RsyncDaemon {
         write_private(&dir.path().join("client.pass"), &format!("{PASSWORD}\n"));
         let mut daemon = RsyncDaemon {
             dir,
+            address: address.to_string(),
             port,
             modules: modules.iter().map(|m| m.to_string()).collect(),
             child: None,
         };
         daemon.resume();
         daemon
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// The port it listens on.
@@ -100,7 +113,7 @@ impl RsyncDaemon {
                 self.dir.path().join("rsyncd.conf").display()
             ))
             .arg(format!("--port={}", self.port))
-            .arg("--address=127.0.0.1")
+            .arg(format!("--address={}", self.address))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -108,7 +121,7 @@ impl RsyncDaemon {
             .expect("rsync is installed (apt-get install rsync)");
         self.child = Some(child);
         crate::wait_for(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())
+            TcpStream::connect((self.address.as_str(), self.port)).map_err(|e| e.to_string())
         })
         .expect("rsync daemon accepts connections");
     }

@@ -12,7 +12,7 @@ mod daemon;
 mod sersync;
 
 pub use compare::tree_diff;
-pub use daemon::RsyncDaemon;
+pub use daemon::{free_port, RsyncDaemon};
 pub use sersync::{sersync_bin, ConfigBuilder, Sersync};
 
 use std::time::{Duration, Instant};
@@ -31,6 +31,28 @@ pub fn wait_for<T>(
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+}
+
+/// Writes `count` files of ~1 KiB named `{prefix}{i}` into `dir` at about `per_second`
+/// files a second, in a thread. Returns the thread; it ends when all are written.
+pub fn paced_writer(
+    dir: std::path::PathBuf,
+    prefix: &str,
+    count: usize,
+    per_second: u32,
+) -> std::thread::JoinHandle<()> {
+    let prefix = prefix.to_string();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        for i in 0..count {
+            let due = start + Duration::from_secs_f64(i as f64 / f64::from(per_second.max(1)));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let body = format!("{prefix}{i}\n").repeat(64);
+            std::fs::write(dir.join(format!("{prefix}{i}")), body).expect("write a file");
+        }
+    })
 }
 
 /// Waits until `dst` equals `src` (see [`tree_diff`]); panics with the difference otherwise.

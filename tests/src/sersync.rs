@@ -35,11 +35,20 @@ pub fn sersync_bin() -> PathBuf {
     .clone()
 }
 
+#[derive(Clone, Debug)]
+struct Remote {
+    address: String,
+    port: u16,
+    password_file: PathBuf,
+    module: String,
+}
+
 /// Writes a `confxml.xml` in the 2.5.4 layout for a watch pushed to test daemons.
 #[derive(Clone, Debug)]
 pub struct ConfigBuilder {
     watch: PathBuf,
-    remotes: Vec<(u16, PathBuf, String)>,
+    remotes: Vec<Remote>,
+    timeout_secs: u32,
     switches: Vec<(&'static str, bool)>,
     excludes: Vec<String>,
     head_extra: String,
@@ -53,6 +62,7 @@ impl ConfigBuilder {
         ConfigBuilder {
             watch: watch.to_path_buf(),
             remotes: Vec::new(),
+            timeout_secs: 20,
             switches: Vec::new(),
             excludes: Vec::new(),
             head_extra: String::new(),
@@ -63,8 +73,42 @@ impl ConfigBuilder {
 
     /// Adds a remote: `module` of `daemon`.
     pub fn remote(mut self, daemon: &RsyncDaemon, module: &str) -> Self {
-        self.remotes
-            .push((daemon.port(), daemon.password_file(), module.to_string()));
+        self.remotes.push(Remote {
+            address: daemon.address().to_string(),
+            port: daemon.port(),
+            password_file: daemon.password_file(),
+            module: module.to_string(),
+        });
+        self
+    }
+
+    /// Adds a remote that is no rsync daemon (e.g. a listener that hangs) at `address`.
+    pub fn raw_remote(mut self, address: &str, port: u16, module: &str) -> Self {
+        let password_file = self
+            .remotes
+            .first()
+            .map(|r| r.password_file.clone())
+            .unwrap_or_default();
+        self.remotes.push(Remote {
+            address: address.to_string(),
+            port,
+            password_file,
+            module: module.to_string(),
+        });
+        self
+    }
+
+    /// Sets `<timeout start="true" time>` (seconds).
+    pub fn timeout(mut self, secs: u32) -> Self {
+        self.timeout_secs = secs;
+        self
+    }
+
+    /// Uses `file` as `<auth passwordfile>` for every remote.
+    pub fn password_file(mut self, file: &Path) -> Self {
+        for r in &mut self.remotes {
+            r.password_file = file.to_path_buf();
+        }
         self
     }
 
@@ -136,20 +180,32 @@ impl ConfigBuilder {
             "    <localpath watch=\"{}\">",
             xml_escape(&self.watch.display().to_string())
         );
-        for (_, _, module) in &self.remotes {
-            let _ = writeln!(x, "      <remote ip=\"127.0.0.1\" name=\"{module}\"/>");
+        for r in &self.remotes {
+            let _ = writeln!(
+                x,
+                "      <remote ip=\"{}\" name=\"{}\"/>",
+                r.address, r.module
+            );
         }
         x.push_str("    </localpath>\n    <rsync>\n");
         let _ = writeln!(x, "      <commonParams params=\"{}\"/>", self.common_params);
-        if let Some((port, pass, _)) = self.remotes.first() {
+        if let Some(r) = self.remotes.first() {
             let _ = writeln!(
                 x,
                 "      <auth start=\"true\" users=\"{USER}\" passwordfile=\"{}\"/>",
-                pass.display()
+                r.password_file.display()
             );
-            let _ = writeln!(x, "      <userDefinedPort start=\"true\" port=\"{port}\"/>");
+            let _ = writeln!(
+                x,
+                "      <userDefinedPort start=\"true\" port=\"{}\"/>",
+                r.port
+            );
         }
-        x.push_str("      <timeout start=\"true\" time=\"20\"/>\n    </rsync>\n");
+        let _ = writeln!(
+            x,
+            "      <timeout start=\"true\" time=\"{}\"/>\n    </rsync>",
+            self.timeout_secs
+        );
         let _ = writeln!(
             x,
             "    <failLog path=\"{}\" timeToExecute=\"60\"/>",
@@ -229,16 +285,28 @@ impl Sersync {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+    /// Sends `signal` (e.g. `libc::SIGHUP`).
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: plain system call on a child we own and have not reaped.
+        unsafe { libc::kill(pid as i32, signal) };
+    }
+
+    /// Waits until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> Result<(), String> {
+        crate::wait_for(timeout, || {
+            if self.log().contains(text) {
+                Ok(())
+            } else {
+                Err(format!("log does not contain {text:?}:\n{}", self.log()))
+            }
+        })
     }
 
     /// Sends SIGTERM and waits up to `timeout` for it to exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.signal(libc::SIGTERM);
         let mut child = self.child.take()?;
-        // SAFETY: plain system call on a child we own and have not reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = crate::wait_for(timeout, || match child.try_wait() {
             Ok(Some(status)) => Ok(status),
             _ => Err("still running".to_string()),
