@@ -39,6 +39,9 @@ pub struct Coalescer {
     watch: WatchId,
     entries: HashMap<RelPath, Entry>,
     rescans: HashSet<RelPath>,
+    /// Old names of pending moves: the remote still has something there, so a create at
+    /// such a name replaces it and is not "new".
+    vacated: HashSet<RelPath>,
     next_seq: u64,
     max_pending: usize,
     first_at: Option<Instant>,
@@ -52,6 +55,7 @@ impl Coalescer {
             watch,
             entries: HashMap::new(),
             rescans: HashSet::new(),
+            vacated: HashSet::new(),
             next_seq: 0,
             max_pending: max_pending.max(1),
             first_at: None,
@@ -111,6 +115,7 @@ impl Coalescer {
         self.first_at = None;
         self.last_at = None;
         self.rescans.clear();
+        self.vacated.clear();
         let mut entries: Vec<(RelPath, Entry)> = self.entries.drain().collect();
         entries.sort_by_key(|(_, e)| e.seq);
         entries
@@ -127,6 +132,7 @@ impl Coalescer {
         let mut current: Vec<(RelPath, Entry)> = self.entries.drain().collect();
         current.sort_by_key(|(_, e)| e.seq);
         self.rescans.clear();
+        self.vacated.clear();
         for event in failed {
             self.apply(event, false);
         }
@@ -171,7 +177,7 @@ impl Coalescer {
         match kind {
             EventKind::Create => {
                 let new = match self.entries.get(&path) {
-                    None => fresh,
+                    None => fresh && !self.vacated.contains(&path),
                     Some(e) => e.new && fresh,
                 };
                 self.set(path, EventKind::Create, None, is_dir, time, new);
@@ -210,19 +216,37 @@ impl Coalescer {
                     return self.set(path, EventKind::Create, None, is_dir, time, false);
                 };
                 let moved = self.remove(&from);
+                self.vacated.insert(from.clone());
                 let carried = if is_dir {
                     self.take_below(&from)
                 } else {
                     Vec::new()
                 };
+                // Where the moved thing came from, for the remote: a pending create stays a
+                // create, a pending move keeps its first name. Any name it passed through
+                // that may exist on the remote (overwritten there, or replaced locally) is
+                // deleted explicitly.
                 let (kind, origin) = match moved {
-                    Some(e) if e.kind == EventKind::Create => (EventKind::Create, None),
+                    Some(e) if e.kind == EventKind::Create => {
+                        if !e.new {
+                            self.keep_delete(from.clone(), is_dir, time);
+                        }
+                        (EventKind::Create, None)
+                    }
                     Some(Entry {
                         kind: EventKind::Move,
                         from: Some(origin),
                         ..
-                    }) => (EventKind::Move, Some(origin)),
+                    }) => {
+                        self.keep_delete(from.clone(), is_dir, time);
+                        (EventKind::Move, Some(origin))
+                    }
                     _ => (EventKind::Move, Some(from.clone())),
+                };
+                // Renamed back to where it started: a change of that path, nothing moved.
+                let (kind, origin) = match origin {
+                    Some(o) if o == path => (EventKind::Create, None),
+                    other => (kind, other),
                 };
                 self.set(path.clone(), kind, origin, is_dir, time, false);
                 self.carry(carried, &from, &path);
@@ -492,12 +516,26 @@ mod tests {
     }
 
     #[test]
-    fn renaming_several_times_keeps_the_first_name() {
+    fn renaming_several_times_keeps_the_first_name_and_deletes_the_names_passed_through() {
         let mut c = coalescer();
         c.push(mv("a", "b", false));
         c.push(mv("b", "c", false));
         c.push(mv("c", "d", false));
-        assert_eq!(summary(&mut c), ["move a->d"]);
+        let mut s = summary(&mut c);
+        s.sort();
+        // b and c may have existed on the remote (a rename overwrites): deleted explicitly.
+        assert_eq!(s, ["delete b", "delete c", "move a->d"]);
+    }
+
+    #[test]
+    fn a_create_at_a_name_a_move_vacated_is_a_replacement_not_a_temporary() {
+        let mut c = coalescer();
+        c.push(mv("b", "a", true));
+        c.push(ev(EventKind::Create, "b", true));
+        c.push(ev(EventKind::Delete, "b", true));
+        let mut s = summary(&mut c);
+        s.sort();
+        assert_eq!(s, ["delete b", "move b->a"]);
     }
 
     #[test]

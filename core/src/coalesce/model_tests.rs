@@ -233,7 +233,7 @@ fn run(ops: &[Op], max_pending: usize, requeue_every: Option<usize>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn batches_converge(ops in prop::collection::vec(op_strategy(14), 1..60)) {
@@ -263,6 +263,25 @@ fn a_file_moved_into_a_directory_that_then_leaves_the_watch_is_deleted() {
             Op::Cut,
             Op::Rename(idx("a"), idx("b/a")),
             Op::MoveOut(idx("b")),
+        ],
+        1000,
+        None,
+    );
+}
+
+#[test]
+fn a_file_renamed_over_another_and_back_deletes_the_overwritten_name() {
+    // mkdir a; write b; sync; write a/a; mv a/a b (overwrites b); mv b a/a
+    let p = candidates();
+    let idx = |s: &str| p.iter().position(|x| *x == RelPath::from(s)).unwrap();
+    run(
+        &[
+            Op::Mkdir(idx("a")),
+            Op::Write(idx("b")),
+            Op::Cut,
+            Op::Write(idx("a/a")),
+            Op::Rename(idx("a/a"), idx("b")),
+            Op::Rename(idx("b"), idx("a/a")),
         ],
         1000,
         None,
