@@ -1,0 +1,363 @@
+//! Just enough HTTP/1.1 for the control endpoint: one request per connection, read under a
+//! deadline and size limits, one response, then the connection is closed.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// The longest request head (request line and headers) accepted.
+pub const MAX_HEAD: usize = 8 * 1024;
+
+/// The longest request body accepted. No route takes a body; one is read and dropped only so
+/// that the reply is not lost to a connection reset.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A request whose head was read and checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The method, e.g. `GET`.
+    pub method: String,
+    /// The target's path, not decoded, e.g. `/status`.
+    pub path: String,
+    /// The target's query, not decoded, without the `?`.
+    pub query: Option<String>,
+    /// The body's length (its bytes are discarded).
+    pub body_len: usize,
+}
+
+/// A response, always sent with `Connection: close`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response carrying `body` as it is.
+    pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            content_type,
+            allow: None,
+            body,
+        }
+    }
+
+    /// A plain text message; a newline is appended.
+    pub fn text(status: u16, message: impl Into<String>) -> Response {
+        let mut body = message.into().into_bytes();
+        body.push(b'\n');
+        Response::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &impl Serialize) -> Response {
+        let mut body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
+            format!("{{\"error\":\"cannot encode the reply: {e}\"}}").into_bytes()
+        });
+        body.push(b'\n');
+        Response::new(status, "application/json", body)
+    }
+
+    /// A 405 naming the one method `path` takes.
+    pub fn method_not_allowed(path: &str, allow: &'static str) -> Response {
+        Response {
+            allow: Some(allow),
+            ..Response::text(405, format!("{path} takes {allow} only"))
+        }
+    }
+
+    /// Writes the status line, headers and body.
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        if let Some(allow) = self.allow {
+            head.push_str(&format!("Allow: {allow}\r\n"));
+        }
+        head.push_str("\r\n");
+        out.write_all(head.as_bytes())?;
+        out.write_all(&self.body)?;
+        out.flush()
+    }
+}
+
+/// The reason phrase of each status this server sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Why no request came out of a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The client sent nothing, or went away: close without a word.
+    Silent,
+    /// The request is unusable; send this and close.
+    Reply(Response),
+}
+
+/// Reads one request from `stream`, giving up at `deadline` however slowly bytes trickle in.
+pub fn read_request(stream: &mut TcpStream, deadline: Instant) -> Result<Request, ReadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let head_len = loop {
+        if let Some(end) = head_end(&buf) {
+            break end;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(ReadError::Reply(Response::text(
+                431,
+                format!("the request head is longer than {MAX_HEAD} bytes"),
+            )));
+        }
+        match read_some(stream, &mut buf, deadline) {
+            Ok(0) | Err(_) if buf.is_empty() => return Err(ReadError::Silent),
+            Ok(0) => return Err(ReadError::Silent),
+            Ok(_) => {}
+            Err(_) => {
+                return Err(ReadError::Reply(Response::text(
+                    408,
+                    "the request was not complete in time",
+                )))
+            }
+        }
+    };
+    let request = parse_head(&buf[..head_len]).map_err(ReadError::Reply)?;
+    if request.body_len > MAX_BODY {
+        return Err(ReadError::Reply(Response::text(
+            413,
+            format!("the request body is longer than {MAX_BODY} bytes"),
+        )));
+    }
+    let mut received = buf.len() - head_len;
+    let mut scratch = Vec::new();
+    while received < request.body_len {
+        scratch.clear();
+        match read_some(stream, &mut scratch, deadline) {
+            Ok(0) | Err(_) => return Err(ReadError::Silent),
+            Ok(n) => received += n,
+        }
+    }
+    Ok(request)
+}
+
+/// One `read` into `buf` (up to 4 KiB more), with the time left before `deadline`.
+fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+    let mut chunk = [0u8; 4096];
+    let n = stream.read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+/// Where the head ends (just after its empty line) and the body starts, if the head is
+/// complete. Bare `\n` line ends are accepted as well as `\r\n`.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.iter().enumerate().find_map(|(i, &b)| {
+        if b != b'\n' {
+            return None;
+        }
+        match &buf[i + 1..] {
+            [b'\n', ..] => Some(i + 2),
+            [b'\r', b'\n', ..] => Some(i + 3),
+            _ => None,
+        }
+    })
+}
+
+/// Checks a complete request head and pulls out what the routes need.
+pub fn parse_head(head: &[u8]) -> Result<Request, Response> {
+    let bad = |why: &str| Response::text(400, format!("bad request: {why}"));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .skip_while(|line| line.is_empty());
+    let request_line = lines.next().ok_or_else(|| bad("no request line"))?;
+    let request_line =
+        std::str::from_utf8(request_line).map_err(|_| bad("the request line is not text"))?;
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("the request line is not METHOD TARGET HTTP/1.1"));
+    };
+    if method.is_empty() || !method.bytes().all(is_token) {
+        return Err(bad("the method is not a token"));
+    }
+    match version {
+        "HTTP/1.1" | "HTTP/1.0" => {}
+        v if v.starts_with("HTTP/") => {
+            return Err(Response::text(505, "only HTTP/1.1 and HTTP/1.0 are spoken"))
+        }
+        _ => return Err(bad("the protocol is not HTTP")),
+    }
+    if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("the target is not an absolute path"));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_string())),
+        None => (target, None),
+    };
+    let mut body_len = None;
+    for line in lines.take_while(|line| !line.is_empty()) {
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| bad("a header line has no colon"))?;
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.is_empty() || !name.iter().copied().all(is_token) {
+            return Err(bad("a header name is not a token"));
+        }
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Err(Response::text(
+                501,
+                "request bodies with Transfer-Encoding are not supported",
+            ));
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let length =
+                content_length(value).ok_or_else(|| bad("Content-Length is not a number"))?;
+            if body_len.is_some_and(|known| known != length) {
+                return Err(bad("two different Content-Length headers"));
+            }
+            body_len = Some(length);
+        }
+    }
+    Ok(Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query,
+        body_len: body_len.unwrap_or(0),
+    })
+}
+
+/// A `Content-Length` value: decimal digits, surrounding blanks allowed. Huge values saturate
+/// (and are refused as too large).
+fn content_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0usize, |n, &d| {
+        n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+    }))
+}
+
+/// A `tchar` of RFC 9110 (method and header names).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(head: &str) -> u16 {
+        parse_head(head.as_bytes()).map_or_else(|r| r.status, |_| 200)
+    }
+
+    #[test]
+    fn parses_a_plain_request() {
+        let request =
+            parse_head(b"POST /sync?watch=/data HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+        assert_eq!(
+            request,
+            Request {
+                method: "POST".into(),
+                path: "/sync".into(),
+                query: Some("watch=/data".into()),
+                body_len: 0
+            }
+        );
+    }
+
+    #[test]
+    fn accepts_bare_newlines_and_leading_blank_lines() {
+        assert_eq!(status("\r\nGET /status HTTP/1.0\nHost: x\n\n"), 200);
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\nrest"), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+
+    #[test]
+    fn refuses_malformed_heads() {
+        assert_eq!(status(""), 400);
+        assert_eq!(status("GET /status\r\n\r\n"), 400);
+        assert_eq!(status("GET  /status HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET status HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("G(T /status HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /status SPDY/3\r\n\r\n"), 400);
+        assert_eq!(status("GET /status HTTP/2.0\r\n\r\n"), 505);
+        assert_eq!(status("GET /status HTTP/1.1\r\nno colon\r\n\r\n"), 400);
+        assert_eq!(status("GET /status HTTP/1.1\r\n : x\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET /status HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("GET /s HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST /sync HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            parse_head(b"GET /\xff HTTP/1.1\r\n\r\n")
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn huge_content_length_saturates() {
+        assert_eq!(
+            content_length(b" 99999999999999999999999999 "),
+            Some(usize::MAX)
+        );
+        assert_eq!(content_length(b"12"), Some(12));
+        assert_eq!(content_length(b""), None);
+    }
+
+    #[test]
+    fn writes_a_complete_response() {
+        let mut out = Vec::new();
+        Response::method_not_allowed("/sync", "POST")
+            .write_to(&mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(text.contains("Allow: POST\r\n"));
+        assert!(text.contains("Content-Length: 22\r\n"));
+        assert!(text.ends_with("\r\n\r\n/sync takes POST only\n"));
+    }
+}
