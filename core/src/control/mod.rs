@@ -3,6 +3,7 @@
 //! The engine implements [`Control`]; the HTTP side only reads [`StatusSnapshot`]s and asks
 //! for full syncs through it.
 
+pub mod client;
 mod http;
 mod latency;
 pub mod metrics;
