@@ -568,3 +568,22 @@ fn sersync_status_without_a_daemon_fails_clearly() {
     assert!(stderr.contains("is sersync running?"), "{stderr}");
     assert!(stderr.contains(&addr.to_string()), "{stderr}");
 }
+
+#[test]
+fn the_status_command_leaves_the_254_command_lines_alone() {
+    use clap::Parser;
+    use sersync::cli::{Cli, Command as Sub};
+    let cli = Cli::try_parse_from(["sersync", "-d", "-r", "-o", "/etc/c.xml"]).unwrap();
+    assert!(cli.daemon && cli.full_sync && cli.command.is_none());
+    assert_eq!(cli.config, PathBuf::from("/etc/c.xml"));
+    for args in [
+        &["sersync", "status", "-o", "/etc/c.xml"][..],
+        &["sersync", "-o", "/etc/c.xml", "status"],
+        &["sersync", "status", "--config", "/etc/c.xml"],
+    ] {
+        let cli = Cli::try_parse_from(args).unwrap();
+        assert_eq!(cli.command, Some(Sub::Status), "{args:?}");
+        assert_eq!(cli.config, PathBuf::from("/etc/c.xml"), "{args:?}");
+    }
+    assert!(Cli::try_parse_from(["sersync", "stauts"]).is_err());
+}
