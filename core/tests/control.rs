@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sersync::control::{
     serve, Control, LaneStatus, ServerHandle, StatusReport, StatusSnapshot, WatchStatus,
-    MAX_CONNECTIONS,
+    MAX_CONNECTIONS, REQUEST_DEADLINE,
 };
 use sersync::dispatch::{Histogram, HistogramSnapshot};
 
@@ -454,7 +454,7 @@ fn a_silent_client_does_not_block_others() {
     assert!(started.elapsed() < Duration::from_secs(2));
     // The deadline closes the silent one without a word, and the trickling one with a 408.
     silent
-        .set_read_timeout(Some(Duration::from_secs(15)))
+        .set_read_timeout(Some(REQUEST_DEADLINE + Duration::from_secs(10)))
         .unwrap();
     let mut buf = Vec::new();
     assert_eq!((&silent).read_to_end(&mut buf).unwrap(), 0);

@@ -87,9 +87,13 @@ pub fn fetch_status(host: &str, port: u16) -> Result<StatusReport, FetchError> {
     let mut stream = connect(bare, port)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
+    let authority = match bare.contains(':') {
+        true => format!("[{bare}]:{port}"),
+        false => format!("{bare}:{port}"),
+    };
     write!(
         stream,
-        "GET /status HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET /status HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     )?;
     let mut reply = Vec::new();
     stream.take(MAX_REPLY).read_to_end(&mut reply)?;

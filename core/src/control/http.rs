@@ -2,8 +2,6 @@
 //! deadline and size limits, one response, then the connection is closed.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -120,8 +118,9 @@ pub enum ReadError {
     Reply(Response),
 }
 
-/// Reads one request from `stream`, giving up at `deadline` however slowly bytes trickle in.
-pub fn read_request(stream: &mut TcpStream, deadline: Instant) -> Result<Request, ReadError> {
+/// Reads one request from `source`. Running out of time (a read failing with `TimedOut` or
+/// `WouldBlock`, as a socket read timeout does) before the head is complete is a 408.
+pub fn read_request(source: &mut impl Read) -> Result<Request, ReadError> {
     let mut buf = Vec::with_capacity(1024);
     let head_len = loop {
         if let Some(end) = head_end(&buf) {
@@ -133,10 +132,10 @@ pub fn read_request(stream: &mut TcpStream, deadline: Instant) -> Result<Request
                 format!("the request head is longer than {MAX_HEAD} bytes"),
             )));
         }
-        match read_some(stream, &mut buf, deadline) {
-            Ok(0) | Err(_) if buf.is_empty() => return Err(ReadError::Silent),
+        match read_some(source, &mut buf) {
             Ok(0) => return Err(ReadError::Silent),
             Ok(_) => {}
+            Err(e) if buf.is_empty() || !is_timeout(&e) => return Err(ReadError::Silent),
             Err(_) => {
                 return Err(ReadError::Reply(Response::text(
                     408,
@@ -153,10 +152,9 @@ pub fn read_request(stream: &mut TcpStream, deadline: Instant) -> Result<Request
         )));
     }
     let mut received = buf.len() - head_len;
-    let mut scratch = Vec::new();
     while received < request.body_len {
-        scratch.clear();
-        match read_some(stream, &mut scratch, deadline) {
+        buf.clear();
+        match read_some(source, &mut buf) {
             Ok(0) | Err(_) => return Err(ReadError::Silent),
             Ok(n) => received += n,
         }
@@ -164,17 +162,27 @@ pub fn read_request(stream: &mut TcpStream, deadline: Instant) -> Result<Request
     Ok(request)
 }
 
-/// One `read` into `buf` (up to 4 KiB more), with the time left before `deadline`.
-fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<usize> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
-    }
-    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+/// Whether `e` is a read running out of time.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+/// One `read` of up to 4 KiB appended to `buf`, retried when interrupted by a signal.
+fn read_some(source: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
     let mut chunk = [0u8; 4096];
-    let n = stream.read(&mut chunk)?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
+    loop {
+        match source.read(&mut chunk) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Where the head ends (just after its empty line) and the body starts, if the head is
@@ -346,6 +354,78 @@ mod tests {
         );
         assert_eq!(content_length(b"12"), Some(12));
         assert_eq!(content_length(b""), None);
+    }
+
+    /// Reads `chunks` one per call, then fails with `end` (or reports end of file).
+    struct Script {
+        chunks: Vec<&'static [u8]>,
+        end: Option<io::ErrorKind>,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.chunks.is_empty() {
+                return self.end.map_or(Ok(0), |kind| Err(kind.into()));
+            }
+            let chunk = self.chunks.remove(0);
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    fn read(chunks: Vec<&'static [u8]>, end: Option<io::ErrorKind>) -> Result<Request, ReadError> {
+        read_request(&mut Script { chunks, end })
+    }
+
+    fn reply_status(result: Result<Request, ReadError>) -> Option<u16> {
+        match result {
+            Err(ReadError::Reply(response)) => Some(response.status),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_request_may_arrive_in_pieces_with_its_body() {
+        let request = read(
+            vec![
+                b"POST /sync HT",
+                b"TP/1.1\r\nContent-Length: 5\r\n\r\nab",
+                b"c",
+                b"de",
+            ],
+            Some(io::ErrorKind::TimedOut),
+        )
+        .unwrap();
+        assert_eq!((request.path.as_str(), request.body_len), ("/sync", 5));
+    }
+
+    #[test]
+    fn silence_and_hang_ups_get_no_reply() {
+        assert_eq!(
+            read(vec![], Some(io::ErrorKind::TimedOut)).unwrap_err(),
+            ReadError::Silent
+        );
+        assert_eq!(read(vec![b"GET /st"], None).unwrap_err(), ReadError::Silent);
+        let reset = Some(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            read(vec![b"GET /st"], reset).unwrap_err(),
+            ReadError::Silent
+        );
+        let short_body = vec![&b"POST /sync HTTP/1.1\r\nContent-Length: 9\r\n\r\nab"[..]];
+        assert_eq!(read(short_body, None).unwrap_err(), ReadError::Silent);
+    }
+
+    #[test]
+    fn slow_oversized_and_huge_requests_get_an_error_reply() {
+        let slow = read(
+            vec![b"GET /status HTTP/1.1\r\n"],
+            Some(io::ErrorKind::WouldBlock),
+        );
+        assert_eq!(reply_status(slow), Some(408));
+        let endless: Vec<&'static [u8]> = vec![&[b'a'; 4096][..]; 4];
+        assert_eq!(reply_status(read(endless, None)), Some(431));
+        let huge = vec![&b"POST /sync HTTP/1.1\r\nContent-Length: 65537\r\n\r\n"[..]];
+        assert_eq!(reply_status(read(huge, None)), Some(413));
     }
 
     #[test]

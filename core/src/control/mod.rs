@@ -4,9 +4,10 @@
 //! for full syncs through it.
 
 pub mod client;
+mod deadline;
 mod http;
 mod latency;
-pub mod metrics;
+mod metrics;
 mod report;
 mod routes;
 mod server;

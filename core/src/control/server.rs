@@ -1,13 +1,15 @@
 //! The listener: one accept thread, one short-lived thread per connection (at most
-//! [`MAX_CONNECTIONS`] at once), one request per connection, every read and write timed.
+//! [`MAX_CONNECTIONS`] at once), one request per connection, with a deadline for reading the
+//! request and another for sending the reply.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::deadline::Deadline;
 use super::http::{read_request, ReadError, Response};
 use super::{routes, Control};
 
@@ -18,8 +20,11 @@ pub const MAX_CONNECTIONS: usize = 32;
 /// How long a client has to send its whole request.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
-/// How long one write of the reply may block.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has to take the whole reply.
+const REPLY_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long the 503 to a connection over the limit may take (written by the accept thread).
+const BUSY_DEADLINE: Duration = Duration::from_millis(200);
 
 /// A running control endpoint. Dropping it (or [`ServerHandle::stop`]) stops accepting.
 #[derive(Debug)]
@@ -108,8 +113,8 @@ fn accept_loop(listener: &TcpListener, control: &Arc<dyn Control>, stop: &Atomic
             }
         };
         let Some(slot) = Slot::take(&active) else {
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-            reply(stream, &Response::text(503, "busy: too many connections"));
+            let busy = Response::text(503, "busy: too many connections");
+            reply(&stream, &busy, BUSY_DEADLINE);
             continue;
         };
         let control = control.clone();
@@ -146,19 +151,19 @@ impl Drop for Slot {
 }
 
 /// Reads one request from `stream`, answers it and closes.
-fn handle(mut stream: TcpStream, control: &dyn Control) {
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let response = match read_request(&mut stream, Instant::now() + REQUEST_DEADLINE) {
+fn handle(stream: TcpStream, control: &dyn Control) {
+    let response = match read_request(&mut Deadline::new(&stream, REQUEST_DEADLINE)) {
         Ok(request) => routes::respond(&request, control),
         Err(ReadError::Silent) => return,
         Err(ReadError::Reply(response)) => response,
     };
-    reply(stream, &response);
+    reply(&stream, &response, REPLY_DEADLINE);
 }
 
-/// Sends `response` and closes `stream`; a client gone away is not an error worth a log line.
-fn reply(mut stream: TcpStream, response: &Response) {
-    if let Err(e) = response.write_to(&mut stream) {
+/// Sends `response` within `budget` and closes the sending side; a client gone away is not
+/// an error worth a log line.
+fn reply(stream: &TcpStream, response: &Response, budget: Duration) {
+    if let Err(e) = response.write_to(&mut Deadline::new(stream, budget)) {
         tracing::debug!("control endpoint: cannot send the reply: {e}");
     }
     let _ = stream.shutdown(Shutdown::Write);
