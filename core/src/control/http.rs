@@ -1,9 +1,9 @@
-//! Just enough HTTP/1.1 for the control endpoint: one request per connection, read under a
-//! deadline and size limits, one response, then the connection is closed.
+//! Just enough HTTP/1.1 for the control endpoint, request side: one request per connection,
+//! read within size limits, its head checked.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
-use serde::Serialize;
+use super::response::Response;
 
 /// The longest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -23,90 +23,6 @@ pub struct Request {
     pub query: Option<String>,
     /// The body's length (its bytes are discarded).
     pub body_len: usize,
-}
-
-/// A response, always sent with `Connection: close`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Response {
-    /// The status code.
-    pub status: u16,
-    /// The `Content-Type`.
-    pub content_type: &'static str,
-    /// The `Allow` header of a 405.
-    pub allow: Option<&'static str>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// A response carrying `body` as it is.
-    pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
-        Response {
-            status,
-            content_type,
-            allow: None,
-            body,
-        }
-    }
-
-    /// A plain text message; a newline is appended.
-    pub fn text(status: u16, message: impl Into<String>) -> Response {
-        let mut body = message.into().into_bytes();
-        body.push(b'\n');
-        Response::new(status, "text/plain; charset=utf-8", body)
-    }
-
-    /// A JSON response.
-    pub fn json(status: u16, value: &impl Serialize) -> Response {
-        let mut body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
-            format!("{{\"error\":\"cannot encode the reply: {e}\"}}").into_bytes()
-        });
-        body.push(b'\n');
-        Response::new(status, "application/json", body)
-    }
-
-    /// A 405 naming the one method `path` takes.
-    pub fn method_not_allowed(path: &str, allow: &'static str) -> Response {
-        Response {
-            allow: Some(allow),
-            ..Response::text(405, format!("{path} takes {allow} only"))
-        }
-    }
-
-    /// Writes the status line, headers and body.
-    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
-            self.body.len()
-        );
-        if let Some(allow) = self.allow {
-            head.push_str(&format!("Allow: {allow}\r\n"));
-        }
-        head.push_str("\r\n");
-        out.write_all(head.as_bytes())?;
-        out.write_all(&self.body)?;
-        out.flush()
-    }
-}
-
-/// The reason phrase of each status this server sends.
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
 }
 
 /// Why no request came out of a connection.
@@ -426,18 +342,5 @@ mod tests {
         assert_eq!(reply_status(read(endless, None)), Some(431));
         let huge = vec![&b"POST /sync HTTP/1.1\r\nContent-Length: 65537\r\n\r\n"[..]];
         assert_eq!(reply_status(read(huge, None)), Some(413));
-    }
-
-    #[test]
-    fn writes_a_complete_response() {
-        let mut out = Vec::new();
-        Response::method_not_allowed("/sync", "POST")
-            .write_to(&mut out)
-            .unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
-        assert!(text.contains("Allow: POST\r\n"));
-        assert!(text.contains("Content-Length: 22\r\n"));
-        assert!(text.ends_with("\r\n\r\n/sync takes POST only\n"));
     }
 }

@@ -9,6 +9,7 @@ mod http;
 mod latency;
 mod metrics;
 mod report;
+mod response;
 mod routes;
 mod server;
 mod snapshot;

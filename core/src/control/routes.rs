@@ -4,7 +4,8 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
-use super::http::{Request, Response};
+use super::http::Request;
+use super::response::Response;
 use super::{metrics, Control, StatusReport};
 
 /// The reply to `request`.

@@ -10,7 +10,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::deadline::Deadline;
-use super::http::{read_request, ReadError, Response};
+use super::http::{read_request, ReadError};
+use super::response::Response;
 use super::{routes, Control};
 
 /// Connections handled at once; more get a 503 at once, so a flood of idle connections
