@@ -300,6 +300,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_bytes_make_the_reader_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..8),
+            prefix in proptest::sample::select(vec!["", "GET /status HTTP/1.1\r\n", "POST /sync?"]),
+        ) {
+            let mut bytes = prefix.as_bytes().to_vec();
+            for chunk in &chunks {
+                bytes.extend_from_slice(chunk);
+            }
+            let _ = parse_head(&bytes);
+            let _ = read_request(&mut bytes.as_slice());
+        }
+    }
+
     #[test]
     fn a_request_may_arrive_in_pieces_with_its_body() {
         let request = read(

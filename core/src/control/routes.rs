@@ -152,6 +152,13 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_query_makes_the_filters_panic(query in "[a-z=&%0-9A-Fé/+]{0,40}") {
+            let _ = SyncFilters::parse(&query);
+        }
+    }
+
     #[test]
     fn the_description_names_the_filters() {
         let filters = SyncFilters {
