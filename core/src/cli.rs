@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::logging::LogFormat;
 
@@ -25,7 +25,8 @@ pub struct Cli {
         short = 'o',
         long = "config",
         value_name = "FILE",
-        default_value = "confxml.xml"
+        default_value = "confxml.xml",
+        global = true
     )]
     pub config: PathBuf,
 
@@ -70,6 +71,22 @@ pub struct Cli {
     /// low for the watched trees (sersync never rewrites them on its own).
     #[arg(long)]
     pub raise_limits: bool,
+
+    /// Instead of running the daemon (the default, as in 2.5.4), do this.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `sersync` can do besides running the daemon. 2.5.4 took no positional arguments, so
+/// its command lines keep their meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Show how the running daemon is doing, one line per lane.
+    ///
+    /// Asks the control endpoint at the configuration's <host hostip port> (GET /status) and
+    /// prints, per lane: pending paths, events in flight, events delivered, failures, the age
+    /// of the last success and the last error.
+    Status,
 }
 
 impl Cli {

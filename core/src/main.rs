@@ -23,6 +23,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    if cli.command == Some(sersync::cli::Command::Status) {
+        return sersync::control::client::status_command(&cli.config);
+    }
     let options = RunOptions {
         full_sync_first: cli.full_sync,
         workers: cli.threads,

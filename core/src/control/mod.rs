@@ -3,8 +3,19 @@
 //! The engine implements [`Control`]; the HTTP side only reads [`StatusSnapshot`]s and asks
 //! for full syncs through it.
 
+pub mod client;
+mod deadline;
+mod http;
+mod latency;
+mod metrics;
+mod report;
+mod response;
+mod routes;
+mod server;
 mod snapshot;
 
+pub use report::{ErrorReport, LaneReport, LatencyReport, StatusReport, WatchReport};
+pub use server::{serve, ServerHandle, MAX_CONNECTIONS, REQUEST_DEADLINE};
 pub use snapshot::{LaneStatus, StatusSnapshot, WatchStatus};
 
 /// What the control endpoint may ask of the running engine.

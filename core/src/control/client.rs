@@ -1,0 +1,308 @@
+//! `sersync status`: asks a running daemon for `/status` and prints one line per lane.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::StatusReport;
+use crate::config;
+
+/// How long connecting, and then each read or write, may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest reply read (a status of thousands of lanes is far below it).
+const MAX_REPLY: u64 = 16 * 1024 * 1024;
+
+/// Exit status when the configuration cannot be read (as for the daemon itself).
+const EXIT_CONFIG: u8 = 255;
+
+/// The longest last-error message shown in the table, in characters.
+const ERROR_WIDTH: usize = 60;
+
+/// Runs `sersync status`: reads `<host hostip port>` from `config_file`, fetches `/status`
+/// and prints the table. Exit status 0 on success, 1 when the daemon cannot be reached or
+/// answers badly, 255 when the configuration cannot be read.
+pub fn status_command(config_file: &Path) -> ExitCode {
+    let config = match config::read(config_file) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sersync: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let (host, port) = (&config.control.host, config.control.port);
+    match fetch_status(host, port) {
+        Ok(report) => {
+            print!("{}", render_table(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "sersync: cannot get the status from {host}:{port} (<host> in {}): {e}",
+                config_file.display()
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Why the status could not be fetched.
+#[derive(Debug)]
+pub enum FetchError {
+    /// No connection, or it broke.
+    Io(io::Error),
+    /// The daemon answered, but not with a usable `/status`.
+    Reply(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                write!(f, "{e} (is sersync running?)")
+            }
+            FetchError::Io(e) => write!(f, "{e}"),
+            FetchError::Reply(why) => write!(f, "unexpected reply: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+impl From<io::Error> for FetchError {
+    fn from(e: io::Error) -> Self {
+        FetchError::Io(e)
+    }
+}
+
+/// `GET /status` from the daemon at `host:port` (each address `host` resolves to is tried).
+pub fn fetch_status(host: &str, port: u16) -> Result<StatusReport, FetchError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let mut stream = connect(bare, port)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    let authority = match bare.contains(':') {
+        true => format!("[{bare}]:{port}"),
+        false => format!("{bare}:{port}"),
+    };
+    write!(
+        stream,
+        "GET /status HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reply = Vec::new();
+    stream.take(MAX_REPLY).read_to_end(&mut reply)?;
+    let body = ok_body(&reply).map_err(FetchError::Reply)?;
+    serde_json::from_slice(body).map_err(|e| FetchError::Reply(format!("bad JSON: {e}")))
+}
+
+/// The first address of `host` that accepts a connection.
+fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name resolves to nothing");
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, TIMEOUT) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The body of a `200` reply (the server always closes after it, so it runs to the end).
+fn ok_body(reply: &[u8]) -> Result<&[u8], String> {
+    let split = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no complete HTTP reply")?;
+    let (head, body) = (&reply[..split], &reply[split + 4..]);
+    let status_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let status_line = String::from_utf8_lossy(status_line);
+    match status_line.split(' ').nth(1) {
+        Some("200") => Ok(body),
+        Some(_) => Err(format!(
+            "{} {}",
+            status_line.trim_end(),
+            String::from_utf8_lossy(body).trim_end()
+        )),
+        None => Err(format!("not HTTP: {status_line:?}")),
+    }
+}
+
+/// The human view of `report`: a summary line, then one line per lane.
+pub fn render_table(report: &StatusReport) -> String {
+    let mut out = format!(
+        "sersync {}, up {}, {} watch(es), {} directories, {} events seen, {} kernel overflows\n",
+        report.version,
+        duration(report.uptime_seconds),
+        report.watches.len(),
+        report.directories,
+        report.events_seen,
+        report.overflows
+    );
+    let header = [
+        "LANE",
+        "ROOT",
+        "PENDING",
+        "IN FLIGHT",
+        "DELIVERED",
+        "FAILURES",
+        "LAST SUCCESS",
+        "LAST ERROR",
+    ];
+    let ago = |t: u64| format!("{} ago", duration(report.time.saturating_sub(t)));
+    let rows: Vec<[String; 8]> = report
+        .lanes
+        .iter()
+        .map(|lane| {
+            [
+                printable(&lane.name, usize::MAX),
+                printable(&lane.root, usize::MAX),
+                lane.pending.to_string(),
+                lane.in_flight.to_string(),
+                lane.events.to_string(),
+                match lane.retry_streak {
+                    0 => lane.failures.to_string(),
+                    streak => format!("{} ({streak} in a row)", lane.failures),
+                },
+                lane.last_success.map_or_else(|| "never".into(), ago),
+                lane.last_error.as_ref().map_or_else(
+                    || "-".into(),
+                    |e| format!("{}: {}", ago(e.time), printable(&e.message, ERROR_WIDTH)),
+                ),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header = header.map(String::from);
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if rows.is_empty() {
+        out.push_str("(no lanes)\n");
+    }
+    out
+}
+
+/// The first line of `text`, control characters replaced, cut to `max` characters.
+fn printable(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    let mut out: String = line
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(max)
+        .collect();
+    if line.chars().count() > max || text.lines().nth(1).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// `42s`, `3m07s`, `5h02m`, `12d03h`.
+fn duration(seconds: u64) -> String {
+    let (m, h, d) = (seconds / 60, seconds / 3600, seconds / 86_400);
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{m}m{:02}s", seconds % 60),
+        3600..86_400 => format!("{h}h{:02}m", m % 60),
+        _ => format!("{d}d{:02}h", h % 24),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{ErrorReport, LaneReport, LatencyReport};
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(187), "3m07s");
+        assert_eq!(duration(5 * 3600 + 120), "5h02m");
+        assert_eq!(duration(12 * 86_400 + 3 * 3600 + 59), "12d03h");
+    }
+
+    #[test]
+    fn messages_are_one_printable_line() {
+        assert_eq!(printable("a\tb", 10), "a?b");
+        assert_eq!(printable("first\nsecond", 10), "first…");
+        assert_eq!(printable("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn only_a_200_reply_has_a_usable_body() {
+        assert_eq!(
+            ok_body(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n{}").unwrap(),
+            b"{}"
+        );
+        let err = ok_body(b"HTTP/1.1 404 Not Found\r\n\r\nnope\n").unwrap_err();
+        assert_eq!(err, "HTTP/1.1 404 Not Found nope");
+        assert!(ok_body(b"HTTP/1.1 200 OK\r\n").is_err());
+    }
+
+    #[test]
+    fn the_table_has_one_line_per_lane() {
+        let lane = |name: &str, last_error| LaneReport {
+            name: name.into(),
+            root: "/data".into(),
+            pending: 3,
+            in_flight: 0,
+            batches: 2,
+            events: 40,
+            failures: 1,
+            retry_streak: 0,
+            last_success: Some(1_000),
+            last_error,
+            journal_bytes: 0,
+            latency: LatencyReport {
+                p50: None,
+                p99: None,
+                count: 0,
+                sum: 0.0,
+            },
+        };
+        let report = StatusReport {
+            version: "0.1.0".into(),
+            time: 1_100,
+            uptime_seconds: 3_700,
+            overflows: 0,
+            directories: 12,
+            events_seen: 99,
+            watches: vec![],
+            lanes: vec![
+                lane("rsync a::m", None),
+                lane(
+                    "refreshCDN",
+                    Some(ErrorReport {
+                        time: 1_090,
+                        message: "HTTP 500\nbody".into(),
+                    }),
+                ),
+            ],
+        };
+        let table = render_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].contains("up 1h01m"));
+        assert!(lines[1].starts_with("LANE"));
+        assert!(lines[2].starts_with("rsync a::m "));
+        assert!(lines[2].contains("1m40s ago"));
+        assert!(lines[2].ends_with('-'));
+        assert!(lines[3].ends_with("10s ago: HTTP 500…"), "{table}");
+    }
+}

@@ -1,0 +1,48 @@
+//! A deadline for a whole exchange on a socket, not just for each call: every read or write
+//! gets only the time left, so a client trickling one byte at a time is cut off too.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// `stream`, readable and writable until `until`; past it, every call fails with `TimedOut`.
+pub struct Deadline<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    /// `stream` with `budget` from now.
+    pub fn new(stream: &'a TcpStream, budget: Duration) -> Deadline<'a> {
+        Deadline {
+            stream,
+            until: Instant::now() + budget,
+        }
+    }
+
+    /// The time left, or `TimedOut` when none is.
+    fn left(&self) -> io::Result<Duration> {
+        match self.until.saturating_duration_since(Instant::now()) {
+            left if left.is_zero() => Err(io::ErrorKind::TimedOut.into()),
+            left => Ok(left),
+        }
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

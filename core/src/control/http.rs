@@ -1,0 +1,361 @@
+//! Just enough HTTP/1.1 for the control endpoint, request side: one request per connection,
+//! read within size limits, its head checked.
+
+use std::io::{self, Read};
+
+use super::response::Response;
+
+/// The longest request head (request line and headers) accepted.
+pub const MAX_HEAD: usize = 8 * 1024;
+
+/// The longest request body accepted. No route takes a body; one is read and dropped only so
+/// that the reply is not lost to a connection reset.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A request whose head was read and checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The method, e.g. `GET`.
+    pub method: String,
+    /// The target's path, not decoded, e.g. `/status`.
+    pub path: String,
+    /// The target's query, not decoded, without the `?`.
+    pub query: Option<String>,
+    /// The body's length (its bytes are discarded).
+    pub body_len: usize,
+}
+
+/// Why no request came out of a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The client sent nothing, or went away: close without a word.
+    Silent,
+    /// The request is unusable; send this and close.
+    Reply(Response),
+}
+
+/// Reads one request from `source`. Running out of time (a read failing with `TimedOut` or
+/// `WouldBlock`, as a socket read timeout does) before the head is complete is a 408.
+pub fn read_request(source: &mut impl Read) -> Result<Request, ReadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let head_len = loop {
+        if let Some(end) = head_end(&buf) {
+            break end;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(ReadError::Reply(Response::text(
+                431,
+                format!("the request head is longer than {MAX_HEAD} bytes"),
+            )));
+        }
+        match read_some(source, &mut buf) {
+            Ok(0) => return Err(ReadError::Silent),
+            Ok(_) => {}
+            Err(e) if buf.is_empty() || !is_timeout(&e) => return Err(ReadError::Silent),
+            Err(_) => {
+                return Err(ReadError::Reply(Response::text(
+                    408,
+                    "the request was not complete in time",
+                )))
+            }
+        }
+    };
+    let request = parse_head(&buf[..head_len]).map_err(ReadError::Reply)?;
+    if request.body_len > MAX_BODY {
+        return Err(ReadError::Reply(Response::text(
+            413,
+            format!("the request body is longer than {MAX_BODY} bytes"),
+        )));
+    }
+    let mut received = buf.len() - head_len;
+    while received < request.body_len {
+        buf.clear();
+        match read_some(source, &mut buf) {
+            Ok(0) | Err(_) => return Err(ReadError::Silent),
+            Ok(n) => received += n,
+        }
+    }
+    Ok(request)
+}
+
+/// Whether `e` is a read running out of time.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+/// One `read` of up to 4 KiB appended to `buf`, retried when interrupted by a signal.
+fn read_some(source: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match source.read(&mut chunk) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Where the head ends (just after its empty line) and the body starts, if the head is
+/// complete. Bare `\n` line ends are accepted as well as `\r\n`.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.iter().enumerate().find_map(|(i, &b)| {
+        if b != b'\n' {
+            return None;
+        }
+        match &buf[i + 1..] {
+            [b'\n', ..] => Some(i + 2),
+            [b'\r', b'\n', ..] => Some(i + 3),
+            _ => None,
+        }
+    })
+}
+
+/// Checks a complete request head and pulls out what the routes need.
+pub fn parse_head(head: &[u8]) -> Result<Request, Response> {
+    let bad = |why: &str| Response::text(400, format!("bad request: {why}"));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .skip_while(|line| line.is_empty());
+    let request_line = lines.next().ok_or_else(|| bad("no request line"))?;
+    let request_line =
+        std::str::from_utf8(request_line).map_err(|_| bad("the request line is not text"))?;
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("the request line is not METHOD TARGET HTTP/1.1"));
+    };
+    if method.is_empty() || !method.bytes().all(is_token) {
+        return Err(bad("the method is not a token"));
+    }
+    match version {
+        "HTTP/1.1" | "HTTP/1.0" => {}
+        v if v.starts_with("HTTP/") => {
+            return Err(Response::text(505, "only HTTP/1.1 and HTTP/1.0 are spoken"))
+        }
+        _ => return Err(bad("the protocol is not HTTP")),
+    }
+    if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("the target is not an absolute path"));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_string())),
+        None => (target, None),
+    };
+    let mut body_len = None;
+    for line in lines.take_while(|line| !line.is_empty()) {
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| bad("a header line has no colon"))?;
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.is_empty() || !name.iter().copied().all(is_token) {
+            return Err(bad("a header name is not a token"));
+        }
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Err(Response::text(
+                501,
+                "request bodies with Transfer-Encoding are not supported",
+            ));
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let length =
+                content_length(value).ok_or_else(|| bad("Content-Length is not a number"))?;
+            if body_len.is_some_and(|known| known != length) {
+                return Err(bad("two different Content-Length headers"));
+            }
+            body_len = Some(length);
+        }
+    }
+    Ok(Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query,
+        body_len: body_len.unwrap_or(0),
+    })
+}
+
+/// A `Content-Length` value: decimal digits, surrounding blanks allowed. Huge values saturate
+/// (and are refused as too large).
+fn content_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0usize, |n, &d| {
+        n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+    }))
+}
+
+/// A `tchar` of RFC 9110 (method and header names).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(head: &str) -> u16 {
+        parse_head(head.as_bytes()).map_or_else(|r| r.status, |_| 200)
+    }
+
+    #[test]
+    fn parses_a_plain_request() {
+        let request =
+            parse_head(b"POST /sync?watch=/data HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+        assert_eq!(
+            request,
+            Request {
+                method: "POST".into(),
+                path: "/sync".into(),
+                query: Some("watch=/data".into()),
+                body_len: 0
+            }
+        );
+    }
+
+    #[test]
+    fn accepts_bare_newlines_and_leading_blank_lines() {
+        assert_eq!(status("\r\nGET /status HTTP/1.0\nHost: x\n\n"), 200);
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\nrest"), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+
+    #[test]
+    fn refuses_malformed_heads() {
+        assert_eq!(status(""), 400);
+        assert_eq!(status("GET /status\r\n\r\n"), 400);
+        assert_eq!(status("GET  /status HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET status HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("G(T /status HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /status SPDY/3\r\n\r\n"), 400);
+        assert_eq!(status("GET /status HTTP/2.0\r\n\r\n"), 505);
+        assert_eq!(status("GET /status HTTP/1.1\r\nno colon\r\n\r\n"), 400);
+        assert_eq!(status("GET /status HTTP/1.1\r\n : x\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET /status HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("GET /s HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST /sync HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            parse_head(b"GET /\xff HTTP/1.1\r\n\r\n")
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn huge_content_length_saturates() {
+        assert_eq!(
+            content_length(b" 99999999999999999999999999 "),
+            Some(usize::MAX)
+        );
+        assert_eq!(content_length(b"12"), Some(12));
+        assert_eq!(content_length(b""), None);
+    }
+
+    /// Reads `chunks` one per call, then fails with `end` (or reports end of file).
+    struct Script {
+        chunks: Vec<&'static [u8]>,
+        end: Option<io::ErrorKind>,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.chunks.is_empty() {
+                return self.end.map_or(Ok(0), |kind| Err(kind.into()));
+            }
+            let chunk = self.chunks.remove(0);
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    fn read(chunks: Vec<&'static [u8]>, end: Option<io::ErrorKind>) -> Result<Request, ReadError> {
+        read_request(&mut Script { chunks, end })
+    }
+
+    fn reply_status(result: Result<Request, ReadError>) -> Option<u16> {
+        match result {
+            Err(ReadError::Reply(response)) => Some(response.status),
+            _ => None,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_bytes_make_the_reader_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..8),
+            prefix in proptest::sample::select(vec!["", "GET /status HTTP/1.1\r\n", "POST /sync?"]),
+        ) {
+            let mut bytes = prefix.as_bytes().to_vec();
+            for chunk in &chunks {
+                bytes.extend_from_slice(chunk);
+            }
+            let _ = parse_head(&bytes);
+            let _ = read_request(&mut bytes.as_slice());
+        }
+    }
+
+    #[test]
+    fn a_request_may_arrive_in_pieces_with_its_body() {
+        let request = read(
+            vec![
+                b"POST /sync HT",
+                b"TP/1.1\r\nContent-Length: 5\r\n\r\nab",
+                b"c",
+                b"de",
+            ],
+            Some(io::ErrorKind::TimedOut),
+        )
+        .unwrap();
+        assert_eq!((request.path.as_str(), request.body_len), ("/sync", 5));
+    }
+
+    #[test]
+    fn silence_and_hang_ups_get_no_reply() {
+        assert_eq!(
+            read(vec![], Some(io::ErrorKind::TimedOut)).unwrap_err(),
+            ReadError::Silent
+        );
+        assert_eq!(read(vec![b"GET /st"], None).unwrap_err(), ReadError::Silent);
+        let reset = Some(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            read(vec![b"GET /st"], reset).unwrap_err(),
+            ReadError::Silent
+        );
+        let short_body = vec![&b"POST /sync HTTP/1.1\r\nContent-Length: 9\r\n\r\nab"[..]];
+        assert_eq!(read(short_body, None).unwrap_err(), ReadError::Silent);
+    }
+
+    #[test]
+    fn slow_oversized_and_huge_requests_get_an_error_reply() {
+        let slow = read(
+            vec![b"GET /status HTTP/1.1\r\n"],
+            Some(io::ErrorKind::WouldBlock),
+        );
+        assert_eq!(reply_status(slow), Some(408));
+        let endless: Vec<&'static [u8]> = vec![&[b'a'; 4096][..]; 4];
+        assert_eq!(reply_status(read(endless, None)), Some(431));
+        let huge = vec![&b"POST /sync HTTP/1.1\r\nContent-Length: 65537\r\n\r\n"[..]];
+        assert_eq!(reply_status(read(huge, None)), Some(413));
+    }
+}

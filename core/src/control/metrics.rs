@@ -1,0 +1,249 @@
+//! `/metrics`: the snapshot in Prometheus' text exposition format 0.0.4.
+
+use std::fmt::{Display, Write};
+
+use super::latency::buckets;
+use super::{LaneStatus, StatusSnapshot};
+
+/// The `Content-Type` of the exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A per-lane number: metric name, type, help text, and how to read it.
+type LaneMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LaneStatus) -> u64,
+);
+
+/// The per-lane counters and gauges, in output order.
+const LANE_METRICS: &[LaneMetric] = &[
+    (
+        "sersync_lane_pending_paths",
+        "gauge",
+        "Paths waiting for the lane's next batch.",
+        |l| l.pending,
+    ),
+    (
+        "sersync_lane_in_flight_events",
+        "gauge",
+        "Events in the batch the lane is delivering now.",
+        |l| l.in_flight,
+    ),
+    (
+        "sersync_lane_batches_total",
+        "counter",
+        "Batches the lane delivered.",
+        |l| l.batches,
+    ),
+    (
+        "sersync_lane_events_total",
+        "counter",
+        "Events the lane delivered.",
+        |l| l.events,
+    ),
+    (
+        "sersync_lane_failures_total",
+        "counter",
+        "Deliveries of the lane that failed.",
+        |l| l.failures,
+    ),
+    (
+        "sersync_lane_retry_streak",
+        "gauge",
+        "Consecutive failures of the lane's current retry streak (0 when healthy).",
+        |l| u64::from(l.retry_streak),
+    ),
+    (
+        "sersync_lane_journal_bytes",
+        "gauge",
+        "Bytes in the lane's durable journal of undelivered changes.",
+        |l| l.journal_bytes,
+    ),
+];
+
+/// The latency histogram's name.
+const LATENCY: &str = "sersync_lane_sync_latency_seconds";
+
+/// Renders `s` as exposition text.
+pub fn render(s: &StatusSnapshot) -> String {
+    let mut out = Exposition::default();
+    out.family(
+        "sersync_build_info",
+        "gauge",
+        "sersync's version, as a label; always 1.",
+    );
+    out.sample("sersync_build_info", &labels(&[("version", &s.version)]), 1);
+    out.family(
+        "sersync_uptime_seconds",
+        "gauge",
+        "Seconds since sersync started.",
+    );
+    out.sample("sersync_uptime_seconds", "", s.uptime.as_secs());
+    out.family(
+        "sersync_events_seen_total",
+        "counter",
+        "Raw inotify events read, all watches together.",
+    );
+    out.sample("sersync_events_seen_total", "", s.events_seen);
+    out.family(
+        "sersync_kernel_overflows_total",
+        "counter",
+        "Kernel event queue overflows (each one triggers a rescan).",
+    );
+    out.sample("sersync_kernel_overflows_total", "", s.overflows);
+    out.family(
+        "sersync_watched_directories",
+        "gauge",
+        "Directories watched, all watches together.",
+    );
+    out.sample("sersync_watched_directories", "", s.directories);
+
+    let lane_labels: Vec<String> = s
+        .lanes
+        .iter()
+        .map(|l| labels(&[("lane", &l.name), ("root", &l.root.to_string_lossy())]))
+        .collect();
+    for (name, kind, help, read) in LANE_METRICS {
+        out.family(name, kind, help);
+        for (lane, labels) in s.lanes.iter().zip(&lane_labels) {
+            out.sample(name, labels, read(lane));
+        }
+    }
+    out.family(
+        LATENCY,
+        "histogram",
+        "Seconds from an event's arrival to the delivery of its batch, per lane.",
+    );
+    for (lane, labels) in s.lanes.iter().zip(&lane_labels) {
+        for bucket in buckets(&lane.latency) {
+            let le = bucket.le.map_or_else(|| "+Inf".to_string(), float);
+            let with_le = format!("{labels},le=\"{le}\"");
+            out.sample(&format!("{LATENCY}_bucket"), &with_le, bucket.count);
+        }
+        let sum = float(lane.latency.sum_seconds);
+        out.sample(&format!("{LATENCY}_sum"), labels, sum);
+        out.sample(&format!("{LATENCY}_count"), labels, lane.latency.count);
+    }
+    out.text
+}
+
+/// Label pairs as they go between the braces: `key="escaped value",…`.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Exposition text being written.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    /// The `# HELP` and `# TYPE` lines of a metric family.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample line; `labels` as made by [`labels`], empty for none.
+    fn sample(&mut self, name: &str, labels: &str, value: impl Display) {
+        let _ = match labels {
+            "" => writeln!(self.text, "{name} {value}"),
+            _ => writeln!(self.text, "{name}{{{labels}}} {value}"),
+        };
+    }
+}
+
+/// A label value escaped as the format requires: `\` → `\\`, `"` → `\"`, newline → `\n`.
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A float as the format spells it (`+Inf`, `-Inf`, `NaN`, else plain decimal).
+fn float(v: f64) -> String {
+    match v {
+        v if v.is_nan() => "NaN".into(),
+        f64::INFINITY => "+Inf".into(),
+        f64::NEG_INFINITY => "-Inf".into(),
+        v => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::dispatch::{HistogramSnapshot, BUCKETS};
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(escape_label("two\nlines"), "two\\nlines");
+        assert_eq!(escape_label("rsync u@h::m é"), "rsync u@h::m é");
+    }
+
+    #[test]
+    fn floats_use_the_format_spelling() {
+        assert_eq!(float(0.005), "0.005");
+        assert_eq!(float(60.0), "60");
+        assert_eq!(float(f64::INFINITY), "+Inf");
+        assert_eq!(float(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn the_histogram_is_rendered_cumulative_with_sum_and_count() {
+        let mut cumulative = vec![1, 1, 1, 2];
+        cumulative.resize(BUCKETS.len(), 2);
+        cumulative.push(3);
+        let snapshot = StatusSnapshot {
+            lanes: vec![LaneStatus {
+                name: "rsync \"x\"".into(),
+                root: PathBuf::from("/data"),
+                latency: HistogramSnapshot {
+                    cumulative,
+                    sum_seconds: 100.043,
+                    count: 3,
+                },
+                ..LaneStatus::default()
+            }],
+            ..StatusSnapshot::default()
+        };
+        let text = render(&snapshot);
+        let labels = r#"lane="rsync \"x\"",root="/data""#;
+        for line in [
+            format!("{LATENCY}_bucket{{{labels},le=\"0.005\"}} 1"),
+            format!("{LATENCY}_bucket{{{labels},le=\"0.05\"}} 2"),
+            format!("{LATENCY}_bucket{{{labels},le=\"60\"}} 2"),
+            format!("{LATENCY}_bucket{{{labels},le=\"+Inf\"}} 3"),
+            format!("{LATENCY}_sum{{{labels}}} 100.043"),
+            format!("{LATENCY}_count{{{labels}}} 3"),
+            format!("# TYPE {LATENCY} histogram"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        let buckets = text.lines().filter(|l| l.contains("_bucket{")).count();
+        assert_eq!(buckets, BUCKETS.len() + 1);
+    }
+
+    #[test]
+    fn families_without_lanes_still_have_help_and_type() {
+        let text = render(&StatusSnapshot::default());
+        assert!(text.contains("# TYPE sersync_lane_pending_paths gauge\n"));
+        assert!(text.contains("sersync_events_seen_total 0\n"));
+        assert!(!text.contains("_bucket"));
+    }
+}

@@ -1,0 +1,589 @@
+//! The control endpoint over real TCP: a test double stands in for the engine (which is wired
+//! to the endpoint elsewhere) and returns non-trivial numbers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use sersync::control::{
+    serve, Control, LaneStatus, ServerHandle, StatusReport, StatusSnapshot, WatchStatus,
+    MAX_CONNECTIONS, REQUEST_DEADLINE,
+};
+use sersync::dispatch::{Histogram, HistogramSnapshot};
+
+/// Records every full-sync request and answers how many lanes match.
+#[derive(Default)]
+struct FakeEngine {
+    syncs: Mutex<Vec<(Option<String>, Option<String>)>>,
+}
+
+fn latency(millis: &[u64]) -> HistogramSnapshot {
+    let h = Histogram::default();
+    for &ms in millis {
+        h.observe(Duration::from_millis(ms));
+    }
+    h.snapshot()
+}
+
+impl FakeEngine {
+    fn lanes() -> Vec<LaneStatus> {
+        let now = SystemTime::now();
+        vec![
+            LaneStatus {
+                name: "rsync backup@10.0.0.2::www".into(),
+                root: PathBuf::from("/data/www"),
+                pending: 17,
+                in_flight: 4,
+                batches: 120,
+                events: 4_321,
+                failures: 3,
+                retry_streak: 0,
+                last_success: Some(now - Duration::from_secs(5)),
+                last_error: Some((now - Duration::from_secs(600), "rsync exit 23".into())),
+                journal_bytes: 2_048,
+                latency: latency(&[3, 7, 40, 40, 120, 2_000]),
+            },
+            LaneStatus {
+                name: "refresh \"CDN\"\\edge\nsecond".into(),
+                root: PathBuf::from("/data/img"),
+                pending: 0,
+                in_flight: 0,
+                batches: 9,
+                events: 55,
+                failures: 12,
+                retry_streak: 4,
+                last_success: None,
+                last_error: Some((now, "HTTP 503 from the purge API".into())),
+                journal_bytes: 0,
+                latency: latency(&[70_000]),
+            },
+        ]
+    }
+}
+
+impl Control for FakeEngine {
+    fn snapshot(&self) -> StatusSnapshot {
+        StatusSnapshot {
+            version: "0.1.0-test".into(),
+            uptime: Duration::from_secs(3_725),
+            overflows: 2,
+            events_seen: 987_654,
+            directories: 4_096,
+            watches: vec![
+                WatchStatus {
+                    root: PathBuf::from("/data/www"),
+                },
+                WatchStatus {
+                    root: PathBuf::from("/data/img"),
+                },
+            ],
+            lanes: FakeEngine::lanes(),
+        }
+    }
+
+    fn request_full_sync(&self, watch: Option<&str>, remote: Option<&str>) -> usize {
+        self.syncs
+            .lock()
+            .unwrap()
+            .push((watch.map(String::from), remote.map(String::from)));
+        FakeEngine::lanes()
+            .iter()
+            .filter(|l| watch.is_none_or(|w| l.root == std::path::Path::new(w)))
+            .filter(|l| remote.is_none_or(|r| l.name.contains(r)))
+            .count()
+    }
+}
+
+fn start() -> (ServerHandle, Arc<FakeEngine>) {
+    let engine = Arc::new(FakeEngine::default());
+    let server = serve("127.0.0.1", 0, engine.clone()).expect("binding 127.0.0.1:0");
+    (server, engine)
+}
+
+/// A reply: status code, head, body.
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Sends `raw` and reads the reply to the end (the server closes after one).
+fn send(addr: SocketAddr, raw: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete reply");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Reply {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+fn request(addr: SocketAddr, method: &str, target: &str) -> Reply {
+    send(
+        addr,
+        format!("{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+    )
+}
+
+#[test]
+fn status_is_json_with_the_engine_numbers() {
+    let (server, _) = start();
+    let reply = request(server.local_addr(), "GET", "/status");
+    assert_eq!(reply.status, 200);
+    assert!(reply.head.contains("Content-Type: application/json"));
+    let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(json["version"], "0.1.0-test");
+    assert_eq!(json["uptime_seconds"], 3_725);
+    assert_eq!(json["overflows"], 2);
+    assert_eq!(json["directories"], 4_096);
+    assert_eq!(json["events_seen"], 987_654);
+    assert_eq!(json["watches"][1]["root"], "/data/img");
+    let lane = &json["lanes"][0];
+    assert_eq!(lane["name"], "rsync backup@10.0.0.2::www");
+    assert_eq!(lane["root"], "/data/www");
+    for (key, value) in [
+        ("pending", 17),
+        ("in_flight", 4),
+        ("batches", 120),
+        ("events", 4_321),
+        ("failures", 3),
+        ("retry_streak", 0),
+        ("journal_bytes", 2_048),
+    ] {
+        assert_eq!(lane[key], value, "{key}");
+    }
+    let time = json["time"].as_u64().unwrap();
+    assert_eq!(time - lane["last_success"].as_u64().unwrap(), 5);
+    assert_eq!(time - lane["last_error"]["time"].as_u64().unwrap(), 600);
+    assert_eq!(lane["last_error"]["message"], "rsync exit 23");
+    assert_eq!(lane["latency"]["count"], 6);
+    assert!((lane["latency"]["sum"].as_f64().unwrap() - 2.21).abs() < 1e-9);
+    let p50 = lane["latency"]["p50"].as_f64().unwrap();
+    let p99 = lane["latency"]["p99"].as_f64().unwrap();
+    assert!((0.025..=0.05).contains(&p50), "p50 {p50}");
+    assert!((1.0..=2.5).contains(&p99), "p99 {p99}");
+    let other = &json["lanes"][1];
+    assert_eq!(other["last_success"], serde_json::Value::Null);
+    assert_eq!(other["retry_streak"], 4);
+    assert_eq!(other["latency"]["p99"], 60.0);
+    // The document reads back into the type `sersync status` uses.
+    let report: StatusReport = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(report.lanes.len(), 2);
+}
+
+/// One parsed sample line.
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses a sample line of the text format, or explains why it is not one.
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .ok_or("no value")?;
+    let name = &line[..name_end];
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err("bad metric name".into());
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        rest = after;
+        loop {
+            if let Some(after) = rest.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let eq = rest.find("=\"").ok_or("label without =\"")?;
+            let key = &rest[..eq];
+            if key.is_empty()
+                || key.starts_with(|c: char| c.is_ascii_digit())
+                || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(format!("bad label name {key:?}"));
+            }
+            let mut value = String::new();
+            let mut chars = rest[eq + 2..].char_indices();
+            let end = loop {
+                match chars.next().ok_or("unterminated label value")? {
+                    (i, '"') => break i,
+                    (_, '\\') => match chars.next().ok_or("dangling escape")?.1 {
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        'n' => value.push('\n'),
+                        c => return Err(format!("bad escape \\{c}")),
+                    },
+                    (_, '\n') => return Err("raw newline in a label value".into()),
+                    (_, c) => value.push(c),
+                }
+            };
+            if labels.insert(key.to_string(), value).is_some() {
+                return Err(format!("label {key} twice"));
+            }
+            rest = &rest[eq + 2 + end + 1..];
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+        }
+    }
+    let mut fields = rest
+        .strip_prefix(' ')
+        .ok_or("no space before the value")?
+        .split(' ');
+    let value = match fields.next().ok_or("no value")? {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().map_err(|_| format!("bad value {v:?}"))?,
+    };
+    if let Some(ts) = fields.next() {
+        ts.parse::<i64>().map_err(|_| "bad timestamp")?;
+    }
+    if fields.next().is_some() {
+        return Err("trailing fields".into());
+    }
+    Ok(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+#[test]
+fn metrics_are_valid_exposition_text() {
+    let (server, _) = start();
+    let reply = request(server.local_addr(), "GET", "/metrics");
+    assert_eq!(reply.status, 200);
+    assert!(reply
+        .head
+        .contains("Content-Type: text/plain; version=0.0.4"));
+    let mut help = HashSet::new();
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut samples = Vec::new();
+    for (n, line) in reply.body.lines().enumerate() {
+        let n = n + 1;
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').expect("HELP name text");
+            assert!(!text.is_empty(), "line {n}: empty help");
+            assert!(help.insert(name.to_string()), "line {n}: second HELP");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "line {n}: type {kind}"
+            );
+            assert!(
+                types.insert(name.to_string(), kind.to_string()).is_none(),
+                "line {n}: second TYPE"
+            );
+        } else {
+            assert!(
+                !line.starts_with('#') && !line.is_empty(),
+                "line {n}: {line:?}"
+            );
+            let sample = parse_sample(line).unwrap_or_else(|e| panic!("line {n} {line:?}: {e}"));
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|s| sample.name.strip_suffix(s))
+                .find(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+                .unwrap_or(&sample.name)
+                .to_string();
+            assert!(types.contains_key(&family), "line {n}: no TYPE before it");
+            assert!(help.contains(&family), "line {n}: no HELP before it");
+            if types[&family] == "counter" {
+                assert!(sample.name.ends_with("_total"), "line {n}");
+            }
+            samples.push(sample);
+        }
+    }
+    let value = |name: &str, lane: Option<&str>| {
+        samples
+            .iter()
+            .find(|s| s.name == name && lane.is_none_or(|l| s.labels["lane"] == l))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .value
+    };
+    assert_eq!(value("sersync_events_seen_total", None), 987_654.0);
+    assert_eq!(value("sersync_kernel_overflows_total", None), 2.0);
+    assert_eq!(value("sersync_watched_directories", None), 4_096.0);
+    let www = Some("rsync backup@10.0.0.2::www");
+    let cdn = Some("refresh \"CDN\"\\edge\nsecond");
+    assert_eq!(value("sersync_lane_pending_paths", www), 17.0);
+    assert_eq!(value("sersync_lane_in_flight_events", www), 4.0);
+    assert_eq!(value("sersync_lane_batches_total", www), 120.0);
+    assert_eq!(value("sersync_lane_events_total", www), 4_321.0);
+    assert_eq!(value("sersync_lane_failures_total", cdn), 12.0);
+    assert_eq!(value("sersync_lane_retry_streak", cdn), 4.0);
+    assert_eq!(value("sersync_lane_journal_bytes", www), 2_048.0);
+
+    // Each lane's histogram: buckets ascending in `le`, cumulative, ending in +Inf = _count.
+    for lane in [www, cdn] {
+        let lane = lane.unwrap();
+        let buckets: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.name == "sersync_lane_sync_latency_seconds_bucket")
+            .filter(|s| s.labels["lane"] == lane)
+            .collect();
+        assert_eq!(buckets.len(), 14);
+        let les: Vec<f64> = buckets
+            .iter()
+            .map(|b| match b.labels["le"].as_str() {
+                "+Inf" => f64::INFINITY,
+                le => le.parse().unwrap(),
+            })
+            .collect();
+        assert!(les.windows(2).all(|w| w[0] < w[1]), "{les:?}");
+        assert_eq!(*les.last().unwrap(), f64::INFINITY);
+        assert!(buckets.windows(2).all(|w| w[0].value <= w[1].value));
+        let count = value("sersync_lane_sync_latency_seconds_count", Some(lane));
+        assert_eq!(buckets.last().unwrap().value, count);
+    }
+    assert_eq!(value("sersync_lane_sync_latency_seconds_count", www), 6.0);
+    assert!((value("sersync_lane_sync_latency_seconds_sum", www) - 2.21).abs() < 1e-9);
+}
+
+#[test]
+fn sync_passes_the_filters_through() {
+    let (server, engine) = start();
+    let addr = server.local_addr();
+    let reply = request(addr, "POST", "/sync?watch=%2Fdata/www&remote=backup@");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(json["lanes"], 1);
+
+    let reply = request(addr, "POST", "/sync");
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("\"lanes\": 2"));
+
+    let reply = request(addr, "POST", "/sync?remote=nowhere");
+    assert_eq!(reply.status, 404);
+    let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(json["lanes"], 0);
+    assert!(json["error"].as_str().unwrap().contains("nowhere"));
+
+    assert_eq!(
+        *engine.syncs.lock().unwrap(),
+        vec![
+            (Some("/data/www".into()), Some("backup@".into())),
+            (None, None),
+            (None, Some("nowhere".into())),
+        ]
+    );
+
+    // Refused before the engine is asked.
+    assert_eq!(request(addr, "POST", "/sync?path=/x").status, 400);
+    assert_eq!(request(addr, "POST", "/sync?watch=%zz").status, 400);
+    let with_body = send(
+        addr,
+        b"POST /sync HTTP/1.1\r\nContent-Length: 12\r\n\r\nwatch=/data\n",
+    );
+    assert_eq!(with_body.status, 400);
+    assert_eq!(engine.syncs.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn wrong_methods_and_paths_get_short_answers() {
+    let (server, _) = start();
+    let addr = server.local_addr();
+    let reply = request(addr, "GET", "/sync");
+    assert_eq!(reply.status, 405);
+    assert!(reply.head.contains("Allow: POST"));
+    let reply = request(addr, "DELETE", "/status");
+    assert_eq!(reply.status, 405);
+    assert!(reply.head.contains("Allow: GET"));
+    assert_eq!(request(addr, "GET", "/").status, 404);
+    assert_eq!(request(addr, "GET", "/status/../etc").status, 404);
+}
+
+#[test]
+fn garbage_gets_400_and_the_server_keeps_serving() {
+    let (server, _) = start();
+    let addr = server.local_addr();
+    for garbage in [
+        &b"\x00\x01\x02 garbage\r\n\r\n"[..],
+        b"GET\r\n\r\n",
+        b"GET /status HTTP/1.1\r\nbroken header\r\n\r\n",
+        b"\xff\xfe\xfd\n\n",
+        b"GET http://example.com/status HTTP/1.1\r\n\r\n",
+    ] {
+        assert_eq!(send(addr, garbage).status, 400, "{garbage:?}");
+    }
+    let mut huge = b"GET /status HTTP/1.1\r\nX: ".to_vec();
+    huge.resize(20_000, b'a');
+    huge.extend_from_slice(b"\r\n\r\n");
+    // The server may reset the connection after its 431 since it does not read the rest.
+    if let Ok(mut stream) = TcpStream::connect(addr) {
+        let _ = stream.write_all(&huge);
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
+        assert!(
+            reply.is_empty() || reply.starts_with("HTTP/1.1 431"),
+            "{reply}"
+        );
+    }
+    // A client that sends half a request and hangs up.
+    TcpStream::connect(addr)
+        .unwrap()
+        .write_all(b"GET /sta")
+        .unwrap();
+    assert_eq!(request(addr, "GET", "/status").status, 200);
+}
+
+#[test]
+fn a_silent_client_does_not_block_others() {
+    let (server, _) = start();
+    let addr = server.local_addr();
+    let silent = TcpStream::connect(addr).unwrap();
+    let mut trickle = TcpStream::connect(addr).unwrap();
+    trickle.write_all(b"GET /status HTTP/1.1\r\n").unwrap();
+    let started = Instant::now();
+    assert_eq!(request(addr, "GET", "/status").status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The deadline closes the silent one without a word, and the trickling one with a 408.
+    silent
+        .set_read_timeout(Some(REQUEST_DEADLINE + Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!((&silent).read_to_end(&mut buf).unwrap(), 0);
+    let mut reply = String::new();
+    trickle.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
+}
+
+#[test]
+fn a_flood_of_idle_connections_gets_503_then_clears() {
+    let (server, _) = start();
+    let addr = server.local_addr();
+    let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // The accept thread takes them in order; once all places are taken the next gets a 503.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let busy = loop {
+        let reply = request(addr, "GET", "/status");
+        if reply.status == 503 || Instant::now() > deadline {
+            break reply;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(busy.status, 503);
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while request(addr, "GET", "/status").status != 200 {
+        assert!(Instant::now() < deadline, "places were not given back");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn binding_errors_are_returned_and_localhost_resolves() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = serve("127.0.0.1", port, Arc::new(FakeEngine::default())).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")));
+    assert!(serve("no-such-host.invalid", 0, Arc::new(FakeEngine::default())).is_err());
+
+    let server = serve("localhost", 0, Arc::new(FakeEngine::default())).unwrap();
+    assert!(server.local_addr().ip().is_loopback());
+    assert_eq!(request(server.local_addr(), "GET", "/status").status, 200);
+    let addr = server.local_addr();
+    server.stop();
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+/// A configuration whose `<host>` points at `addr`.
+fn config_for(dir: &tempfile::TempDir, addr: SocketAddr) -> PathBuf {
+    let path = dir.path().join("confxml.xml");
+    std::fs::write(
+        &path,
+        format!(
+            "<head version=\"2.5\"><host hostip=\"{}\" port=\"{}\"/></head>\n",
+            addr.ip(),
+            addr.port()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn sersync_status_prints_one_line_per_lane() {
+    let (server, _) = start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&dir, server.local_addr());
+    for args in [["status", "-o"], ["-o", "status"]] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sersync"));
+        let cmd = if args[0] == "status" {
+            cmd.arg("status").arg("-o").arg(&config)
+        } else {
+            cmd.arg("-o").arg(&config).arg("status")
+        };
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "{stdout}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 4, "{stdout}");
+        assert!(
+            lines[0].contains("sersync 0.1.0-test, up 1h02m"),
+            "{stdout}"
+        );
+        assert!(lines[1].starts_with("LANE "));
+        assert!(lines[2].starts_with("rsync backup@10.0.0.2::www  /data/www  17 "));
+        assert!(lines[2].contains("5s ago"), "{stdout}");
+        assert!(lines[2].contains("10m00s ago: rsync exit 23"), "{stdout}");
+        assert!(lines[3].contains("12 (4 in a row)"), "{stdout}");
+        assert!(lines[3].contains("never"), "{stdout}");
+    }
+}
+
+#[test]
+fn sersync_status_without_a_daemon_fails_clearly() {
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&dir, addr);
+    let out = Command::new(env!("CARGO_BIN_EXE_sersync"))
+        .arg("status")
+        .arg("-o")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("is sersync running?"), "{stderr}");
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+}
+
+#[test]
+fn the_status_command_leaves_the_254_command_lines_alone() {
+    use clap::Parser;
+    use sersync::cli::{Cli, Command as Sub};
+    let cli = Cli::try_parse_from(["sersync", "-d", "-r", "-o", "/etc/c.xml"]).unwrap();
+    assert!(cli.daemon && cli.full_sync && cli.command.is_none());
+    assert_eq!(cli.config, PathBuf::from("/etc/c.xml"));
+    for args in [
+        &["sersync", "status", "-o", "/etc/c.xml"][..],
+        &["sersync", "-o", "/etc/c.xml", "status"],
+        &["sersync", "status", "--config", "/etc/c.xml"],
+    ] {
+        let cli = Cli::try_parse_from(args).unwrap();
+        assert_eq!(cli.command, Some(Sub::Status), "{args:?}");
+        assert_eq!(cli.config, PathBuf::from("/etc/c.xml"), "{args:?}");
+    }
+    assert!(Cli::try_parse_from(["sersync", "stauts"]).is_err());
+}
