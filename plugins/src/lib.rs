@@ -5,8 +5,16 @@
 //! [`registry::configure_plugin`] for a [`SinkSpec`] from the sink's `<plugin>` element (or builds
 //! the rsync spec from `<sersync><rsync>`) and starts one instance per lane with
 //! [`SinkSpec::start`].
+//!
+//! Third-party plugins (`<plugin type="dylib|wasm" path="FILE">`) are loaded by [`dylib`]
+//! (native shared libraries, through the SDK's C ABI) and [`wasm`] (WASM components, through
+//! wasmtime; cargo feature `wasm`, on by default).
 
+pub mod dylib;
 pub mod registry;
 pub mod rsync;
+pub mod third_party;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 pub use registry::{configure_plugin, SinkSpec};

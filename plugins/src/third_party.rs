@@ -1,0 +1,80 @@
+//! What native and WASM plugins have in common: the `<plugin type="dylib|wasm" path="FILE">`
+//! element, its `<param>` pairs, and the dispatch on `type`.
+
+use std::path::PathBuf;
+
+use sersync_plugin_sdk::{ConfigError, ConfigNode};
+
+use crate::registry::SinkSpec;
+
+/// Configures a third-party plugin when `node` has a `type` attribute; `None` when it has none
+/// (a built-in plugin).
+pub fn configure(node: &ConfigNode) -> Option<Result<Box<dyn SinkSpec>, ConfigError>> {
+    let kind = node.attribute("type")?;
+    Some(match kind.value.as_str() {
+        "dylib" => crate::dylib::configure(node),
+        #[cfg(feature = "wasm")]
+        "wasm" => crate::wasm::configure(node),
+        #[cfg(not(feature = "wasm"))]
+        "wasm" => Err(ConfigError::at(
+            kind.position,
+            "this sersync was built without WASM plugin support",
+        )
+        .with_hint("rebuild with the cargo feature `wasm` of sersync-plugins (on by default)")),
+        other => Err(ConfigError::at(
+            kind.position,
+            format!("<plugin type=\"{other}\">: unknown plugin type"),
+        )
+        .with_hint("type is \"dylib\" (a native shared library) or \"wasm\" (a WASM component)")),
+    })
+}
+
+/// The parts of a third-party `<plugin>` element both loaders read.
+#[derive(Clone, Debug)]
+pub(crate) struct PluginFile {
+    /// The `name` attribute: how logs and status call the plugin's lanes.
+    pub name: String,
+    /// The `path` attribute: the plugin file.
+    pub path: PathBuf,
+    /// The `<param name="…" value="…"/>` children, in document order.
+    pub params: Vec<(String, String)>,
+    /// The `<localpath watch="…"/>` children: watches the plugin serves (empty: all).
+    pub watches: Vec<PathBuf>,
+}
+
+impl PluginFile {
+    /// Reads the element; the plugin file must exist.
+    pub fn from_node(node: &ConfigNode) -> Result<Self, ConfigError> {
+        let name = node.required_attr("name")?.to_string();
+        let path = PathBuf::from(node.required_attr("path")?);
+        if !path.is_file() {
+            let position = node.attribute("path").map_or(node.position, |a| a.position);
+            return Err(ConfigError::at(
+                position,
+                format!("plugin \"{name}\": no such file {}", path.display()),
+            )
+            .with_hint(
+                "path is the plugin file, absolute or relative to sersync's working directory",
+            ));
+        }
+        let watches = node
+            .children_named("localpath")
+            .map(|w| w.required_attr("watch").map(PathBuf::from))
+            .collect::<Result<_, _>>()?;
+        Ok(PluginFile {
+            name,
+            path,
+            params: node.params()?,
+            watches,
+        })
+    }
+
+    /// A configuration error about this plugin, at `node`, naming the file.
+    pub fn error(&self, node: &ConfigNode, message: impl std::fmt::Display) -> ConfigError {
+        node.error(format!(
+            "plugin \"{}\" ({}): {message}",
+            self.name,
+            self.path.display()
+        ))
+    }
+}
