@@ -51,10 +51,12 @@ impl SinkSpec for DylibSpec {
     }
 
     fn start(&self, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
-        Ok(Box::new(DylibSink::new(
-            &self.file.name,
-            self.vtable,
-            &self.file.params,
-        )?))
+        match DylibSink::new(&self.file.name, self.vtable, &self.file.params) {
+            Ok(sink) => Ok(Box::new(sink)),
+            Err(e) => Err(SinkError {
+                message: format!("plugin {}: {}", self.file.name, e.message),
+                ..e
+            }),
+        }
     }
 }

@@ -21,7 +21,8 @@ pub(super) struct DylibSink {
 unsafe impl Send for DylibSink {}
 
 impl DylibSink {
-    /// Creates an instance from `params`; the plugin may reject them.
+    /// Creates an instance from `params`; the plugin may reject them (the error does not
+    /// name the plugin: the caller does).
     pub(super) fn new(
         name: &str,
         vtable: &'static SinkVTable,
@@ -53,10 +54,7 @@ impl DylibSink {
             unsafe { (self.vtable.create)(raw.as_ptr(), raw.len(), &mut instance, &mut error) };
         match (status, NonNull::new(instance)) {
             (STATUS_OK, Some(instance)) => Ok(instance),
-            (STATUS_OK, None) => Err(SinkError::fatal(format!(
-                "plugin {}: create returned no instance",
-                self.name
-            ))),
+            (STATUS_OK, None) => Err(SinkError::fatal("create returned no instance")),
             _ => Err(self.error(status, &mut error)),
         }
     }
@@ -75,7 +73,6 @@ impl DylibSink {
             (self.vtable.free_error)(error);
             text
         };
-        let message = format!("plugin {}: {message}", self.name);
         match status {
             STATUS_RETRYABLE | STATUS_PANICKED => SinkError::retryable(message),
             STATUS_FATAL => SinkError::fatal(message),
@@ -93,6 +90,15 @@ impl DylibSink {
 
 impl Sink for DylibSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.try_deliver(batch).map_err(|e| SinkError {
+            message: format!("plugin {}: {}", self.name, e.message),
+            ..e
+        })
+    }
+}
+
+impl DylibSink {
+    fn try_deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let instance = match self.instance {
             Some(instance) => instance,
             None => *self.instance.insert(self.create()?),

@@ -140,11 +140,10 @@ fn is_core_module(path: &std::path::Path) -> bool {
 }
 
 impl WasmPlugin {
-    /// Makes a fresh instance in a fresh store and calls `init` with the parameters.
+    /// Makes a fresh instance in a fresh store and calls `init` with the parameters. The error
+    /// does not name the plugin: the caller does.
     pub(super) fn instantiate(&self) -> Result<Instance, SinkError> {
-        let fail = |what: &str, e: wasmtime::Error| {
-            SinkError::retryable(format!("plugin {}: {what}: {e:#}", self.file.name))
-        };
+        let fail = |what: &str, e: wasmtime::Error| SinkError::retryable(format!("{what}: {e:#}"));
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_tcp(false)
             .allow_udp(false)
@@ -178,8 +177,7 @@ impl WasmPlugin {
         match instance.call_init(self) {
             Ok(Ok(())) => Ok(instance),
             Ok(Err(message)) => Err(SinkError::fatal(format!(
-                "plugin {} rejected its configuration: {message}",
-                self.file.name
+                "rejected its configuration: {message}"
             ))),
             Err(e) => Err(e),
         }
@@ -203,18 +201,26 @@ impl SinkSpec for WasmSpec {
         let p = &self.0;
         format!(
             "WASM plugin {} ({} parameters, {} granted directories, {} ms per call, {} MiB; \
-             compiled in {} ms, instantiated in {} ms)",
+             compiled in {:.1?}, instantiated in {:.1?})",
             p.file.path.display(),
             p.file.params.len(),
             p.dirs.len(),
             p.timeout.as_millis(),
             p.memory >> 20,
-            p.compile_time.as_millis(),
-            p.instantiate_time.as_millis(),
+            p.compile_time,
+            p.instantiate_time,
         )
     }
 
     fn start(&self, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(WasmSink::new(self.0.clone())?))
+    }
+}
+
+/// `e` with the plugin's name in front of its message.
+pub(super) fn named(plugin: &WasmPlugin, e: SinkError) -> SinkError {
+    SinkError {
+        message: format!("plugin {}: {}", plugin.file.name, e.message),
+        ..e
     }
 }

@@ -10,7 +10,7 @@ use wasmtime::{Store, Trap};
 use super::engine::ticks;
 use super::host::sersync::plugin::types as wit;
 use super::host::{HostState, SinkPlugin};
-use super::plugin::WasmPlugin;
+use super::plugin::{named, WasmPlugin};
 
 /// A live instance: its store and its exports.
 pub(super) struct Instance {
@@ -49,10 +49,7 @@ impl Instance {
         } else {
             format!("trapped: {e:#}")
         };
-        SinkError::retryable(format!(
-            "plugin {}: {call} {why}; the instance is re-created for the next batch",
-            plugin.file.name
-        ))
+        SinkError::retryable(format!("{call} {why}"))
     }
 }
 
@@ -66,13 +63,20 @@ pub(super) struct WasmSink {
 impl WasmSink {
     /// Starts a lane with an instance of its own.
     pub(super) fn new(plugin: Arc<WasmPlugin>) -> Result<Self, SinkError> {
-        let instance = Some(plugin.instantiate()?);
+        let instance = Some(plugin.instantiate().map_err(|e| named(&plugin, e))?);
         Ok(WasmSink { plugin, instance })
     }
 }
 
 impl Sink for WasmSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.try_deliver(batch).map_err(|e| named(&self.plugin, e))
+    }
+}
+
+impl WasmSink {
+    /// Delivers `batch`, making a fresh instance first if the last call trapped.
+    fn try_deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let plugin = &*self.plugin;
         let instance = match &mut self.instance {
             Some(instance) => instance,
@@ -84,16 +88,11 @@ impl Sink for WasmSink {
             .call_deliver(&mut instance.store, &to_wit(batch));
         match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                let message = format!("plugin {}: {}", plugin.file.name, e.message);
-                Err(if e.retryable {
-                    SinkError::retryable(message)
-                } else {
-                    SinkError::fatal(message)
-                })
-            }
+            Ok(Err(e)) if e.retryable => Err(SinkError::retryable(e.message)),
+            Ok(Err(e)) => Err(SinkError::fatal(e.message)),
             Err(e) => {
                 let err = instance.trap(plugin, "deliver", e);
+                // Its state may be anything: start afresh for the next batch.
                 self.instance = None;
                 Err(err)
             }
