@@ -17,7 +17,7 @@
 pub mod abi;
 pub mod config;
 pub mod event;
-#[cfg(feature = "guest")]
+#[cfg(all(feature = "guest", target_family = "wasm"))]
 pub mod guest;
 mod os_bytes;
 pub mod sink;

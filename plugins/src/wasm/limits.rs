@@ -3,6 +3,9 @@
 
 use wasmtime::{ResourceLimiter, Result, StoreLimits, StoreLimitsBuilder};
 
+/// Most entries a table may have: far above what a compiled program's function tables need.
+const TABLE_ELEMENTS: usize = 1 << 20;
+
 /// [`StoreLimits`] that trap on a refused growth and remember it.
 pub(super) struct Limits {
     inner: StoreLimits,
@@ -11,11 +14,13 @@ pub(super) struct Limits {
 }
 
 impl Limits {
-    /// At most `memory` bytes of linear memory per instance.
+    /// At most `memory` bytes of linear memory per instance (and at most [`TABLE_ELEMENTS`]
+    /// entries per table, so that tables cannot grow without bound either).
     pub(super) fn new(memory: usize) -> Self {
         Limits {
             inner: StoreLimitsBuilder::new()
                 .memory_size(memory)
+                .table_elements(TABLE_ELEMENTS)
                 .trap_on_grow_failure(true)
                 .build(),
             refused: false,

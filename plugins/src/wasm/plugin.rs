@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sersync_plugin_sdk::{ConfigError, ConfigNode, Sink, SinkContext, SinkError};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use super::compile::compile;
 use super::engine::{engine, ticks};
 use super::host::{HostState, SinkPlugin, SinkPluginPre};
 use super::limits::Limits;
@@ -39,7 +40,7 @@ pub(super) struct WasmPlugin {
     pub(super) timeout: Duration,
     /// The memory cap of one instance, in bytes.
     pub(super) memory: usize,
-    /// How long compiling took at configuration time.
+    /// How long compiling took at configuration time (near zero when cached).
     compile_time: Duration,
     /// How long making and initialising the configuration-time instance took.
     instantiate_time: Duration,
@@ -84,7 +85,7 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
 
     let engine = engine().map_err(|m| file.error(node, m))?;
     let started = Instant::now();
-    let component = Component::from_file(engine, &file.path).map_err(|e| {
+    let component = compile(engine, &file.path).map_err(|e| {
         let err = file.error(node, format!("not a loadable WASM component: {e:#}"));
         if is_core_module(&file.path) {
             err.with_hint("this is a core WebAssembly module; build the plugin as a component with `cargo build --target wasm32-wasip2`")
