@@ -2,8 +2,20 @@
 
 mod dylib_wasm_common;
 
+use std::path::PathBuf;
+
 use dylib_wasm_common::*;
 use sersync_plugin_sdk::ErrorClass;
+
+/// The native misbehaving fixture.
+fn native_misbehave() -> PathBuf {
+    build("fixtures", None, "libsersync_fixture_misbehave.so")
+}
+
+/// The native fixture that claims another ABI version.
+fn native_wrong_abi() -> PathBuf {
+    build("fixtures", None, "libsersync_fixture_wrong_abi.so")
+}
 
 #[test]
 fn native_example_appends_json_lines_for_awkward_names() {

@@ -6,10 +6,58 @@
 
 mod dylib_wasm_common;
 
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dylib_wasm_common::*;
 use sersync_plugin_sdk::ErrorClass;
+
+/// The WASM target the plugins are built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// True when rustc has the standard library for [`WASM_TARGET`]; says so when not.
+fn wasm_target_installed() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let installed = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .is_ok_and(|out| {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            out.status.success()
+                && std::fs::read_dir(dir).is_ok_and(|mut d| {
+                    d.any(|e| {
+                        e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+                    })
+                })
+        });
+    if !installed {
+        // Straight to stderr, not through `eprintln!`, which the test harness captures.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: the {WASM_TARGET} target is not installed (rustup target add {WASM_TARGET})"
+        );
+    }
+    installed
+}
+
+/// The WASM JSON-lines example, or `None` (with a message) when the target is missing.
+fn wasm_example() -> Option<PathBuf> {
+    wasm_target_installed()
+        .then(|| build("wasm-plugin", Some(WASM_TARGET), "sersync_jsonl_wasm.wasm"))
+}
+
+/// The WASM misbehaving fixture, or `None` (with a message) when the target is missing.
+fn wasm_misbehave() -> Option<PathBuf> {
+    wasm_target_installed().then(|| {
+        build(
+            "fixtures",
+            Some(WASM_TARGET),
+            "sersync_fixture_misbehave.wasm",
+        )
+    })
+}
 
 /// `<plugin type="wasm">` for the JSON-lines example writing to `dir/events.jsonl`, with
 /// `dir` granted.
@@ -103,6 +151,14 @@ fn wasm_plugin_gets_no_directory_unless_granted() {
 }
 
 #[test]
+fn own_watches_come_from_localpath_children() {
+    let Some(wasm) = wasm_misbehave() else { return };
+    let watch = element("localpath", &[("watch", "/srv/www")], vec![]);
+    let spec = configure(&plugin_node("wasm", &wasm, &[], &[], vec![watch])).unwrap();
+    assert_eq!(spec.own_watches(), vec![PathBuf::from("/srv/www")]);
+}
+
+#[test]
 fn bad_limits_and_missing_grants_are_config_errors() {
     let Some(wasm) = wasm_misbehave() else { return };
     let err = configure(&plugin_node(
@@ -130,10 +186,6 @@ fn bad_limits_and_missing_grants_are_config_errors() {
 
 #[test]
 fn files_that_are_not_components_are_config_errors_naming_the_file() {
-    if !wasm_target_installed() {
-        eprintln!("SKIPPED: the {WASM_TARGET} target is not installed");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();

@@ -65,6 +65,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
+/// [`SinkVTable::create`]: `P::from_params`, boxed.
 unsafe extern "C" fn create<P: Plugin>(
     params: *const RawParam,
     len: usize,
@@ -96,6 +97,7 @@ unsafe extern "C" fn create<P: Plugin>(
     }
 }
 
+/// [`SinkVTable::deliver`]: the batch copied into a [`Batch`], then `P::deliver`.
 unsafe extern "C" fn deliver<P: Plugin>(
     instance: *mut c_void,
     batch: *const RawBatch,
@@ -118,6 +120,7 @@ unsafe extern "C" fn deliver<P: Plugin>(
     }
 }
 
+/// [`SinkVTable::destroy`]: drops the boxed `P`.
 unsafe extern "C" fn destroy<P: Plugin>(instance: *mut c_void) {
     // SAFETY: `instance` came from `create::<P>` and is not used after this call. A panic in
     // `Drop` is caught and dropped: there is nobody left to tell.
@@ -129,6 +132,7 @@ unsafe extern "C" fn destroy<P: Plugin>(instance: *mut c_void) {
     }
 }
 
+/// [`SinkVTable::free_error`]: frees a message `guarded` allocated.
 unsafe extern "C" fn free_error(error: *mut RawError) {
     if error.is_null() {
         return;

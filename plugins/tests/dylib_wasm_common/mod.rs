@@ -1,8 +1,6 @@
 //! Shared by the dylib and wasm tests: building the example and fixture plugins from source
 //! the way their authors would, and making `<plugin>` elements and batches.
 
-#![allow(dead_code)] // each test binary uses its own part of this module
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -14,9 +12,6 @@ use sersync_plugin_sdk::{
     Batch, ConfigError, ConfigNode, Event, EventKind, Position, RelPath, SinkContext, WatchId,
 };
 use sersync_plugins::{configure_plugin, SinkSpec};
-
-/// The WASM target the plugins are built for.
-pub const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,59 +62,6 @@ pub fn build(dir: &str, target: Option<&str>, file: &str) -> PathBuf {
 /// The native JSON-lines example.
 pub fn native_example() -> PathBuf {
     build("native-plugin", None, "libsersync_jsonl_native.so")
-}
-
-/// The native misbehaving fixture.
-pub fn native_misbehave() -> PathBuf {
-    build("fixtures", None, "libsersync_fixture_misbehave.so")
-}
-
-/// The native fixture that claims another ABI version.
-pub fn native_wrong_abi() -> PathBuf {
-    build("fixtures", None, "libsersync_fixture_wrong_abi.so")
-}
-
-/// True when rustc has the standard library for [`WASM_TARGET`].
-pub fn wasm_target_installed() -> bool {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let Ok(out) = Command::new(rustc)
-        .args(["--print", "target-libdir", "--target", WASM_TARGET])
-        .output()
-    else {
-        return false;
-    };
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    out.status.success()
-        && std::fs::read_dir(dir).is_ok_and(|mut d| {
-            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
-        })
-}
-
-/// The WASM JSON-lines example, or `None` (with a message) when the target is missing.
-pub fn wasm_example() -> Option<PathBuf> {
-    wasm_installed_or_skip()
-        .then(|| build("wasm-plugin", Some(WASM_TARGET), "sersync_jsonl_wasm.wasm"))
-}
-
-/// The WASM misbehaving fixture, or `None` (with a message) when the target is missing.
-pub fn wasm_misbehave() -> Option<PathBuf> {
-    wasm_installed_or_skip().then(|| {
-        build(
-            "fixtures",
-            Some(WASM_TARGET),
-            "sersync_fixture_misbehave.wasm",
-        )
-    })
-}
-
-fn wasm_installed_or_skip() -> bool {
-    let installed = wasm_target_installed();
-    if !installed {
-        eprintln!(
-            "SKIPPED: the {WASM_TARGET} target is not installed (rustup target add {WASM_TARGET})"
-        );
-    }
-    installed
 }
 
 /// An element with attributes and children, at line 1.
