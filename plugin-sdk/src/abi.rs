@@ -15,13 +15,18 @@
 //! boundary. Memory crosses the boundary borrowed, never owned: the host lends the batch and
 //! the parameters for the length of a call; an error message is allocated by the plugin and
 //! handed back to it through [`SinkVTable::free_error`]. The host never unloads a library.
+//!
+//! The host hands the plugin a [`HostApi`] (its log) through [`SinkVTable::set_host`] right
+//! after the checks; [`log`] uses it.
 
 mod export;
+mod log;
 mod plugin;
 mod raw;
 
 #[doc(hidden)]
 pub use export::__private;
+pub use log::{log, Level};
 pub use plugin::Plugin;
 pub use raw::*;
 

@@ -22,7 +22,7 @@ pub mod guest;
 mod os_bytes;
 pub mod sink;
 
-pub use abi::Plugin;
+pub use abi::{log, Level, Plugin};
 
 pub use config::{ConfigError, ConfigNode, Position};
 pub use event::{Batch, Event, EventKind, RelPath, WatchId};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use sersync_plugin_sdk::{ConfigError, ConfigNode};
+use sersync_plugin_sdk::{ConfigError, ConfigNode, Level};
 
 use crate::registry::SinkSpec;
 
@@ -77,4 +77,25 @@ impl PluginFile {
             self.path.display()
         ))
     }
+}
+
+/// Longest log line kept from a plugin, in bytes.
+const MAX_LOG: usize = 8 * 1024;
+
+/// Writes a plugin's log line to sersync's log (target `sersync::plugin`, field `plugin`),
+/// cut to 8 KiB; returns the line as written.
+pub(crate) fn plugin_log(plugin: &str, level: Level, message: &str) -> String {
+    let mut end = message.len().min(MAX_LOG);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = &message[..end];
+    match level {
+        Level::Trace => tracing::trace!(target: "sersync::plugin", plugin, "{message}"),
+        Level::Debug => tracing::debug!(target: "sersync::plugin", plugin, "{message}"),
+        Level::Info => tracing::info!(target: "sersync::plugin", plugin, "{message}"),
+        Level::Warn => tracing::warn!(target: "sersync::plugin", plugin, "{message}"),
+        Level::Error => tracing::error!(target: "sersync::plugin", plugin, "{message}"),
+    }
+    message.to_string()
 }

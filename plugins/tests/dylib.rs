@@ -32,7 +32,14 @@ fn native_example_appends_json_lines_for_awkward_names() {
     assert_eq!(spec.name(), "under-test");
     assert!(spec.summary().starts_with("native plugin "));
     let mut sink = spec.start(&ctx()).unwrap();
-    sink.deliver(&awkward_batch()).unwrap();
+    let logs = capture_logs(|| sink.deliver(&awkward_batch()).unwrap());
+    assert_eq!(
+        logs,
+        [format!(
+            "DEBUG sersync::plugin message=appended 4 events to {} plugin=under-test",
+            output.display()
+        )]
+    );
     sink.deliver(&batch(vec![])).unwrap();
     assert_eq!(std::fs::read_to_string(&output).unwrap(), AWKWARD_LINES);
     sink.deliver(&awkward_batch()).unwrap();

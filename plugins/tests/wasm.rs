@@ -87,9 +87,16 @@ fn wasm_example_writes_the_same_lines_as_the_native_one() {
         spec.summary()
     );
     let mut sink = spec.start(&ctx()).unwrap();
-    sink.deliver(&awkward_batch()).unwrap();
-    sink.deliver(&batch(vec![])).unwrap();
     let output = dir.path().join("events.jsonl");
+    let logs = capture_logs(|| sink.deliver(&awkward_batch()).unwrap());
+    assert_eq!(
+        logs,
+        [format!(
+            "DEBUG sersync::plugin message=appended 4 events to {} plugin=under-test",
+            output.display()
+        )]
+    );
+    sink.deliver(&batch(vec![])).unwrap();
     assert_eq!(std::fs::read_to_string(&output).unwrap(), AWKWARD_LINES);
 
     // Byte for byte what the native build of the same logic writes.
@@ -253,6 +260,7 @@ fn misbehaves(extra: &[(&str, &str)], order_path: &str, expected: &str) -> Durat
     let started = Instant::now();
     let err = sink.deliver(&order(order_path)).unwrap_err();
     let took = started.elapsed();
+    assert!(err.message.contains("the instance is re-created"), "{err}");
     assert_eq!(err.class, ErrorClass::Retryable, "{err}");
     assert!(err.message.contains(expected), "{err}");
     // The instance was re-created: the lane goes on.

@@ -4,14 +4,15 @@
 //! A line looks like
 //! `{"watch":0,"root":"/srv/www","kind":"move","path":"a/new","from":"a/old","is_dir":false,"time_unix_nanos":…}`.
 //! A path that is not UTF-8 is written as `"path_hex"` (and `"from_hex"`) instead, the raw
-//! bytes in hex, so that no name is mangled.
+//! bytes in hex, so that no name is mangled. Each batch is also summed up in sersync's log at
+//! debug level.
 
 mod jsonl;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
-use sersync_plugin_sdk::{export_sink, Batch, Plugin, Sink, SinkError};
+use sersync_plugin_sdk::{export_sink, log, Batch, Level, Plugin, Sink, SinkError};
 
 /// Appends JSON lines to one file.
 struct JsonlSink {
@@ -44,7 +45,12 @@ impl Sink for JsonlSink {
         let text = jsonl::batch_lines(batch);
         self.file
             .write_all(text.as_bytes())
-            .map_err(|e| SinkError::retryable(format!("writing {}: {e}", self.output)))
+            .map_err(|e| SinkError::retryable(format!("writing {}: {e}", self.output)))?;
+        log(
+            Level::Debug,
+            &format!("appended {} events to {}", batch.len(), self.output),
+        );
+        Ok(())
     }
 }
 

@@ -11,8 +11,7 @@ mod jsonl;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
-use sersync_plugin_sdk::guest::{log, Level};
-use sersync_plugin_sdk::{export_wasm_sink, Batch, Plugin, Sink, SinkError};
+use sersync_plugin_sdk::{export_wasm_sink, log, Batch, Level, Plugin, Sink, SinkError};
 
 /// Appends JSON lines to one file.
 struct JsonlSink {

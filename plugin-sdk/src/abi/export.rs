@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 
 use super::plugin::Plugin;
 use super::raw::*;
@@ -22,6 +23,7 @@ pub mod __private {
             deliver: deliver::<P>,
             destroy: destroy::<P>,
             free_error,
+            set_host,
         }
     }
 }
@@ -145,6 +147,16 @@ unsafe extern "C" fn free_error(error: *mut RawError) {
             drop(Vec::from_raw_parts(e.ptr, e.len, e.capacity));
         }
     }
+}
+
+/// [`SinkVTable::set_host`]: keeps the first host handed over, for [`log`](crate::log).
+unsafe extern "C" fn set_host(host: *const HostApi) {
+    let _ = super::log::HOST.compare_exchange(
+        std::ptr::null_mut(),
+        host.cast_mut(),
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
 }
 
 /// Copies a lent batch into an owned [`Batch`].

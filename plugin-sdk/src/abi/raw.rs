@@ -161,6 +161,33 @@ pub struct SinkVTable {
     pub destroy: unsafe extern "C" fn(instance: *mut c_void),
     /// Releases the message of an error filled by `create` or `deliver`, and zeroes it.
     pub free_error: unsafe extern "C" fn(error: *mut RawError),
+    /// Hands the plugin the host's services. Called once per load, after the version checks
+    /// and before any `create`; `host` stays valid for the life of the process.
+    pub set_host: unsafe extern "C" fn(host: *const HostApi),
+}
+
+/// [`HostApi::log`] level: trace.
+pub const LEVEL_TRACE: u32 = 0;
+/// [`HostApi::log`] level: debug.
+pub const LEVEL_DEBUG: u32 = 1;
+/// [`HostApi::log`] level: info.
+pub const LEVEL_INFO: u32 = 2;
+/// [`HostApi::log`] level: warn.
+pub const LEVEL_WARN: u32 = 3;
+/// [`HostApi::log`] level: error.
+pub const LEVEL_ERROR: u32 = 4;
+
+/// What the host offers a native plugin, owned by the host and never freed.
+#[repr(C)]
+#[derive(Debug)]
+pub struct HostApi {
+    /// `size_of::<HostApi>()` as the host saw it.
+    pub struct_size: u32,
+    /// Passed back as the first argument of every callback.
+    pub context: *const c_void,
+    /// Writes one line (UTF-8, borrowed for the call) to sersync's log at a `LEVEL_*`,
+    /// tagged with the plugin's name. Callable from any thread; never unwinds.
+    pub log: unsafe extern "C" fn(context: *const c_void, level: u32, message: RawBytes),
 }
 
 /// The ABI number of an [`EventKind`].

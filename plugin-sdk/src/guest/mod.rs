@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Build with `cargo build --target wasm32-wasip2` and the SDK's `guest` feature. The crate
-//! must be a `cdylib`. [`log`] writes to sersync's log; a panic is logged through it before
+//! must be a `cdylib`. [`crate::log`] writes to sersync's log; a panic is logged through it before
 //! the instance traps, so the host can say why.
 
 mod convert;
@@ -29,11 +29,19 @@ pub mod bindings {
     });
 }
 
-pub use bindings::sersync::plugin::host::Level;
+use crate::Level;
 
-/// Writes one line to sersync's log at `level`, tagged with the plugin's name.
-pub fn log(level: Level, message: &str) {
-    bindings::sersync::plugin::host::log(level, message);
+/// Writes one line to sersync's log through the `log` import; plugins call [`crate::log`].
+pub(crate) fn log(level: Level, message: &str) {
+    use bindings::sersync::plugin::host as wit;
+    let level = match level {
+        Level::Trace => wit::Level::Trace,
+        Level::Debug => wit::Level::Debug,
+        Level::Info => wit::Level::Info,
+        Level::Warn => wit::Level::Warn,
+        Level::Error => wit::Level::Error,
+    };
+    wit::log(level, message);
 }
 
 /// The instance's sink, set by `init`.

@@ -2,13 +2,21 @@
 
 use std::path::Path;
 
+use std::ffi::c_void;
+use std::panic::catch_unwind;
+
 use libloading::Library;
 use sersync_plugin_sdk::abi::{
-    AbiVersionFn, SinkVTable, VTableFn, ABI_VERSION, ABI_VERSION_SYMBOL, VTABLE_SYMBOL,
+    AbiVersionFn, HostApi, RawBytes, SinkVTable, VTableFn, ABI_VERSION, ABI_VERSION_SYMBOL,
+    VTABLE_SYMBOL,
 };
+use sersync_plugin_sdk::Level;
 
-/// Loads `path` (never unloaded) and returns its vtable once its ABI version checks out.
-pub(super) fn load(path: &Path) -> Result<&'static SinkVTable, String> {
+use crate::third_party::plugin_log;
+
+/// Loads `path` (never unloaded) and returns its vtable once its ABI version checks out,
+/// after handing it the host's services; its log lines are tagged `name`.
+pub(super) fn load(path: &Path, name: &str) -> Result<&'static SinkVTable, String> {
     // SAFETY: loading runs the library's initialisers. The operator named this file as a
     // sersync plugin in the configuration, which trusts it like the daemon's own code.
     let library = unsafe { Library::new(path) }.map_err(|e| format!("cannot load: {e}"))?;
@@ -49,5 +57,31 @@ pub(super) fn load(path: &Path) -> Result<&'static SinkVTable, String> {
         ));
     }
     // SAFETY: as above; the whole struct is present.
-    Ok(unsafe { &*vtable })
+    let vtable: &'static SinkVTable = unsafe { &*vtable };
+
+    // Never freed, like the library: the plugin may log from any thread at any time. A library
+    // loaded again (under another name) keeps the first host it was given.
+    let name: &'static String = Box::leak(Box::new(name.to_string()));
+    let host: &'static HostApi = Box::leak(Box::new(HostApi {
+        struct_size: std::mem::size_of::<HostApi>() as u32,
+        context: (name as *const String).cast(),
+        log: host_log,
+    }));
+    // SAFETY: the checks passed; `host` lives for the rest of the process.
+    unsafe { (vtable.set_host)(host) };
+    Ok(vtable)
+}
+
+/// [`HostApi::log`]: the plugin's line into sersync's log. Never unwinds into the plugin.
+unsafe extern "C" fn host_log(context: *const c_void, level: u32, message: RawBytes) {
+    // SAFETY: `context` is the leaked name `load` put in the `HostApi`; the plugin lends
+    // `message` for the call.
+    let (name, message) = unsafe { (&*context.cast::<String>(), message.as_slice()) };
+    let _ = catch_unwind(|| {
+        plugin_log(
+            name,
+            Level::from_code(level),
+            &String::from_utf8_lossy(message),
+        )
+    });
 }

@@ -27,7 +27,7 @@ struct DylibSpec {
 /// Loads the library a `<plugin type="dylib" path="FILE">` element names.
 pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
     let file = PluginFile::from_node(node)?;
-    let vtable = load::load(&file.path).map_err(|m| file.error(node, m))?;
+    let vtable = load::load(&file.path, &file.name).map_err(|m| file.error(node, m))?;
     DylibSink::new(&file.name, vtable, &file.params)
         .map_err(|e| file.error(node, format!("rejected its configuration: {}", e.message)))?;
     Ok(Box::new(DylibSpec { file, vtable }))

@@ -4,6 +4,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::Limits;
+use crate::third_party::plugin_log;
 
 wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit",
@@ -11,9 +12,6 @@ wasmtime::component::bindgen!({
 });
 
 use sersync::plugin::host::Level;
-
-/// Longest log message kept from a plugin, in bytes.
-const MAX_LOG: usize = 8 * 1024;
 
 /// The data of one instance's store.
 pub(super) struct HostState {
@@ -42,24 +40,17 @@ impl WasiView for HostState {
 impl sersync::plugin::types::Host for HostState {}
 
 impl sersync::plugin::host::Host for HostState {
-    fn log(&mut self, level: Level, mut message: String) {
-        if message.len() > MAX_LOG {
-            let mut end = MAX_LOG;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
-        let plugin = self.name.as_str();
-        match level {
-            Level::Trace => tracing::trace!(target: "sersync::plugin", plugin, "{message}"),
-            Level::Debug => tracing::debug!(target: "sersync::plugin", plugin, "{message}"),
-            Level::Info => tracing::info!(target: "sersync::plugin", plugin, "{message}"),
-            Level::Warn => tracing::warn!(target: "sersync::plugin", plugin, "{message}"),
-            Level::Error => {
-                tracing::error!(target: "sersync::plugin", plugin, "{message}");
-                self.last_error = Some(message);
-            }
+    fn log(&mut self, level: Level, message: String) {
+        let level = match level {
+            Level::Trace => sersync_plugin_sdk::Level::Trace,
+            Level::Debug => sersync_plugin_sdk::Level::Debug,
+            Level::Info => sersync_plugin_sdk::Level::Info,
+            Level::Warn => sersync_plugin_sdk::Level::Warn,
+            Level::Error => sersync_plugin_sdk::Level::Error,
+        };
+        let line = plugin_log(&self.name, level, &message);
+        if level == sersync_plugin_sdk::Level::Error {
+            self.last_error = Some(line);
         }
     }
 }

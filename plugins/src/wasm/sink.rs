@@ -91,7 +91,9 @@ impl WasmSink {
             Ok(Err(e)) if e.retryable => Err(SinkError::retryable(e.message)),
             Ok(Err(e)) => Err(SinkError::fatal(e.message)),
             Err(e) => {
-                let err = instance.trap(plugin, "deliver", e);
+                let mut err = instance.trap(plugin, "deliver", e);
+                err.message
+                    .push_str("; the instance is re-created for the next batch");
                 // Its state may be anything: start afresh for the next batch.
                 self.instance = None;
                 Err(err)
