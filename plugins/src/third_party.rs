@@ -99,3 +99,60 @@ pub(crate) fn plugin_log(plugin: &str, level: Level, message: &str) -> String {
     }
     message.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sersync_plugin_sdk::config::Attribute;
+    use sersync_plugin_sdk::Position;
+
+    fn plugin(attrs: &[(&str, &str)]) -> ConfigNode {
+        ConfigNode {
+            name: "plugin".into(),
+            attributes: attrs
+                .iter()
+                .map(|(n, v)| Attribute {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                    position: Position { line: 7, column: 3 },
+                })
+                .collect(),
+            children: vec![],
+            position: Position { line: 7, column: 1 },
+        }
+    }
+
+    #[test]
+    fn without_type_it_is_a_built_in() {
+        assert!(configure(&plugin(&[("name", "command")])).is_none());
+    }
+
+    #[test]
+    fn unknown_type_names_the_choices() {
+        let err = configure(&plugin(&[("name", "x"), ("type", "jar")]))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.position, Some(Position { line: 7, column: 3 }));
+        assert!(err
+            .to_string()
+            .contains("<plugin type=\"jar\">: unknown plugin type"));
+        assert!(err.hint.unwrap().contains("\"dylib\""));
+    }
+
+    #[cfg(not(feature = "wasm"))]
+    #[test]
+    fn wasm_without_the_feature_says_how_to_get_it() {
+        let err = configure(&plugin(&[("name", "x"), ("type", "wasm"), ("path", "/x")]))
+            .unwrap()
+            .unwrap_err();
+        assert!(err.message.contains("built without WASM plugin support"));
+    }
+
+    #[test]
+    fn long_log_lines_are_cut_on_a_character_boundary() {
+        // "a" then two-byte characters: byte MAX_LOG falls inside one of them.
+        let line = plugin_log("p", Level::Info, &format!("a{}", "é".repeat(MAX_LOG)));
+        assert_eq!(line.len(), MAX_LOG - 1);
+        assert!(line.ends_with('é'));
+    }
+}

@@ -194,3 +194,180 @@ unsafe fn read_batch(raw: &RawBatch) -> Result<Batch, String> {
         events,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::__private::vtable;
+    use super::*;
+    use crate::{EventKind, Sink, SinkError};
+
+    /// Records what it is given; panics on the path `panic`, fails on `fail`.
+    struct Probe {
+        seen: Vec<Batch>,
+    }
+
+    impl Plugin for Probe {
+        fn from_params(params: &[(String, String)]) -> Result<Self, String> {
+            match params {
+                [] => Ok(Probe { seen: Vec::new() }),
+                [(k, v)] if k == "panic" => panic!("constructor panic {v}"),
+                _ => Err(format!("bad params {params:?}")),
+            }
+        }
+    }
+
+    impl Sink for Probe {
+        fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+            match batch.events.first().map(|e| e.path.as_bytes()) {
+                Some(b"panic") => panic!("deliver panic"),
+                Some(b"fail") => Err(SinkError::fatal("no")),
+                _ => {
+                    self.seen.push(batch.clone());
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Calls `create` with `params`; the instance or (status, message).
+    fn create(params: &[(&str, &str)]) -> Result<*mut c_void, (u32, String)> {
+        let v = vtable::<Probe>();
+        let raw: Vec<RawParam> = params
+            .iter()
+            .map(|(n, val)| RawParam {
+                name: RawBytes::new(n.as_bytes()),
+                value: RawBytes::new(val.as_bytes()),
+            })
+            .collect();
+        let mut instance = std::ptr::null_mut();
+        let mut error = RawError::empty();
+        // SAFETY: valid parameters and out-pointers for the call.
+        let status = unsafe { (v.create)(raw.as_ptr(), raw.len(), &mut instance, &mut error) };
+        if status == STATUS_OK {
+            return Ok(instance);
+        }
+        Err((status, take(&mut error)))
+    }
+
+    /// The message of `error`, freed the way the host frees it.
+    fn take(error: &mut RawError) -> String {
+        // SAFETY: filled by the plugin side for this test.
+        let text = unsafe {
+            RawBytes {
+                ptr: error.ptr,
+                len: error.len,
+            }
+            .as_slice()
+        };
+        let text = String::from_utf8(text.to_vec()).unwrap();
+        // SAFETY: as the host does, once; a second call must be harmless.
+        unsafe {
+            (vtable::<Probe>().free_error)(error);
+            (vtable::<Probe>().free_error)(error);
+        }
+        assert!(error.ptr.is_null());
+        text
+    }
+
+    /// Delivers one event on `path` (plus a move with an old path) through the vtable.
+    fn deliver(instance: *mut c_void, path: &[u8]) -> Result<(), (u32, String)> {
+        let events = [
+            RawEvent {
+                kind: kind_code(EventKind::Delete),
+                flags: EVENT_IS_DIR,
+                path: RawBytes::new(path),
+                old_path: RawBytes::new(&[]),
+                time_unix_nanos: 5,
+            },
+            RawEvent {
+                kind: kind_code(EventKind::Move),
+                flags: EVENT_HAS_OLD_PATH,
+                path: RawBytes::new(b"new"),
+                old_path: RawBytes::new(b"old\n\xff"),
+                time_unix_nanos: 6,
+            },
+        ];
+        let batch = RawBatch {
+            watch: 3,
+            root: RawBytes::new(b"/srv"),
+            events: events.as_ptr(),
+            len: events.len(),
+        };
+        let mut error = RawError::empty();
+        // SAFETY: `instance` came from `create`; the batch is valid for the call.
+        let status = unsafe { (vtable::<Probe>().deliver)(instance, &batch, &mut error) };
+        if status == STATUS_OK {
+            return Ok(());
+        }
+        Err((status, take(&mut error)))
+    }
+
+    #[test]
+    fn vtable_names_its_version_and_size() {
+        let v = vtable::<Probe>();
+        assert_eq!(v.abi_version, ABI_VERSION);
+        assert_eq!(v.struct_size as usize, std::mem::size_of::<SinkVTable>());
+    }
+
+    #[test]
+    fn create_reports_refusals_and_panics() {
+        let (status, message) = create(&[("x", "y")]).unwrap_err();
+        assert_eq!(status, STATUS_FATAL);
+        assert_eq!(message, "bad params [(\"x\", \"y\")]");
+        let (status, message) = create(&[("panic", "now")]).unwrap_err();
+        assert_eq!(status, STATUS_PANICKED);
+        assert_eq!(message, "plugin panicked: constructor panic now");
+    }
+
+    #[test]
+    fn deliver_hands_over_the_batch_and_maps_outcomes() {
+        let instance = create(&[]).unwrap();
+        deliver(instance, b"a/b\nc\xfe").unwrap();
+        // SAFETY: the instance is a `Probe`, alive until `destroy` below.
+        let seen = unsafe { &(*instance.cast::<Probe>()).seen };
+        let batch = &seen[0];
+        assert_eq!(batch.watch, WatchId(3));
+        assert_eq!(batch.root, std::path::Path::new("/srv"));
+        assert_eq!(batch.events[0].path.as_bytes(), b"a/b\nc\xfe");
+        assert_eq!(batch.events[0].kind, EventKind::Delete);
+        assert!(batch.events[0].is_dir && batch.events[0].from.is_none());
+        assert_eq!(batch.events[0].time, time_from_unix_nanos(5));
+        assert_eq!(batch.events[1].kind, EventKind::Move);
+        assert_eq!(
+            batch.events[1].from.as_ref().unwrap().as_bytes(),
+            b"old\n\xff"
+        );
+        assert_eq!(deliver(instance, b"fail"), Err((STATUS_FATAL, "no".into())));
+        assert_eq!(
+            deliver(instance, b"panic"),
+            Err((STATUS_PANICKED, "plugin panicked: deliver panic".into()))
+        );
+        // SAFETY: created above, not used afterwards.
+        unsafe { (vtable::<Probe>().destroy)(instance) };
+    }
+
+    #[test]
+    fn unknown_event_kinds_are_refused() {
+        let instance = create(&[]).unwrap();
+        let event = RawEvent {
+            kind: 99,
+            flags: 0,
+            path: RawBytes::new(b"x"),
+            old_path: RawBytes::new(&[]),
+            time_unix_nanos: 0,
+        };
+        let batch = RawBatch {
+            watch: 0,
+            root: RawBytes::new(b"/"),
+            events: &event,
+            len: 1,
+        };
+        let mut error = RawError::empty();
+        // SAFETY: as in `deliver`.
+        let status = unsafe { (vtable::<Probe>().deliver)(instance, &batch, &mut error) };
+        assert_eq!(status, STATUS_FATAL);
+        assert_eq!(take(&mut error), "unknown event kind 99");
+        // SAFETY: created above, not used afterwards.
+        unsafe { (vtable::<Probe>().destroy)(instance) };
+    }
+}
