@@ -186,6 +186,15 @@ fn bad_limits_and_missing_grants_are_config_errors() {
     ))
     .unwrap_err();
     assert!(err.message.contains("expected a number of MiB"), "{err}");
+    let err = configure(&plugin_node(
+        "wasm",
+        &wasm,
+        &[("memory_mb", "18446744073709551615")],
+        &[],
+        vec![],
+    ))
+    .unwrap_err();
+    assert!(err.message.contains("too large"), "{err}");
     let grant = element("allow_dir", &[("path", "/nonexistent/dir")], vec![]);
     let err = configure(&plugin_node("wasm", &wasm, &[], &[], vec![grant])).unwrap_err();
     assert!(err.message.contains("no such directory"), "{err}");

@@ -65,7 +65,13 @@ impl fmt::Debug for WasmPlugin {
 pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
     let file = PluginFile::from_node(node)?;
     let timeout_ms = positive(node, "timeout_ms", "a number of milliseconds")?;
-    let memory_mb = positive(node, "memory_mb", "a number of MiB")?;
+    let memory = match positive(node, "memory_mb", "a number of MiB")? {
+        None => DEFAULT_MEMORY_MB << 20,
+        Some(mb) => usize::try_from(mb)
+            .ok()
+            .and_then(|mb| mb.checked_mul(1 << 20))
+            .ok_or_else(|| node.error(format!("<plugin memory_mb=\"{mb}\">: too large")))?,
+    };
     let dirs = node
         .children_named("allow_dir")
         .map(|d| {
@@ -115,7 +121,7 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
         pre,
         dirs,
         timeout: Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
-        memory: memory_mb.map_or(DEFAULT_MEMORY_MB, |m| m as usize) << 20,
+        memory,
         compile_time,
         instantiate_time: Duration::ZERO,
     };
