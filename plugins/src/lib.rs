@@ -13,7 +13,7 @@
 pub mod dylib;
 pub mod registry;
 pub mod rsync;
-pub mod third_party;
+mod third_party;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 
