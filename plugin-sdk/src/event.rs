@@ -1,8 +1,6 @@
 //! The event model: what changed, where, and when.
 
-use std::ffi::OsStr;
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -36,7 +34,7 @@ impl RelPath {
 
     /// The path as a [`Path`] (relative; empty for the root).
     pub fn as_path(&self) -> &Path {
-        Path::new(OsStr::from_bytes(&self.0))
+        Path::new(crate::os_bytes::os_str(&self.0))
     }
 
     /// True for the watch root itself.

@@ -7,11 +7,22 @@
 //! - [`config`]: [`ConfigNode`], one element of `confxml.xml` with its source position, which
 //!   built-in sinks read their own options from, and [`ConfigError`].
 //!
-//! The crate has no dependencies: a plugin author pays nothing for it.
+//! - [`abi`]: the C ABI of native plugins and the [`Plugin`] trait a third-party sink
+//!   implements; [`export_sink!`] turns one into a shared library.
+//! - `guest` (feature `guest`, for `wasm32-wasip2` only): the same for WASM components, with
+//!   `export_wasm_sink!`. The WIT package is in `wit/plugin.wit`.
+//!
+//! Without features the crate has no dependencies: a plugin author pays nothing for it.
 
+pub mod abi;
 pub mod config;
 pub mod event;
+#[cfg(all(feature = "guest", target_family = "wasm"))]
+pub mod guest;
+mod os_bytes;
 pub mod sink;
+
+pub use abi::{log, Level, Plugin};
 
 pub use config::{ConfigError, ConfigNode, Position};
 pub use event::{Batch, Event, EventKind, RelPath, WatchId};

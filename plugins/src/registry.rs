@@ -30,6 +30,9 @@ pub const BUILT_IN_PLUGINS: &[&str] = &["command", "refreshCDN", "socket", "http
 ///
 /// An unknown name, or options the sink rejects, give an error located in the file.
 pub fn configure_plugin(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
+    if let Some(spec) = crate::third_party::configure(node) {
+        return spec;
+    }
     let name = node.required_attr("name")?;
     match name.to_ascii_lowercase().as_str() {
         "command" => return crate::command::configure(node),

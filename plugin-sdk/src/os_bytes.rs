@@ -1,0 +1,19 @@
+//! Raw path bytes to [`OsStr`] on every target the SDK builds for: Unix hosts and the
+//! `wasm32-wasip2` guests that WASM plugins are compiled to.
+
+use std::ffi::OsStr;
+
+/// The bytes as an [`OsStr`], unchanged.
+#[cfg(unix)]
+pub(crate) fn os_str(bytes: &[u8]) -> &OsStr {
+    std::os::unix::ffi::OsStrExt::from_bytes(bytes)
+}
+
+/// The bytes as an [`OsStr`], unchanged.
+#[cfg(target_os = "wasi")]
+pub(crate) fn os_str(bytes: &[u8]) -> &OsStr {
+    // SAFETY: on WASI, as on Unix, std stores an `OsStr` as plain bytes with no invariant (the
+    // `wasi` extension trait that says so is not stable on wasip2 yet), so any byte sequence is a
+    // valid encoding. The bytes are Linux file names the host read from the kernel.
+    unsafe { OsStr::from_encoded_bytes_unchecked(bytes) }
+}

@@ -1,0 +1,236 @@
+//! Shared by the dylib and wasm tests: building the example and fixture plugins from source
+//! the way their authors would, and making `<plugin>` elements and batches.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use sersync_plugin_sdk::config::Attribute;
+use sersync_plugin_sdk::sink::NoFilter;
+use sersync_plugin_sdk::{
+    Batch, ConfigError, ConfigNode, Event, EventKind, Position, RelPath, SinkContext, WatchId,
+};
+use sersync_plugins::{configure_plugin, SinkSpec};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// One target dir for every example and fixture build, under the workspace's target dir.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("plugin-examples")
+}
+
+/// Builds (once per test binary; cargo makes later builds no-ops) the workspace at
+/// `examples/<dir>` for `target` (`None`: the host) and returns the artifact `file`.
+pub fn build(dir: &str, target: Option<&str>, file: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let key = format!("{dir} {}", target.unwrap_or("host"));
+    let out = target_dir()
+        .join(target.unwrap_or(""))
+        .join("debug")
+        .join(file);
+    if built.contains(&key) {
+        return out;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--quiet")
+        .arg("--manifest-path")
+        .arg(workspace().join("examples").join(dir).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir());
+    if let Some(target) = target {
+        cmd.args(["--target", target]);
+    }
+    let status = cmd.status().expect("running cargo");
+    assert!(status.success(), "building examples/{dir} failed");
+    assert!(out.is_file(), "{} was not built", out.display());
+    built.push(key);
+    out
+}
+
+/// The native JSON-lines example.
+pub fn native_example() -> PathBuf {
+    build("native-plugin", None, "libsersync_jsonl_native.so")
+}
+
+/// An element with attributes and children, at line 1.
+pub fn element(name: &str, attrs: &[(&str, &str)], children: Vec<ConfigNode>) -> ConfigNode {
+    ConfigNode {
+        name: name.to_string(),
+        attributes: attrs
+            .iter()
+            .map(|(n, v)| Attribute {
+                name: n.to_string(),
+                value: v.to_string(),
+                position: Position { line: 1, column: 1 },
+            })
+            .collect(),
+        children,
+        position: Position { line: 1, column: 1 },
+    }
+}
+
+/// `<plugin name="NAME" type="KIND" path="PATH" EXTRA…>` with `<param>`s and `more` children.
+pub fn plugin_node(
+    kind: &str,
+    path: &Path,
+    extra: &[(&str, &str)],
+    params: &[(&str, &str)],
+    more: Vec<ConfigNode>,
+) -> ConfigNode {
+    let path = path.to_str().unwrap();
+    let mut attrs = vec![("name", "under-test"), ("type", kind), ("path", path)];
+    attrs.extend_from_slice(extra);
+    let mut children: Vec<ConfigNode> = params
+        .iter()
+        .map(|(n, v)| element("param", &[("name", n), ("value", v)], vec![]))
+        .collect();
+    children.extend(more);
+    element("plugin", &attrs, children)
+}
+
+/// Configures a plugin through the registry, as the engine does.
+pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
+    configure_plugin(node)
+}
+
+/// A lane context for watch 0 at `/srv/www`.
+pub fn ctx() -> SinkContext {
+    SinkContext {
+        watch: WatchId(0),
+        root: PathBuf::from("/srv/www"),
+        filter: Arc::new(NoFilter),
+    }
+}
+
+/// A batch of watch 0 at `/srv/www`, with a fixed time so outputs compare equal.
+pub fn batch(events: Vec<Event>) -> Batch {
+    Batch {
+        watch: WatchId(0),
+        root: PathBuf::from("/srv/www"),
+        events,
+    }
+}
+
+/// An event at a fixed time.
+pub fn event(kind: EventKind, path: &[u8]) -> Event {
+    Event {
+        kind,
+        path: RelPath::new(path),
+        from: None,
+        is_dir: false,
+        watch: WatchId(0),
+        time: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_001),
+    }
+}
+
+/// A batch with one event on `path` (an order for the misbehaving fixture).
+pub fn order(path: &str) -> Batch {
+    batch(vec![event(EventKind::Modify, path.as_bytes())])
+}
+
+/// A batch naming awkward paths: a newline, invalid UTF-8, a quote, a directory, a move.
+pub fn awkward_batch() -> Batch {
+    let mut moved = event(EventKind::Move, b"dir/new name");
+    moved.from = Some(RelPath::new(&b"dir/old\"name"[..]));
+    let mut dir = event(EventKind::Create, b"dir");
+    dir.is_dir = true;
+    batch(vec![
+        dir,
+        event(EventKind::CloseWrite, b"line\nbreak.txt"),
+        event(EventKind::Delete, b"bad\xffname"),
+        moved,
+    ])
+}
+
+/// The JSON lines the example plugins write for [`awkward_batch`].
+pub const AWKWARD_LINES: &str = concat!(
+    r#"{"watch":0,"root":"/srv/www","kind":"create","path":"dir","is_dir":true,"time_unix_nanos":1700000000000000001}"#,
+    "\n",
+    r#"{"watch":0,"root":"/srv/www","kind":"close_write","path":"line\nbreak.txt","is_dir":false,"time_unix_nanos":1700000000000000001}"#,
+    "\n",
+    r#"{"watch":0,"root":"/srv/www","kind":"delete","path_hex":"626164ff6e616d65","is_dir":false,"time_unix_nanos":1700000000000000001}"#,
+    "\n",
+    r#"{"watch":0,"root":"/srv/www","kind":"move","path":"dir/new name","from":"dir/old\"name","is_dir":false,"time_unix_nanos":1700000000000000001}"#,
+    "\n",
+);
+
+/// Mean time of `f` over `n` runs, after one warm-up run.
+pub fn mean_time(n: u32, mut f: impl FnMut()) -> Duration {
+    f();
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    started.elapsed() / n
+}
+
+/// A batch of `n` modify events on distinct paths.
+pub fn many(n: usize) -> Batch {
+    batch(
+        (0..n)
+            .map(|i| event(EventKind::Modify, format!("dir/file-{i}.txt").as_bytes()))
+            .collect(),
+    )
+}
+
+/// Runs `f` with a tracing subscriber that records sersync's events (target `sersync…`) on
+/// this thread as `LEVEL target field=value…`, and returns those lines.
+pub fn capture_logs(f: impl FnOnce()) -> Vec<String> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    tracing::subscriber::with_default(Capture(lines.clone()), f);
+    let lines = lines.lock().unwrap().clone();
+    lines
+}
+
+/// The subscriber of [`capture_logs`].
+struct Capture(Arc<Mutex<Vec<String>>>);
+
+/// Formats an event's fields as ` name=value`.
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={value:?}", field.name()));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push_str(&format!(" {}={value}", field.name()));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        meta.target().starts_with("sersync")
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let meta = event.metadata();
+        let mut fields = Fields(format!("{} {}", meta.level(), meta.target()));
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}

@@ -1,0 +1,359 @@
+//! WASM plugins, built from `examples/` for wasm32-wasip2 and loaded through
+//! `configure_plugin` + `start`. Each test is skipped, with a message, when the target is not
+//! installed.
+
+#![cfg(feature = "wasm")]
+
+mod dylib_wasm_common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dylib_wasm_common::*;
+use sersync_plugin_sdk::ErrorClass;
+
+/// The WASM target the plugins are built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// True when rustc has the standard library for [`WASM_TARGET`]; says so when not.
+fn wasm_target_installed() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let installed = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .is_ok_and(|out| {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            out.status.success()
+                && std::fs::read_dir(dir).is_ok_and(|mut d| {
+                    d.any(|e| {
+                        e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+                    })
+                })
+        });
+    if !installed {
+        // Straight to stderr, not through `eprintln!`, which the test harness captures.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: the {WASM_TARGET} target is not installed (rustup target add {WASM_TARGET})"
+        );
+    }
+    installed
+}
+
+/// The WASM JSON-lines example, or `None` (with a message) when the target is missing.
+fn wasm_example() -> Option<PathBuf> {
+    wasm_target_installed()
+        .then(|| build("wasm-plugin", Some(WASM_TARGET), "sersync_jsonl_wasm.wasm"))
+}
+
+/// The WASM misbehaving fixture, or `None` (with a message) when the target is missing.
+fn wasm_misbehave() -> Option<PathBuf> {
+    wasm_target_installed().then(|| {
+        build(
+            "fixtures",
+            Some(WASM_TARGET),
+            "sersync_fixture_misbehave.wasm",
+        )
+    })
+}
+
+/// `<plugin type="wasm">` for the JSON-lines example writing to `dir/events.jsonl`, with
+/// `dir` granted.
+fn example_node(wasm: &std::path::Path, dir: &std::path::Path) -> sersync_plugin_sdk::ConfigNode {
+    let output = dir.join("events.jsonl");
+    plugin_node(
+        "wasm",
+        wasm,
+        &[],
+        &[("output", output.to_str().unwrap())],
+        vec![element(
+            "allow_dir",
+            &[("path", dir.to_str().unwrap())],
+            vec![],
+        )],
+    )
+}
+
+#[test]
+fn wasm_example_writes_the_same_lines_as_the_native_one() {
+    let Some(wasm) = wasm_example() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = configure(&example_node(&wasm, dir.path())).unwrap();
+    assert!(
+        spec.summary().starts_with("WASM plugin "),
+        "{}",
+        spec.summary()
+    );
+    let mut sink = spec.start(&ctx()).unwrap();
+    let output = dir.path().join("events.jsonl");
+    let logs = capture_logs(|| sink.deliver(&awkward_batch()).unwrap());
+    assert_eq!(
+        logs,
+        [format!(
+            "DEBUG sersync::plugin message=appended 4 events to {} plugin=under-test",
+            output.display()
+        )]
+    );
+    sink.deliver(&batch(vec![])).unwrap();
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), AWKWARD_LINES);
+
+    // Byte for byte what the native build of the same logic writes.
+    let native_out = dir.path().join("native.jsonl");
+    let native = configure(&plugin_node(
+        "dylib",
+        &native_example(),
+        &[],
+        &[("output", native_out.to_str().unwrap())],
+        vec![],
+    ))
+    .unwrap();
+    native
+        .start(&ctx())
+        .unwrap()
+        .deliver(&awkward_batch())
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&native_out).unwrap(),
+        std::fs::read(&output).unwrap()
+    );
+}
+
+#[test]
+fn wasm_plugin_gets_no_directory_unless_granted() {
+    let Some(wasm) = wasm_example() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("events.jsonl");
+    let node = plugin_node(
+        "wasm",
+        &wasm,
+        &[],
+        &[("output", output.to_str().unwrap())],
+        vec![],
+    );
+    let err = configure(&node).unwrap_err().to_string();
+    assert!(err.contains("sersync_jsonl_wasm.wasm"), "{err}");
+    assert!(
+        err.contains("rejected its configuration: cannot open"),
+        "{err}"
+    );
+    assert!(!output.exists());
+
+    // A read-only grant is not enough either.
+    let readonly = element(
+        "allow_dir",
+        &[("path", dir.path().to_str().unwrap()), ("readonly", "true")],
+        vec![],
+    );
+    let node = plugin_node(
+        "wasm",
+        &wasm,
+        &[],
+        &[("output", output.to_str().unwrap())],
+        vec![readonly],
+    );
+    assert!(configure(&node).is_err());
+    assert!(!output.exists());
+}
+
+#[test]
+fn own_watches_come_from_localpath_children() {
+    let Some(wasm) = wasm_misbehave() else { return };
+    let watch = element("localpath", &[("watch", "/srv/www")], vec![]);
+    let spec = configure(&plugin_node("wasm", &wasm, &[], &[], vec![watch])).unwrap();
+    assert_eq!(spec.own_watches(), vec![PathBuf::from("/srv/www")]);
+}
+
+#[test]
+fn bad_limits_and_missing_grants_are_config_errors() {
+    let Some(wasm) = wasm_misbehave() else { return };
+    let err = configure(&plugin_node(
+        "wasm",
+        &wasm,
+        &[("timeout_ms", "0")],
+        &[],
+        vec![],
+    ))
+    .unwrap_err();
+    assert!(err.message.contains("must be above 0"), "{err}");
+    let err = configure(&plugin_node(
+        "wasm",
+        &wasm,
+        &[("memory_mb", "lots")],
+        &[],
+        vec![],
+    ))
+    .unwrap_err();
+    assert!(err.message.contains("expected a number of MiB"), "{err}");
+    let err = configure(&plugin_node(
+        "wasm",
+        &wasm,
+        &[("memory_mb", "18446744073709551615")],
+        &[],
+        vec![],
+    ))
+    .unwrap_err();
+    assert!(err.message.contains("too large"), "{err}");
+    let grant = element("allow_dir", &[("path", "/nonexistent/dir")], vec![]);
+    let err = configure(&plugin_node("wasm", &wasm, &[], &[], vec![grant])).unwrap_err();
+    assert!(err.message.contains("no such directory"), "{err}");
+}
+
+#[test]
+fn files_that_are_not_components_are_config_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let err = configure(&plugin_node("wasm", &core, &[], &[], vec![])).unwrap_err();
+    assert!(err.to_string().contains("core.wasm"), "{err}");
+    assert!(
+        err.hint
+            .as_deref()
+            .unwrap()
+            .contains("core WebAssembly module"),
+        "{err}"
+    );
+
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"hello").unwrap();
+    let err = configure(&plugin_node("wasm", &garbage, &[], &[], vec![]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("garbage.wasm") && err.contains("not a loadable WASM component"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("missing.wasm");
+    let err = configure(&plugin_node("wasm", &missing, &[], &[], vec![]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no such file") && err.contains("missing.wasm"),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_rejecting_or_panicking_is_a_config_error() {
+    let Some(wasm) = wasm_misbehave() else { return };
+    let err = configure(&plugin_node("wasm", &wasm, &[], &[("reject", "x")], vec![]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rejected its configuration: rejected on request: x"),
+        "{err}"
+    );
+    let err = configure(&plugin_node(
+        "wasm",
+        &wasm,
+        &[],
+        &[("panic_in_init", "")],
+        vec![],
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("init panicked: panicked at") && err.contains("panic in init on request"),
+        "{err}"
+    );
+}
+
+/// Delivers `order` to a fresh lane of the misbehaving fixture, expects a retryable error
+/// containing `expected`, then checks that the same lane and a healthy plugin still work.
+fn misbehaves(extra: &[(&str, &str)], order_path: &str, expected: &str) -> Duration {
+    let wasm = wasm_misbehave().unwrap();
+    let spec = configure(&plugin_node("wasm", &wasm, extra, &[], vec![])).unwrap();
+    let mut sink = spec.start(&ctx()).unwrap();
+    let started = Instant::now();
+    let err = sink.deliver(&order(order_path)).unwrap_err();
+    let took = started.elapsed();
+    assert!(err.message.contains("the instance is re-created"), "{err}");
+    assert_eq!(err.class, ErrorClass::Retryable, "{err}");
+    assert!(err.message.contains(expected), "{err}");
+    // The instance was re-created: the lane goes on.
+    sink.deliver(&order("fine")).unwrap();
+    // Another plugin is unaffected.
+    let example = wasm_example().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = configure(&example_node(&example, dir.path())).unwrap();
+    healthy
+        .start(&ctx())
+        .unwrap()
+        .deliver(&awkward_batch())
+        .unwrap();
+    took
+}
+
+#[test]
+fn panic_is_retryable_with_its_message_and_the_instance_is_recreated() {
+    if wasm_misbehave().is_none() {
+        return;
+    }
+    misbehaves(
+        &[],
+        "panic",
+        "plugin under-test: deliver panicked: panicked at",
+    );
+    misbehaves(&[], "panic", "panic on request");
+}
+
+#[test]
+fn endless_loop_is_stopped_by_the_deadline() {
+    if wasm_misbehave().is_none() {
+        return;
+    }
+    let took = misbehaves(
+        &[("timeout_ms", "200")],
+        "loop",
+        "plugin under-test: deliver timed out after 200 ms",
+    );
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_by_the_memory_cap() {
+    if wasm_misbehave().is_none() {
+        return;
+    }
+    misbehaves(
+        &[("memory_mb", "16")],
+        "alloc",
+        "plugin under-test: deliver exceeded its memory limit of 16 MiB",
+    );
+}
+
+#[test]
+fn plugin_errors_keep_their_class() {
+    let Some(wasm) = wasm_misbehave() else { return };
+    let spec = configure(&plugin_node("wasm", &wasm, &[], &[], vec![])).unwrap();
+    let mut sink = spec.start(&ctx()).unwrap();
+    let err = sink.deliver(&order("retryable")).unwrap_err();
+    assert_eq!(err.class, ErrorClass::Retryable);
+    assert_eq!(err.message, "plugin under-test: failing on request");
+    let err = sink.deliver(&order("fatal")).unwrap_err();
+    assert_eq!(err.class, ErrorClass::Fatal);
+    assert_eq!(err.message, "plugin under-test: failing on request");
+}
+
+#[test]
+fn wasm_call_overhead_and_instantiate_time() {
+    let Some(wasm) = wasm_misbehave() else { return };
+    let started = Instant::now();
+    let spec = configure(&plugin_node("wasm", &wasm, &[], &[], vec![])).unwrap();
+    println!(
+        "wasm plugin: configured (compile + link + first instance) in {:?}; {}",
+        started.elapsed(),
+        spec.summary()
+    );
+    let mut sink = spec.start(&ctx()).unwrap();
+    for size in [1, 100] {
+        let b = many(size);
+        let t = mean_time(2_000, || sink.deliver(&b).unwrap());
+        println!("wasm plugin: {size:>3}-event batch delivered in {t:?} (mean of 2000)");
+    }
+    let t = mean_time(50, || drop(spec.start(&ctx()).unwrap()));
+    println!("wasm plugin: instance created (store + instantiate + init) in {t:?} (mean of 50)");
+}
