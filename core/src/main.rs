@@ -86,7 +86,24 @@ fn run(config: Config, cli: &Cli, options: &RunOptions) -> Result<(), String> {
         raise_limits(&config)?;
     }
     let hub = Arc::new(Hub::default());
+    let _control = start_control(&config, &hub);
     supervisor::supervise(&config_path, config, options, notices, &hub)
+}
+
+/// Serves the control endpoint on `<host hostip port>` for as long as the handle lives. A
+/// busy or unusable address is a warning: sersync syncs without the endpoint.
+fn start_control(config: &Config, hub: &Arc<Hub>) -> Option<sersync::control::ServerHandle> {
+    let control: Arc<dyn sersync::control::Control> = hub.clone();
+    match sersync::control::serve(&config.control.host, config.control.port, control) {
+        Ok(server) => {
+            tracing::info!(addr = %server.local_addr(), "control endpoint: GET /status, GET /metrics, POST /sync");
+            Some(server)
+        }
+        Err(error) => {
+            tracing::warn!(host = %config.control.host, port = config.control.port, %error, "control endpoint not started; syncing goes on without it");
+            None
+        }
+    }
 }
 
 /// `--raise-limits`: make room for twice the directories below the watch roots.
