@@ -215,7 +215,7 @@ fn https_with_a_private_ca_and_refusal_without_it() {
     let lane = Lane::new();
     let peer = HttpPeer::start_tls(Reply::Status(200));
     let url = format!("https://localhost:{}/hook", peer.port());
-    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem");
+    let ca = support::peers::TEST_CA;
     let batch = lane.batch(vec![lane.touch(EventKind::CloseWrite, b"tls", false)]);
     start(&webhook(&url, &format!(r#"cafile="{ca}""#), ""), &lane.root)
         .deliver(&batch)

@@ -5,14 +5,19 @@
 //! - [`Sersync`]: the built `sersync` binary running against a generated `confxml.xml`.
 //! - [`tree_diff`]: byte-for-byte comparison of two trees (names, types, contents, modes,
 //!   symlink targets).
+//! - [`peers`]: an HTTP peer that records requests (plain or TLS) and a TCP peer.
+//! - [`build_example`]: builds an example plugin from source as its author would.
 //! - [`wait_for`]: bounded polling.
 
 mod compare;
 mod daemon;
+mod examples;
+pub mod peers;
 mod sersync;
 
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon};
+pub use examples::build_example;
 pub use sersync::{sersync_bin, ConfigBuilder, Sersync};
 
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 
 pub mod compliance;
 pub mod decode;
-pub mod peers;
+pub use sersync_tests::peers;
 pub mod xml;
 
 use std::path::Path;

@@ -90,7 +90,7 @@ impl HttpPeer {
     }
 
     /// Listens on `127.0.0.1` and speaks HTTPS with the certificate in `tests/data` (issued
-    /// by `tests/data/test-ca.pem` for `localhost` and `127.0.0.1`).
+    /// by [`TEST_CA`] for `localhost` and `127.0.0.1`).
     pub fn start_tls(reply: Reply) -> HttpPeer {
         HttpPeer::listen("127.0.0.1:0", reply, Some(Arc::new(tls_config())))
     }
@@ -149,10 +149,13 @@ impl HttpPeer {
 }
 
 /// The server side of the test certificate.
+/// The certificate authority that issued the test HTTPS peer's certificate (test only).
+pub const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/test-ca.pem");
+
 fn tls_config() -> rustls::ServerConfig {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
     let certs = CertificateDer::pem_file_iter(format!("{data}/test-server.pem"))
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
