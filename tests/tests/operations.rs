@@ -1,0 +1,160 @@
+//! Running it as an admin does: `-d` with a pid file, the control endpoint queried with a
+//! real HTTP client while syncing to a real rsync daemon, a second instance refused, SIGTERM
+//! cleaning up, `POST /sync` reaching the slave.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use sersync_tests::{
+    assert_converges, free_port, sersync_bin, wait_for, ConfigBuilder, RsyncDaemon,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One HTTP/1.1 request over a plain TCP connection; returns (status, body).
+fn http(port: u16, method: &str, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .map_err(|e| e.to_string())?;
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("bad reply {reply:?}"))?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The value of an unlabelled-or-labelled sample line starting with `prefix` in `metrics`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn sersync(config: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(sersync_bin())
+        .arg("-o")
+        .arg(config)
+        .args(extra)
+        .output()
+        .expect("run sersync")
+}
+
+#[test]
+fn daemon_with_pid_file_status_metrics_second_instance_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let daemon = RsyncDaemon::start(&["www"]);
+    let port = free_port();
+    let config = ConfigBuilder::new(&src)
+        .remote(&daemon, "www")
+        .head_xml(&format!("<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n"))
+        .write(dir.path());
+    let pid_file = dir.path().join("sersync.pid");
+    let log = dir.path().join("sersync.log");
+    let pid_arg = pid_file.display().to_string();
+    let log_arg = log.display().to_string();
+    let started = sersync(
+        &config,
+        &["-d", "--pid-file", &pid_arg, "--log-file", &log_arg],
+    );
+    assert!(started.status.success(), "sersync -d: {started:?}");
+    let pid: i32 = wait_for(WAIT, || {
+        fs::read_to_string(&pid_file)
+            .map_err(|e| e.to_string())?
+            .trim()
+            .parse()
+            .map_err(|e| format!("{e}"))
+    })
+    .unwrap();
+    assert!(pid_alive(pid));
+    wait_for(WAIT, || http(port, "GET", "/status").map(|_| ())).unwrap();
+
+    // Numbers move while it syncs.
+    for i in 0..25 {
+        fs::write(src.join(format!("f{i}")), b"x").unwrap();
+    }
+    assert_converges(&src, &daemon.module_path("www"), WAIT);
+    let status = wait_for(WAIT, || {
+        let (code, body) = http(port, "GET", "/status")?;
+        (code == 200 && body.contains("\"events\": 25"))
+            .then_some(body.clone())
+            .ok_or(body)
+    })
+    .unwrap();
+    assert!(status.contains("rsync backup@127.0.0.1::www"), "{status}");
+    let (code, metrics) = http(port, "GET", "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&metrics, "sersync_lane_events_total{"),
+        Some(25.0),
+        "{metrics}"
+    );
+    assert!(sample(&metrics, "sersync_lane_sync_latency_seconds_count{").unwrap() >= 25.0);
+    assert_eq!(sample(&metrics, "sersync_watched_directories"), Some(1.0));
+
+    // The human view.
+    let table = sersync(&config, &["status"]);
+    assert!(table.status.success(), "{table:?}");
+    assert!(String::from_utf8_lossy(&table.stdout).contains("rsync backup@127.0.0.1::www"));
+
+    // POST /sync: a full sync reaches the slave (one more session in its log).
+    let sessions = || daemon.log().matches("rsync to www").count();
+    let before = sessions();
+    let (code, body) = http(port, "POST", "/sync").unwrap();
+    assert_eq!(
+        (
+            code,
+            body.contains("\"lanes\": 1") || body.contains("\"lanes\":1")
+        ),
+        (200, true),
+        "{body}"
+    );
+    wait_for(WAIT, || {
+        (sessions() > before).then_some(()).ok_or(daemon.log())
+    })
+    .unwrap();
+
+    // A second instance on the same pid file is refused, naming the holder.
+    let second = sersync(&config, &["--pid-file", &pid_arg]);
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains(&pid.to_string()) && err.contains("held by a running sersync"),
+        "{err}"
+    );
+
+    // SIGTERM: exits, removes the pid file.
+    // SAFETY: plain system call on the daemon we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_for(WAIT, || {
+        (!pid_alive(pid))
+            .then_some(())
+            .ok_or("still running".to_string())
+    })
+    .unwrap();
+    assert!(!pid_file.exists(), "pid file left behind");
+}
