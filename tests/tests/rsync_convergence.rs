@@ -335,3 +335,117 @@ fn sigterm_exits_zero_after_delivering_what_is_pending() {
         "pending changes were not delivered before exit"
     );
 }
+
+/// A tiny deterministic generator (xorshift), so a failing run can be repeated with
+/// `SERSYNC_RANDOM_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A random path of one to three components from a small pool of names (some hostile), so
+/// that operations collide often.
+fn random_path(rng: &mut Rng) -> PathBuf {
+    const NAMES: [&str; 6] = ["a", "b", "c d", "-x", "$(q)", "new\nline"];
+    let depth = 1 + rng.below(3);
+    (0..depth).map(|_| NAMES[rng.below(NAMES.len())]).collect()
+}
+
+/// Applies one random operation; failures (a parent missing, a name taken) are part of the
+/// game and ignored.
+fn random_operation(root: &Path, rng: &mut Rng, counter: &mut u64) {
+    let path = root.join(random_path(rng));
+    *counter += 1;
+    let _ = match rng.below(10) {
+        0..=2 => fs::write(&path, counter.to_string().repeat(1 + rng.below(200))),
+        3 => fs::create_dir(&path),
+        4 => fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path)),
+        5 | 6 => fs::rename(&path, root.join(random_path(rng))),
+        7 => symlink(random_path(rng), &path),
+        8 => fs::set_permissions(
+            &path,
+            fs::Permissions::from_mode(0o600 + (rng.below(2) as u32) * 0o44),
+        ),
+        _ => fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"+")),
+    };
+}
+
+#[test]
+fn thousands_of_random_operations_then_every_remote_equals_the_source() {
+    let seed = std::env::var("SERSYNC_RANDOM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("random operations: SERSYNC_RANDOM_SEED={seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let daemon = RsyncDaemon::start(&["one", "two"]);
+    let config = ConfigBuilder::new(&src)
+        .remote(&daemon, "one")
+        .remote(&daemon, "two")
+        .switch("attrib", true)
+        .write(dir.path());
+    let _sersync = Sersync::start(&config, &[], dir.path());
+    let mut rng = Rng(seed);
+    let mut counter = 0;
+    for round in 0..30 {
+        for _ in 0..100 {
+            random_operation(&src, &mut rng, &mut counter);
+        }
+        // Let some batches go out mid-way, so later operations race deliveries.
+        if round % 10 == 9 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    for module in ["one", "two"] {
+        if let Err(e) = wait_for(Duration::from_secs(60), || {
+            tree_diff(&src, &daemon.module_path(module))
+        }) {
+            panic!("module {module} did not converge (SERSYNC_RANDOM_SEED={seed}): {e}");
+        }
+    }
+}
+
+#[test]
+fn dry_run_prints_the_command_and_file_list_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let daemon = RsyncDaemon::start(&["www"]);
+    let config = ConfigBuilder::new(&src)
+        .remote(&daemon, "www")
+        .write(dir.path());
+    let sersync = Sersync::start(&config, &["--dry-run"], dir.path());
+    write(&src.join("planned"), b"p");
+    sersync.wait_for_log("  path planned", CONVERGE).unwrap();
+    let log = sersync.log();
+    assert!(
+        log.contains("would run in") && log.contains("--files-from=- --from0"),
+        "{log}"
+    );
+    assert_eq!(
+        fs::read_dir(daemon.module_path("www")).unwrap().count(),
+        0,
+        "a dry run sent something"
+    );
+}
