@@ -19,6 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
 
+use crate::naming::stable_hash;
+
 /// Slack subtracted from the last heartbeat: a change in the second before the last beat
 /// is caught too.
 const SLACK: Duration = Duration::from_secs(2);
@@ -34,13 +36,7 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// The heartbeat file for `roots` in `state_dir`.
     pub fn path(state_dir: &Path, roots: &[PathBuf]) -> PathBuf {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for root in roots {
-            for &b in root.as_os_str().as_bytes().iter().chain(&[0]) {
-                hash ^= u64::from(b);
-                hash = hash.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
+        let hash = stable_hash(roots.iter().map(|r| r.as_os_str().as_bytes()));
         state_dir.join(format!("heartbeat-{hash:016x}"))
     }
 

@@ -38,6 +38,26 @@ pub fn detach(keep_stderr: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The pid file used with `-d` when `--pid-file` is not given: one per configuration file,
+/// in `/run` for root, else in `$XDG_RUNTIME_DIR` or the temporary directory. A second
+/// daemon on the same configuration is therefore refused.
+pub fn default_pid_file(config: &Path) -> PathBuf {
+    let dir = if is_root() {
+        PathBuf::from("/run")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+    };
+    let hash = crate::naming::stable_hash([config.as_os_str().as_encoded_bytes()]);
+    dir.join(format!("sersync-{hash:016x}.pid"))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// A pid file held locked for the life of the process and removed when dropped.
 #[derive(Debug)]
 pub struct PidFile {

@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod filter;
 pub mod logging;
+pub mod naming;
 pub mod supervisor;
 pub mod topology;
 pub mod watch;

@@ -73,10 +73,18 @@ fn run(config: Config, cli: &Cli, options: &RunOptions) -> Result<(), String> {
     // Resolved before -d changes the working directory, so that SIGHUP finds the file again.
     let config_path = std::fs::canonicalize(&cli.config).unwrap_or_else(|_| cli.config.clone());
     if cli.daemon {
-        daemon::detach(cli.log_file.is_none())
-            .map_err(|e| format!("cannot become a daemon: {e}"))?;
+        // Keep standard error only for a person watching a terminal; a daemon never holds
+        // its caller's pipes open.
+        let keep_stderr =
+            cli.log_file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        daemon::detach(keep_stderr).map_err(|e| format!("cannot become a daemon: {e}"))?;
     }
-    let _pid_file = match &cli.pid_file {
+    let pid_path = match &cli.pid_file {
+        Some(path) => Some(path.clone()),
+        None if cli.daemon => Some(daemon::default_pid_file(&config_path)),
+        None => None,
+    };
+    let _pid_file = match &pid_path {
         Some(path) => Some(daemon::PidFile::acquire(path).map_err(|e| e.to_string())?),
         None => None,
     };

@@ -143,6 +143,7 @@ impl Control for Hub {
             .map_or((0, 0, 0), |s| (s.directories(), s.events(), s.overflows()));
         StatusSnapshot {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
             uptime: self.started.elapsed(),
             overflows,
             events_seen,

@@ -70,6 +70,7 @@ impl Control for FakeEngine {
     fn snapshot(&self) -> StatusSnapshot {
         StatusSnapshot {
             version: "0.1.0-test".into(),
+            pid: 4242,
             uptime: Duration::from_secs(3_725),
             overflows: 2,
             events_seen: 987_654,

@@ -158,3 +158,54 @@ fn daemon_with_pid_file_status_metrics_second_instance_and_sigterm() {
     .unwrap();
     assert!(!pid_file.exists(), "pid file left behind");
 }
+
+#[test]
+fn a_second_daemon_on_the_same_configuration_is_refused_without_a_pid_file_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let daemon = RsyncDaemon::start(&["www"]);
+    let port = free_port();
+    let config = ConfigBuilder::new(&src)
+        .remote(&daemon, "www")
+        .head_xml(&format!("<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n"))
+        .write(dir.path());
+    let first = sersync(&config, &["-d"]);
+    assert!(first.status.success(), "{first:?}");
+    wait_for(WAIT, || http(port, "GET", "/status").map(|_| ())).unwrap();
+    // The second one detaches too, then finds the default pid file locked and exits 1;
+    // the first keeps serving.
+    let second = Command::new(sersync_bin())
+        .arg("-o")
+        .arg(&config)
+        .args(["-d", "--log-file"])
+        .arg(dir.path().join("second.log"))
+        .output()
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "the parent of -d exits 0: {second:?}"
+    );
+    wait_for(WAIT, || {
+        let log = fs::read_to_string(dir.path().join("second.log")).unwrap_or_default();
+        log.contains("held by a running sersync")
+            .then_some(())
+            .ok_or(log)
+    })
+    .unwrap();
+    let (_, status) = http(port, "GET", "/status").unwrap();
+    let pid: i32 = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("\"pid\": "))
+        .and_then(|v| v.trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("/status names no pid: {status}"));
+    assert!(pid_alive(pid));
+    // SAFETY: plain system call on the daemon we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_for(WAIT, || {
+        (!pid_alive(pid))
+            .then_some(())
+            .ok_or("still running".to_string())
+    })
+    .unwrap();
+}

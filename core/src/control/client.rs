@@ -279,6 +279,7 @@ mod tests {
         let report = StatusReport {
             version: "0.1.0".into(),
             time: 1_100,
+            pid: 4242,
             uptime_seconds: 3_700,
             overflows: 0,
             directories: 12,

@@ -15,6 +15,8 @@ use super::{LaneStatus, StatusSnapshot};
 pub struct StatusReport {
     /// sersync's version.
     pub version: String,
+    /// The daemon's process id.
+    pub pid: u32,
     /// The daemon's clock when this was made, Unix seconds.
     pub time: u64,
     /// Seconds since the daemon started.
@@ -94,6 +96,7 @@ impl StatusReport {
     pub fn new(snapshot: &StatusSnapshot, now: SystemTime) -> StatusReport {
         StatusReport {
             version: snapshot.version.clone(),
+            pid: snapshot.pid,
             time: unix_seconds(now),
             uptime_seconds: snapshot.uptime.as_secs(),
             overflows: snapshot.overflows,

@@ -10,6 +10,8 @@ use crate::dispatch::HistogramSnapshot;
 pub struct StatusSnapshot {
     /// sersync's version.
     pub version: String,
+    /// The daemon's process id.
+    pub pid: u32,
     /// Time since start.
     pub uptime: Duration,
     /// Kernel queue overflows seen.

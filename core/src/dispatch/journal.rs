@@ -17,6 +17,8 @@ use std::time::SystemTime;
 
 use sersync_plugin_sdk::{Event, EventKind, RelPath, WatchId};
 
+use crate::naming::stable_hash;
+
 const HEADER: &[u8] = b"SERSYNC-JOURNAL 1\n";
 
 /// The journal of one lane.
@@ -31,15 +33,7 @@ impl Journal {
     /// The file name for the lane `name` serving `root`: readable prefix plus a hash of both,
     /// so that a lane keeps its journal across restarts and reloads.
     pub fn file_name(name: &str, root: &Path) -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in name
-            .bytes()
-            .chain([0])
-            .chain(root.as_os_str().as_encoded_bytes().iter().copied())
-        {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        let hash = stable_hash([name.as_bytes(), root.as_os_str().as_encoded_bytes()]);
         let readable: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
