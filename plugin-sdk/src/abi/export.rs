@@ -28,18 +28,44 @@ pub mod __private {
     }
 }
 
+thread_local! {
+    /// Where the last panic on this thread happened, recorded by the quiet hook.
+    static PANIC_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Replaces this library's panic hook (a plugin links its own copy of `std`, so the host's
+/// hook is untouched) with one that records where the panic happened instead of printing a
+/// backtrace to the daemon's standard error on every retry: the panic reaches the host as an
+/// error result carrying the message and that place.
+fn quiet_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()));
+            PANIC_AT.with(|cell| *cell.borrow_mut() = at);
+        }))
+    });
+}
+
 /// Runs `f`, turning a panic into [`STATUS_PANICKED`] with its message in `*error`.
 ///
 /// # Safety
 /// `error` must be null or point to a writable [`RawError`].
 unsafe fn guarded(error: *mut RawError, f: impl FnOnce() -> Result<(), (u32, String)>) -> u32 {
+    quiet_panics();
     let (status, message) = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => return STATUS_OK,
         Ok(Err(failure)) => failure,
-        Err(payload) => (
-            STATUS_PANICKED,
-            format!("plugin panicked: {}", panic_message(&*payload)),
-        ),
+        Err(payload) => {
+            let at = PANIC_AT.with(|cell| cell.borrow_mut().take());
+            let place = at.map(|a| format!(" (at {a})")).unwrap_or_default();
+            (
+                STATUS_PANICKED,
+                format!("plugin panicked: {}{place}", panic_message(&*payload)),
+            )
+        }
     };
     if !error.is_null() {
         let mut bytes = std::mem::ManuallyDrop::new(message.into_bytes());
@@ -316,7 +342,12 @@ mod tests {
         assert_eq!(message, "bad params [(\"x\", \"y\")]");
         let (status, message) = create(&[("panic", "now")]).unwrap_err();
         assert_eq!(status, STATUS_PANICKED);
-        assert_eq!(message, "plugin panicked: constructor panic now");
+        // The message, then where it happened (recorded by the quiet hook, not printed).
+        assert!(
+            message.starts_with("plugin panicked: constructor panic now (at "),
+            "{message}"
+        );
+        assert!(message.contains("export.rs:"), "{message}");
     }
 
     #[test]
@@ -338,9 +369,11 @@ mod tests {
             b"old\n\xff"
         );
         assert_eq!(deliver(instance, b"fail"), Err((STATUS_FATAL, "no".into())));
-        assert_eq!(
-            deliver(instance, b"panic"),
-            Err((STATUS_PANICKED, "plugin panicked: deliver panic".into()))
+        let (status, message) = deliver(instance, b"panic").unwrap_err();
+        assert_eq!(status, STATUS_PANICKED);
+        assert!(
+            message.starts_with("plugin panicked: deliver panic (at "),
+            "{message}"
         );
         // SAFETY: created above, not used afterwards.
         unsafe { (vtable::<Probe>().destroy)(instance) };
