@@ -127,7 +127,7 @@ fn describe_shows_the_effective_configuration() {
         "crontab: off",
         "plugins: none",
         "control: localhost:8008",
-        "engine: settle 10 ms, max delay 200 ms, max pending 100000 paths, retry 500 ms to 60000 ms, state in /tmp/sersync-state",
+        "engine: settle 10 ms, max delay 40 ms, max pending 100000 paths, retry 500 ms to 60000 ms, state in /tmp/sersync-state",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -206,7 +206,7 @@ fn an_almost_empty_head_takes_every_default() {
         (g.settle, g.max_delay, g.max_pending),
         (
             Duration::from_millis(10),
-            Duration::from_millis(200),
+            Duration::from_millis(40),
             100_000
         )
     );
@@ -673,7 +673,7 @@ fn engine_tuning_is_read_and_checked() {
     assert_eq!(at(&e), (2, 2));
     assert_eq!(
         e.message,
-        "<engine>: settleMs (500 ms) is more than maxDelayMs (200 ms)"
+        "<engine>: settleMs (500 ms) is more than maxDelayMs (40 ms)"
     );
     let e = err("<head><engine retryInitialMs=\"0\"/></head>");
     assert!(e.message.ends_with("0 is out of range"), "{e}");

@@ -200,7 +200,9 @@ pub struct EngineConfig {
     /// `settleMs`: quiet time after the last event before a batch is cut. Default 10 ms.
     pub settle: Duration,
     /// `maxDelayMs`: a batch is cut at the latest this long after its first event, however
-    /// busy the tree. Default 200 ms.
+    /// busy the tree. Default 40 ms: under a steady stream of changes the quiet window never
+    /// comes, and an idle sink should not wait longer than this (a busy one takes everything
+    /// that accumulated while its previous transfer ran anyway).
     pub max_delay: Duration,
     /// `maxPending`: pending paths per lane before they collapse into directory rescans.
     /// Default 100,000.

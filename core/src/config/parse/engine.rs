@@ -17,7 +17,7 @@ pub fn engine(node: Option<&ConfigNode>, fail_log: &Path) -> Result<EngineConfig
     let state_dir = optional(node, "statedir", "<engine stateDir=\"/var/lib/sersync\"/>")?;
     let engine = EngineConfig {
         settle: millis("settlems", &MILLISECONDS, 10)?,
-        max_delay: millis("maxdelayms", &POSITIVE_MILLISECONDS, 200)?,
+        max_delay: millis("maxdelayms", &POSITIVE_MILLISECONDS, 40)?,
         max_pending: number_or(node, "maxpending", &COUNT, 100_000)? as usize,
         retry_initial: millis("retryinitialms", &POSITIVE_MILLISECONDS, 500)?,
         retry_max: millis("retrymaxms", &POSITIVE_MILLISECONDS, 60_000)?,
