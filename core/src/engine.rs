@@ -16,6 +16,7 @@ use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, Sink, SinkConte
 use crate::catchup::{self, Heartbeat};
 use crate::config::Config;
 use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode};
+use crate::faillog::{FailLog, SpecRecorder};
 use crate::filter::Filter;
 use crate::topology::{LanePlan, Topology};
 use crate::watch::{limits::InotifyLimits, Root, WatchError, Watcher, WatcherStats};
@@ -104,6 +105,7 @@ pub struct Prepared {
     max_pending: usize,
     state_dir: std::path::PathBuf,
     crontab: Option<Duration>,
+    fail_log: (std::path::PathBuf, Duration),
     mode: Mode,
 }
 
@@ -136,7 +138,7 @@ pub struct Engine {
     stop_reading: Arc<AtomicBool>,
     reader: JoinHandle<()>,
     router: JoinHandle<()>,
-    scheduler: Option<JoinHandle<()>>,
+    schedules: Vec<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -193,6 +195,7 @@ impl Engine {
             max_pending: config.engine.max_pending,
             state_dir: config.engine.state_dir.clone(),
             crontab: config.crontab.as_ref().map(|c| c.every),
+            fail_log: (config.fail_log.path.clone(), config.fail_log.every),
             mode: options.mode,
         })
     }
@@ -214,8 +217,12 @@ impl Engine {
             max_pending,
             state_dir,
             crontab,
+            fail_log,
             mode,
         } = prepared;
+        let has_rsync = ready.iter().any(|r| r.plan.full_syncs);
+        let script =
+            (has_rsync && mode == Mode::Deliver).then(|| Arc::new(FailLog::new(&fail_log.0)));
         let mut lanes = Vec::new();
         for ReadyLane { plan, name, sink } in ready {
             let root = &roots[plan.watch.0 as usize];
@@ -229,6 +236,12 @@ impl Engine {
                 max_pending,
                 journal,
             );
+            if let (Some(log), true) = (&script, plan.full_syncs) {
+                lane.record_failures(Arc::new(SpecRecorder {
+                    log: log.clone(),
+                    spec: plan.spec.clone(),
+                }));
+            }
             let worker = lane.clone();
             let thread = thread::Builder::new()
                 .name(format!("lane {name}"))
@@ -290,14 +303,36 @@ impl Engine {
         let stats = watcher.stats();
         let stop_reading = Arc::new(AtomicBool::new(false));
         let reader = spawn_reader(watcher, tx, stop_reading.clone(), on_reader_exit);
-        let scheduler = crontab.map(|every| {
-            let stop = stop_reading.clone();
-            let count = roots.len();
-            thread::Builder::new()
-                .name("crontab".into())
-                .spawn(move || crontab_loop(every, &rsync_lanes, count, &stop))
-                .expect("spawning the crontab")
-        });
+        let mut schedules = Vec::new();
+        if let Some(every) = crontab {
+            let (lanes, count) = (rsync_lanes.clone(), roots.len());
+            schedules.push(periodic(
+                "crontab",
+                every,
+                stop_reading.clone(),
+                move || {
+                    tracing::info!("crontab: full sync of every watch root");
+                    request_full_sync(&lanes, count);
+                },
+            ));
+        }
+        if script.is_some() {
+            // <failLog timeToExecute>: failing rsync lanes retry now, whatever their backoff.
+            schedules.push(periodic(
+                "failLog",
+                fail_log.1,
+                stop_reading.clone(),
+                move || {
+                    for lane in rsync_lanes
+                        .iter()
+                        .filter(|l| l.stats().retry_streak.load(Ordering::Relaxed) > 0)
+                    {
+                        tracing::info!(lane = %lane.name(), "failLog timeToExecute: retrying now");
+                        lane.retry_now();
+                    }
+                },
+            ));
+        }
         tracing::info!(lanes = lanes.len(), "running");
         Engine {
             roots,
@@ -307,7 +342,7 @@ impl Engine {
             stop_reading,
             reader,
             router,
-            scheduler,
+            schedules,
         }
     }
 
@@ -345,8 +380,8 @@ impl Engine {
         self.stop_reading.store(true, Ordering::SeqCst);
         let _ = self.reader.join();
         let _ = self.router.join();
-        if let Some(s) = self.scheduler {
-            let _ = s.join();
+        for schedule in self.schedules {
+            let _ = schedule.join();
         }
         drain(self.lanes, deadline);
         if let Some(heartbeat) = self.heartbeat {
@@ -400,18 +435,28 @@ pub fn request_full_sync(lanes: &[Arc<Lane>], roots: usize) {
     }
 }
 
-/// The `<crontab>` schedule: a full sync of every rsync lane every `every`. A lane busy with
-/// the previous one merges the new request into its pending rescan, so two never overlap.
-fn crontab_loop(every: Duration, lanes: &[Arc<Lane>], roots: usize, stop: &AtomicBool) {
-    let mut next = Instant::now() + every;
-    while !stop.load(Ordering::Relaxed) {
-        thread::sleep(Duration::from_millis(200).min(every));
-        if Instant::now() >= next {
-            tracing::info!("crontab: full sync of every watch root");
-            request_full_sync(lanes, roots);
-            next = Instant::now() + every;
-        }
-    }
+/// Runs `task` every `every` on a thread called `name` until `stop` is set. The crontab's
+/// full syncs use it: a lane busy with the previous one merges the new request into its
+/// pending rescan, so two never overlap.
+fn periodic(
+    name: &str,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+    task: impl Fn() + Send + 'static,
+) -> JoinHandle<()> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let mut next = Instant::now() + every;
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(200).min(every));
+                if Instant::now() >= next {
+                    task();
+                    next = Instant::now() + every;
+                }
+            }
+        })
+        .expect("spawning a schedule")
 }
 
 /// Closes every lane and waits up to `deadline` for them to deliver what they hold.

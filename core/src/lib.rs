@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod dispatch;
 pub mod engine;
+pub mod faillog;
 pub mod filter;
 pub mod logging;
 pub mod naming;

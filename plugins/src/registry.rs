@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use sersync_plugin_sdk::{ConfigError, ConfigNode, Sink, SinkContext, SinkError};
+use sersync_plugin_sdk::{Batch, ConfigError, ConfigNode, Sink, SinkContext, SinkError};
 
 /// A sink that has read and validated its configuration and can start one instance per lane.
 pub trait SinkSpec: Send + Sync + fmt::Debug {
@@ -21,6 +21,14 @@ pub trait SinkSpec: Send + Sync + fmt::Debug {
 
     /// Starts an instance serving one lane (one watch).
     fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError>;
+
+    /// A `/bin/sh` command, with every word single-quoted, that applies `batch` by hand: what
+    /// the `<failLog>` script records for a batch that failed. `None` for sinks that have no
+    /// command-line equivalent (only rsync has one).
+    fn replay_command(&self, batch: &Batch) -> Option<Vec<u8>> {
+        let _ = batch;
+        None
+    }
 }
 
 /// The plugin names sersync knows without a `type`/`path` (compared case-insensitively).

@@ -134,10 +134,31 @@ fn wrong_password_is_a_clear_error_nothing_is_dropped_and_sighup_recovers() {
         line.contains("ERROR"),
         "a fatal error is logged as an error: {line}"
     );
+    // The failLog script shows the failing lane's command, quoted, owner-only.
+    let script = dir.path().join("rsync_fail_log.sh");
+    let text = sersync_tests::wait_for(Duration::from_secs(10), || {
+        let text = fs::read_to_string(&script).unwrap_or_default();
+        text.contains("# rsync backup@127.0.0.1::www")
+            .then_some(text.clone())
+            .ok_or(text)
+    })
+    .unwrap();
+    assert!(
+        text.contains(" 'f0'") && text.contains("'--files-from=-'"),
+        "{text}"
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&script).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
     // Fix the password and reload: the kept changes arrive.
     fs::copy(daemon.password_file(), &wrong).unwrap();
     sersync.signal(libc::SIGHUP);
     let time = converge(&src, &daemon.module_path("www"));
+    sersync_tests::wait_for(Duration::from_secs(10), || {
+        let text = fs::read_to_string(&script).unwrap_or_default();
+        (!text.contains("# rsync")).then_some(()).ok_or(text)
+    })
+    .expect("the recovered lane leaves the failLog script");
     eprintln!("auth failure: 50 files held; converged {time:?} after the fix and SIGHUP; 0 lost");
 }
 

@@ -63,9 +63,20 @@ pub struct LastOutcome {
     pub error: Option<(SystemTime, String)>,
 }
 
+/// Told when a lane's delivery fails and when it goes through again (the `<failLog>`
+/// script listens).
+pub trait FailureRecorder: Send + Sync {
+    /// A delivery of `batch` failed.
+    fn failed(&self, lane: &str, batch: &Batch);
+    /// A delivery went through after failures.
+    fn recovered(&self, lane: &str);
+}
+
 struct State {
     pending: Coalescer,
     closing: bool,
+    /// Set by [`Lane::retry_now`]: end the current backoff pause.
+    retry_now: bool,
     journal: Option<Journal>,
 }
 
@@ -99,6 +110,7 @@ pub struct Lane {
     state: Mutex<State>,
     wake: Condvar,
     stats: LaneStats,
+    recorder: std::sync::OnceLock<Arc<dyn FailureRecorder>>,
 }
 
 impl Lane {
@@ -129,10 +141,12 @@ impl Lane {
             state: Mutex::new(State {
                 pending,
                 closing: false,
+                retry_now: false,
                 journal,
             }),
             wake: Condvar::new(),
             stats: LaneStats::default(),
+            recorder: std::sync::OnceLock::new(),
         })
     }
 
@@ -185,6 +199,17 @@ impl Lane {
         }
     }
 
+    /// Reports this lane's failures and recoveries to `recorder` (set once, before `run`).
+    pub fn record_failures(&self, recorder: Arc<dyn FailureRecorder>) {
+        let _ = self.recorder.set(recorder);
+    }
+
+    /// Ends a backoff pause now: the lane retries its failed work at once.
+    pub fn retry_now(&self) {
+        self.lock().retry_now = true;
+        self.wake.notify_all();
+    }
+
     /// Asks the lane to deliver what is pending at once and stop.
     pub fn close(&self) {
         self.lock().closing = true;
@@ -221,7 +246,8 @@ impl Lane {
     fn pause(&self, delay: Duration) {
         let deadline = Instant::now() + delay;
         let mut state = self.lock();
-        while !state.closing {
+        state.retry_now = false;
+        while !state.closing && !std::mem::take(&mut state.retry_now) {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -267,7 +293,11 @@ impl Lane {
             match outcome {
                 Ok(()) => {
                     backoff.reset();
-                    self.stats.retry_streak.store(0, Ordering::Relaxed);
+                    if self.stats.retry_streak.swap(0, Ordering::Relaxed) > 0 {
+                        if let Some(recorder) = self.recorder.get() {
+                            recorder.recovered(&self.name);
+                        }
+                    }
                     let now = SystemTime::now();
                     for event in &batch.events {
                         self.stats
@@ -283,6 +313,9 @@ impl Lane {
                     tracing::debug!(lane = %self.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
                 }
                 Err(error) => {
+                    if let Some(recorder) = self.recorder.get() {
+                        recorder.failed(&self.name, &batch);
+                    }
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
                     self.stats.retry_streak.fetch_add(1, Ordering::Relaxed);
                     self.record(|last| {

@@ -13,7 +13,7 @@ mod lane;
 pub use backoff::Backoff;
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
 pub use journal::Journal;
-pub use lane::{Lane, LaneStats, LaneTiming, LastOutcome, Mode};
+pub use lane::{FailureRecorder, Lane, LaneStats, LaneTiming, LastOutcome, Mode};
 
 use std::sync::Arc;
 

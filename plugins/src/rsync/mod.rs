@@ -16,6 +16,7 @@ mod excludes;
 mod exit;
 mod limit;
 mod plan;
+mod replay;
 mod sink;
 
 pub use command::Target;

@@ -10,7 +10,7 @@ use sersync_plugin_sdk::{Batch, PathFilter, Sink, SinkContext, SinkError};
 
 use super::command::{arguments, RunShape, Target};
 use super::plan::{Run, TransferPlan};
-use super::{excludes, exit, ProcessLimit, RsyncOptions};
+use super::{excludes, exit, replay, ProcessLimit, RsyncOptions};
 use crate::SinkSpec;
 
 /// The rsync sink for one `<remote>` of one `<localpath>`.
@@ -60,6 +60,15 @@ impl SinkSpec for RsyncSpec {
             self.options.program.display(),
             args.join(" ")
         )
+    }
+
+    fn replay_command(&self, batch: &Batch) -> Option<Vec<u8>> {
+        Some(replay::command(
+            &self.options,
+            &self.target,
+            &self.watch_root,
+            batch,
+        ))
     }
 
     fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
