@@ -71,6 +71,11 @@ impl RsyncDaemon {
         self.dir.path().join("modules").join(module)
     }
 
+    /// The daemon's process id (`None` while it is stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The client password file (mode 600) for [`USER`].
     pub fn password_file(&self) -> PathBuf {
         self.dir.path().join("client.pass")

@@ -6,7 +6,9 @@
 //! - [`tree_diff`]: byte-for-byte comparison of two trees (names, types, contents, modes,
 //!   symlink targets).
 //! - [`wait_for`]: bounded polling.
+//! - [`bench`]: the benchmark harness (the `bench` binary).
 
+pub mod bench;
 mod compare;
 mod daemon;
 mod sersync;
