@@ -24,6 +24,12 @@ pub struct RsyncDaemon {
 impl RsyncDaemon {
     /// Starts a daemon serving `modules` on a free loopback port.
     pub fn start(modules: &[&str]) -> RsyncDaemon {
+        RsyncDaemon::start_with(modules, "")
+    }
+
+    /// [`RsyncDaemon::start`] with `global` (lines of `rsyncd.conf`, e.g.
+    /// `socket options = TCP_NODELAY\n`) added to the global section.
+    pub fn start_with(modules: &[&str], global: &str) -> RsyncDaemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut conf = format!(
@@ -32,6 +38,7 @@ impl RsyncDaemon {
             // Without chroot the daemon rewrites absolute symlink targets; root can chroot.
             chroot = if unsafe { libc::geteuid() } == 0 { "yes" } else { "no" },
         );
+        conf.push_str(global);
         for module in modules {
             let path = dir.path().join("modules").join(module);
             fs::create_dir_all(&path).expect("module dir");

@@ -288,10 +288,12 @@ pub fn svg(rates: &[RateResult]) -> String {
         y(1000.0) + 4.0,
         y1 = y(1000.0)
     );
-    let mut tools: Vec<&str> = with_latency.iter().map(|r| r.tool.as_str()).collect();
-    tools.dedup();
-    tools.sort_unstable();
-    tools.dedup();
+    let mut tools: Vec<&str> = Vec::new();
+    for r in &with_latency {
+        if !tools.contains(&r.tool.as_str()) {
+            tools.push(&r.tool);
+        }
+    }
     for (i, tool) in tools.iter().enumerate() {
         let colour = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"][i % 4];
         let points: Vec<(f64, f64, f64)> = with_latency

@@ -29,6 +29,8 @@ pub struct Bench {
     pub tools: ToolOptions,
     /// Longest wait for files to land after the writer stops.
     pub drain_timeout: Duration,
+    /// Lines added to every rsync daemon's global section (empty: defaults, as slaves run it).
+    pub slave_conf: String,
 }
 
 /// A fresh source tree and an rsync daemon with `remotes` modules (`r0`, `r1`, …), each holding
@@ -40,11 +42,11 @@ struct Stage {
 }
 
 impl Stage {
-    fn new(remotes: usize) -> Result<Stage, String> {
+    fn new(bench: &Bench, remotes: usize) -> Result<Stage, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let modules: Vec<String> = (0..remotes).map(|i| format!("r{i}")).collect();
         let names: Vec<&str> = modules.iter().map(String::as_str).collect();
-        let daemon = RsyncDaemon::start(&names);
+        let daemon = RsyncDaemon::start_with(&names, &bench.slave_conf);
         let stage = Stage {
             dir,
             daemon,
@@ -130,7 +132,7 @@ pub fn rate_run(
     seconds: f64,
     remotes: usize,
 ) -> Result<RateResult, String> {
-    let stage = Stage::new(remotes)?;
+    let stage = Stage::new(bench, remotes)?;
     let probes = stage.probes()?;
     let tool = stage.start(bench, kind)?;
     let (before, slave_before) = (tool.usage(), stage.slave_usage());
@@ -202,8 +204,8 @@ pub struct CeilingResult {
 }
 
 /// Times `rsync -a` of `files` pre-written files, once with one process and once with two.
-pub fn ceiling(files: usize) -> Result<CeilingResult, String> {
-    let stage = Stage::new(3)?;
+pub fn ceiling(bench: &Bench, files: usize) -> Result<CeilingResult, String> {
+    let stage = Stage::new(bench, 3)?;
     let plan = WritePlan {
         files,
         rate: None,
@@ -271,7 +273,7 @@ pub struct BurstResult {
 
 /// Writes `files` files of 100 bytes, unpaced, and waits for all of them to land.
 pub fn burst(bench: &Bench, kind: ToolKind, files: usize) -> Result<BurstResult, String> {
-    let stage = Stage::new(1)?;
+    let stage = Stage::new(bench, 1)?;
     let probes = stage.probes()?;
     let tool = stage.start(bench, kind)?;
     let before = tool.usage();
@@ -326,7 +328,7 @@ pub struct AppendResult {
 
 /// Appends `mib` MiB to one file, 1 MiB per open–write–close, as fast as the disk takes it.
 pub fn append(bench: &Bench, kind: ToolKind, mib: usize) -> Result<AppendResult, String> {
-    let stage = Stage::new(1)?;
+    let stage = Stage::new(bench, 1)?;
     let tool = stage.start(bench, kind)?;
     let (before, slave_before) = (tool.usage(), stage.slave_usage());
     let path = stage.src().join("big.log");
@@ -380,7 +382,7 @@ pub struct TreesResult {
 /// Creates a tree of `files` files, renames its top directory, then deletes it; times how long
 /// the slave takes to match after each step (names, types and sizes compared).
 pub fn trees(bench: &Bench, kind: ToolKind, files: usize) -> Result<TreesResult, String> {
-    let stage = Stage::new(1)?;
+    let stage = Stage::new(bench, 1)?;
     let tool = stage.start(bench, kind)?;
     let (src, dst) = (stage.src(), stage.daemon.module_path("r0"));
     let converge = |since: Instant| {
@@ -492,7 +494,7 @@ pub fn setup(
     dirs: usize,
 ) -> Result<SetupResult, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let daemon = RsyncDaemon::start(&["r0"]);
+    let daemon = RsyncDaemon::start_with(&["r0"], &bench.slave_conf);
     let probe = LandingProbe::start(&daemon.module_path("r0")).map_err(|e| e.to_string())?;
     let pinger = Pinger::start(tree);
     let started = Instant::now();

@@ -72,6 +72,10 @@ struct Args {
     /// Raw XML added to sersync's config, e.g. `<engine settleMs="5"/>`.
     #[arg(long, default_value = "")]
     engine: String,
+    /// `socket options` for the slave's rsync daemon (e.g. TCP_NODELAY); default: none, as
+    /// slaves usually run it.
+    #[arg(long)]
+    slave_sockopts: Option<String>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -123,6 +127,10 @@ fn main() -> ExitCode {
             engine_xml: args.engine.clone(),
         },
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+        slave_conf: args
+            .slave_sockopts
+            .as_ref()
+            .map_or(String::new(), |o| format!("socket options = {o}\n")),
     };
     let mut report = Report {
         context: context(&args),
@@ -218,6 +226,12 @@ fn context(args: &Args) -> Vec<(String, String)> {
         ("lsyncd".into(), first_line("lsyncd", "--version")),
         ("sersync params".into(), args.sersync_params.clone()),
         ("sersync extra xml".into(), args.engine.clone()),
+        (
+            "slave socket options".into(),
+            args.slave_sockopts
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        ),
         ("seconds per rate".into(), args.seconds.to_string()),
         ("drain timeout s".into(), args.drain_timeout.to_string()),
     ]
@@ -232,7 +246,7 @@ fn run_workload(
 ) {
     println!("\n== {workload:?}");
     match workload {
-        Workload::Ceiling => match workloads::ceiling(args.ceiling_files) {
+        Workload::Ceiling => match workloads::ceiling(bench, args.ceiling_files) {
             Ok(c) => {
                 println!("{}", report::ceiling_text(&c));
                 report.ceiling = Some(c);
