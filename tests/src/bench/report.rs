@@ -56,7 +56,7 @@ fn mib(kib: u64) -> String {
 /// The header of the rate table.
 pub fn rate_header() -> String {
     format!(
-        "{:<8} {:>3} {:>6} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7} {:>9}",
+        "{:<8} {:>3} {:>6} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7} {:>7} {:>9}",
         "tool",
         "rem",
         "rate",
@@ -69,6 +69,7 @@ pub fn rate_header() -> String {
         "drain s",
         "cpu s",
         "slave s",
+        "bench s",
         "peak RSS"
     )
 }
@@ -83,7 +84,7 @@ pub fn rate_row(r: &RateResult) -> String {
         )
     });
     format!(
-        "{:<8} {:>3} {:>6} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>7.2} {:>7.2} {:>9}{}",
+        "{:<8} {:>3} {:>6} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>7.2} {:>7.2} {:>7.2} {:>9}{}",
         r.tool,
         r.remotes,
         r.rate,
@@ -96,6 +97,7 @@ pub fn rate_row(r: &RateResult) -> String {
         opt(r.drain_s, ""),
         r.cpu_s,
         r.slave_cpu_s,
+        r.bench_cpu_s,
         mib(r.rss_peak_kib),
         if r.kept_up() { "" } else { "  ← behind" }
     )
@@ -104,8 +106,8 @@ pub fn rate_row(r: &RateResult) -> String {
 /// The ceiling, as text.
 pub fn ceiling_text(c: &CeilingResult) -> String {
     format!(
-        "bulk rsync -a of {} files: one process {:.2} s = {} files/s; two in parallel {:.2} s = {} files/s",
-        c.files, c.one_process_s, c.one_process_files_per_s, c.two_processes_s, c.two_processes_files_per_s
+        "bulk rsync -a of {} files (median of {}): one process {:.2} s = {} files/s; two in parallel {:.2} s = {} files/s",
+        c.files, c.repeats, c.one_process_s, c.one_process_files_per_s, c.two_processes_s, c.two_processes_files_per_s
     )
 }
 
@@ -121,8 +123,8 @@ pub fn burst_text(b: &BurstResult) -> String {
 /// An append result, as text.
 pub fn append_text(a: &AppendResult) -> String {
     format!(
-        "{:<8} {} MiB appended in 1 MiB writes in {:.2} s; slave complete {} after the last close; cpu {:.2} s (slave {:.2} s)",
-        a.tool, a.mib, a.write_s, opt(a.converge_s, " s"), a.cpu_s, a.slave_cpu_s
+        "{:<8} {} MiB appended in 1 MiB writes ({} MiB/s asked) in {:.2} s; slave complete {} after the last close; cpu {:.2} s (slave {:.2} s)",
+        a.tool, a.mib, a.mib_per_s, a.write_s, opt(a.converge_s, " s"), a.cpu_s, a.slave_cpu_s
     )
 }
 

@@ -248,17 +248,28 @@ impl Usage {
 /// utime + stime + cutime + cstime (fields 14–17 of `/proc/<pid>/stat`), in seconds.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_seconds(&stat, 11..15)
+}
+
+/// The sum of the clock-tick `fields` of a `/proc/…/stat` line (counted from field 3), seconds.
+fn stat_seconds(stat: &str, fields: std::ops::Range<usize>) -> Option<f64> {
     // The command name (field 2) may hold spaces; the fields after it start at field 3.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..15)?
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let all: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = all
+        .get(fields)?
         .iter()
         .map(|f| f.parse::<u64>().unwrap_or(0))
         .sum();
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
     Some(ticks as f64 / hz as f64)
+}
+
+/// utime + stime of this process (all its threads), in seconds.
+pub fn own_cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_seconds(&stat, 11..13).unwrap_or(0.0)
 }
 
 /// Whether any process has `pid` as its parent (field 4 of `/proc/<p>/stat`).

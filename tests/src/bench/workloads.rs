@@ -15,7 +15,9 @@ use tempfile::TempDir;
 
 use super::probe::{wait_count, LandingProbe};
 use super::stats::{secs, Latency};
-use super::tools::{bulk_rsync, peak_rss_kib, RunningTool, ToolKind, ToolOptions, Usage};
+use super::tools::{
+    bulk_rsync, own_cpu_seconds, peak_rss_kib, RunningTool, ToolKind, ToolOptions, Usage,
+};
 use super::writer::{make_subdirs, write_files, Contents, WritePlan, SUBDIRS};
 use crate::{wait_for, RsyncDaemon};
 
@@ -83,6 +85,17 @@ impl Stage {
         )
     }
 
+    /// Removes everything from every module (the daemon keeps serving them).
+    fn empty_modules(&self) -> Result<(), String> {
+        for m in &self.modules {
+            let path = self.daemon.module_path(m);
+            fs::remove_dir_all(&path)
+                .and_then(|()| fs::create_dir(&path))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
     fn slave_usage(&self) -> Usage {
         self.daemon.pid().map(Usage::settled).unwrap_or_default()
     }
@@ -113,6 +126,8 @@ pub struct RateResult {
     pub slave_cpu_s: f64,
     /// The tool's peak RSS, KiB.
     pub rss_peak_kib: u64,
+    /// CPU seconds of the benchmark itself (writer, landing probes) during the run.
+    pub bench_cpu_s: f64,
     /// Kernel queue overflows in the landing probes (figures around one are a little late).
     pub probe_overflows: u64,
 }
@@ -136,6 +151,7 @@ pub fn rate_run(
     let probes = stage.probes()?;
     let tool = stage.start(bench, kind)?;
     let (before, slave_before) = (tool.usage(), stage.slave_usage());
+    let own_before = own_cpu_seconds();
     let plan = WritePlan {
         files: ((rate * seconds).round() as usize).max(1),
         rate: Some(rate),
@@ -149,6 +165,7 @@ pub fn rate_run(
         let left = until.saturating_duration_since(Instant::now());
         wait_count(written, left, || probe.count());
     }
+    let own = own_cpu_seconds() - own_before;
     let usage = tool.usage().since(before);
     let slave = stage.slave_usage().since(slave_before);
     tool.stop();
@@ -184,6 +201,7 @@ pub fn rate_run(
         cpu_s: usage.cpu_s,
         slave_cpu_s: slave.cpu_s,
         rss_peak_kib: usage.rss_peak_kib,
+        bench_cpu_s: own,
         probe_overflows: probes.iter().map(LandingProbe::overflows).sum(),
     })
 }
@@ -193,6 +211,8 @@ pub fn rate_run(
 pub struct CeilingResult {
     /// Files copied (10–50 KB each, 16 subdirectories).
     pub files: usize,
+    /// Times each copy was repeated (into an emptied module); the figures are the median.
+    pub repeats: usize,
     /// One rsync process: wall seconds.
     pub one_process_s: f64,
     /// One rsync process: files per second.
@@ -203,9 +223,10 @@ pub struct CeilingResult {
     pub two_processes_files_per_s: f64,
 }
 
-/// Times `rsync -a` of `files` pre-written files, once with one process and once with two.
-pub fn ceiling(bench: &Bench, files: usize) -> Result<CeilingResult, String> {
-    let stage = Stage::new(bench, 3)?;
+/// Times `rsync -a` of `files` pre-written files with one process and with two, each
+/// `repeats` times into an emptied module, and keeps the medians.
+pub fn ceiling(bench: &Bench, files: usize, repeats: usize) -> Result<CeilingResult, String> {
+    let stage = Stage::new(bench, 2)?;
     let plan = WritePlan {
         files,
         rate: None,
@@ -215,8 +236,7 @@ pub fn ceiling(bench: &Bench, files: usize) -> Result<CeilingResult, String> {
     write_files(&stage.src(), plan, 7).map_err(|e| e.to_string())?;
     let mut whole = stage.src().into_os_string();
     whole.push("/");
-    let one = bulk_rsync(&stage.daemon, "r0", &[PathBuf::from(whole)])?;
-
+    let whole = [PathBuf::from(whole)];
     let halves: Vec<Vec<PathBuf>> = (0..2)
         .map(|h| {
             (0..SUBDIRS)
@@ -225,27 +245,40 @@ pub fn ceiling(bench: &Bench, files: usize) -> Result<CeilingResult, String> {
                 .collect()
         })
         .collect();
-    let started = Instant::now();
-    thread::scope(|s| {
-        let jobs: Vec<_> = halves
-            .iter()
-            .zip(["r1", "r2"])
-            .map(|(dirs, module)| s.spawn(|| bulk_rsync(&stage.daemon, module, dirs)))
-            .collect();
-        jobs.into_iter().try_for_each(|j| {
-            j.join()
-                .map_err(|_| "rsync thread panicked".to_string())?
-                .map(drop)
-        })
-    })?;
-    let two = started.elapsed();
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        stage.empty_modules()?;
+        one.push(bulk_rsync(&stage.daemon, "r0", &whole)?);
+        stage.empty_modules()?;
+        let started = Instant::now();
+        thread::scope(|s| {
+            let jobs: Vec<_> = halves
+                .iter()
+                .zip(["r0", "r1"])
+                .map(|(dirs, module)| s.spawn(|| bulk_rsync(&stage.daemon, module, dirs)))
+                .collect();
+            jobs.into_iter().try_for_each(|j| {
+                j.join()
+                    .map_err(|_| "rsync thread panicked".to_string())?
+                    .map(drop)
+            })
+        })?;
+        two.push(started.elapsed());
+    }
+    let (one, two) = (median(one), median(two));
     Ok(CeilingResult {
         files,
+        repeats: repeats.max(1),
         one_process_s: secs(one),
         one_process_files_per_s: (files as f64 / one.as_secs_f64()).round(),
         two_processes_s: secs(two),
         two_processes_files_per_s: (files as f64 / two.as_secs_f64()).round(),
     })
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort_unstable();
+    values[values.len() / 2]
 }
 
 /// A burst of tiny files written as fast as possible.
@@ -316,6 +349,8 @@ pub struct AppendResult {
     pub tool: String,
     /// Final size, MiB.
     pub mib: usize,
+    /// Append rate asked for, MiB/s (0: as fast as the disk takes it).
+    pub mib_per_s: f64,
     /// How long the appends took (1 MiB per open–write–close).
     pub write_s: f64,
     /// Last close() → the slave's copy has the final size; `None` when it did not in time.
@@ -326,15 +361,25 @@ pub struct AppendResult {
     pub slave_cpu_s: f64,
 }
 
-/// Appends `mib` MiB to one file, 1 MiB per open–write–close, as fast as the disk takes it.
-pub fn append(bench: &Bench, kind: ToolKind, mib: usize) -> Result<AppendResult, String> {
+/// Appends `mib` MiB to one file, 1 MiB per open–write–close, `mib_per_s` MiB a second
+/// (0: unpaced), and waits for the slave's copy to reach the final size.
+pub fn append(
+    bench: &Bench,
+    kind: ToolKind,
+    mib: usize,
+    mib_per_s: f64,
+) -> Result<AppendResult, String> {
     let stage = Stage::new(bench, 1)?;
     let tool = stage.start(bench, kind)?;
     let (before, slave_before) = (tool.usage(), stage.slave_usage());
     let path = stage.src().join("big.log");
     let mut contents = Contents::new(5);
     let started = Instant::now();
-    for _ in 0..mib {
+    for i in 0..mib {
+        if mib_per_s > 0.0 {
+            let due = started + Duration::from_secs_f64(i as f64 / mib_per_s);
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -357,6 +402,7 @@ pub fn append(bench: &Bench, kind: ToolKind, mib: usize) -> Result<AppendResult,
     Ok(AppendResult {
         tool: kind.to_string(),
         mib,
+        mib_per_s,
         write_s: secs(ended - started),
         converge_s: converged.ok().map(|at| secs(at - ended)),
         cpu_s: usage.cpu_s,
@@ -542,7 +588,7 @@ pub fn setup_inotifywait(
 ) -> Result<SetupResult, String> {
     let started = Instant::now();
     let mut child = Command::new("inotifywait")
-        .args(["-m", "-r", "-q", "-e", "close_write"])
+        .args(["-m", "-r", "-e", "close_write"])
         .arg(tree)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -47,6 +47,9 @@ struct Args {
     /// Files in the bulk-rsync ceiling run.
     #[arg(long, default_value_t = 5_000)]
     ceiling_files: usize,
+    /// Times each ceiling copy is repeated (the median is kept).
+    #[arg(long, default_value_t = 3)]
+    ceiling_repeats: usize,
     /// Write rate of the fan-out run, files/s.
     #[arg(long, default_value_t = 1_000.0)]
     fanout_rate: f64,
@@ -59,6 +62,9 @@ struct Args {
     /// Size the appended file grows to, MiB (the target size is 1024).
     #[arg(long, default_value_t = 256)]
     append_mib: usize,
+    /// Append rate, MiB/s (0: as fast as the disk takes it).
+    #[arg(long, default_value_t = 64.0)]
+    append_rate: f64,
     /// Files in the tree that is created, renamed and deleted.
     #[arg(long, default_value_t = 2_000)]
     tree_files: usize,
@@ -246,13 +252,15 @@ fn run_workload(
 ) {
     println!("\n== {workload:?}");
     match workload {
-        Workload::Ceiling => match workloads::ceiling(bench, args.ceiling_files) {
-            Ok(c) => {
-                println!("{}", report::ceiling_text(&c));
-                report.ceiling = Some(c);
+        Workload::Ceiling => {
+            match workloads::ceiling(bench, args.ceiling_files, args.ceiling_repeats) {
+                Ok(c) => {
+                    println!("{}", report::ceiling_text(&c));
+                    report.ceiling = Some(c);
+                }
+                Err(e) => println!("ceiling: {e}"),
             }
-            Err(e) => println!("ceiling: {e}"),
-        },
+        }
         Workload::Rates => report.rates = rates(args, bench, kinds),
         Workload::Fanout => {
             println!("{}", report::rate_header());
@@ -275,7 +283,7 @@ fn run_workload(
         }
         Workload::Append => {
             for &kind in kinds {
-                let run = workloads::append(bench, kind, args.append_mib);
+                let run = workloads::append(bench, kind, args.append_mib, args.append_rate);
                 report.append.extend(show(kind, run, report::append_text));
             }
         }
