@@ -99,7 +99,13 @@ pub fn rate_row(r: &RateResult) -> String {
         r.slave_cpu_s,
         r.bench_cpu_s,
         mib(r.rss_peak_kib),
-        if r.kept_up() { "" } else { "  ← behind" }
+        if !r.writer_kept_pace() {
+            "  ← writer < 90% of the rate"
+        } else if r.kept_up() {
+            ""
+        } else {
+            "  ← behind"
+        }
     )
 }
 
