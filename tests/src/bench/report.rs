@@ -309,12 +309,12 @@ pub fn svg(rates: &[RateResult]) -> String {
             .filter(|r| r.tool == *tool)
             .filter_map(|r| r.latency.map(|l| (r.rate, l.p50_ms, l.p99_ms)))
             .collect();
-        for (dash, pick) in [("", 1usize), ("6,4", 2)] {
+        for (dash, p99) in [("", false), ("6,4", true)] {
             let coords: Vec<String> = points
                 .iter()
-                .map(|p| {
-                    let v = if pick == 1 { p.1 } else { p.2 };
-                    format!("{:.1},{:.1}", x(p.0), y(v))
+                .map(|&(rate, p50_ms, p99_ms)| {
+                    let v = if p99 { p99_ms } else { p50_ms };
+                    format!("{:.1},{:.1}", x(rate), y(v))
                 })
                 .collect();
             let _ = writeln!(

@@ -43,3 +43,16 @@ pub fn ms(d: Duration) -> f64 {
 pub fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let samples = (1..=200).map(Duration::from_millis).collect();
+        let l = Latency::of(samples).unwrap();
+        assert_eq!((l.p50_ms, l.p99_ms, l.max_ms), (100.0, 198.0, 200.0));
+        assert!(Latency::of(Vec::new()).is_none());
+    }
+}

@@ -573,7 +573,7 @@ pub fn setup(
     tool.stop();
     pinger.stop();
     let first_change_s = first.ok().and_then(|_| {
-        (0..pinger_limit())
+        (0..PINGS)
             .filter_map(|i| probe.seen(Path::new(&ping_name(i))))
             .min()
             .map(|at| secs(at.saturating_duration_since(started)))
@@ -626,17 +626,16 @@ pub fn setup_inotifywait(
     })
 }
 
-/// Writes `ping-N` at a tree's root every 50 ms (at most [`pinger_limit`] files), then removes
-/// them when stopped.
+/// Writes `ping-N` at a tree's root every 50 ms (at most [`PINGS`] files), then removes them
+/// when stopped.
 struct Pinger {
     root: PathBuf,
     stop: Arc<AtomicBool>,
     thread: thread::JoinHandle<()>,
 }
 
-fn pinger_limit() -> usize {
-    1200
-}
+/// Most files a [`Pinger`] writes (one minute's worth).
+const PINGS: usize = 1200;
 
 fn ping_name(i: usize) -> String {
     format!("ping-{i:04}")
@@ -647,7 +646,7 @@ impl Pinger {
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, dir) = (stop.clone(), root.to_path_buf());
         let thread = thread::spawn(move || {
-            for i in 0..pinger_limit() {
+            for i in 0..PINGS {
                 if flag.load(Ordering::Relaxed) {
                     break;
                 }
@@ -665,7 +664,7 @@ impl Pinger {
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-        for i in 0..pinger_limit() {
+        for i in 0..PINGS {
             let _ = fs::remove_file(self.root.join(ping_name(i)));
         }
     }
