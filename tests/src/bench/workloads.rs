@@ -18,7 +18,7 @@ use super::stats::{secs, Latency};
 use super::tools::{
     bulk_rsync, own_cpu_seconds, peak_rss_kib, RunningTool, ToolKind, ToolOptions, Usage,
 };
-use super::writer::{make_subdirs, write_files, Contents, WritePlan, SUBDIRS};
+use super::writer::{make_subdirs, write_files, Contents, WritePlan, Written, SUBDIRS};
 use crate::{wait_for, RsyncDaemon};
 
 /// p99 above this means the tool did not keep up.
@@ -178,22 +178,7 @@ pub fn rate_run(
     let slave = stage.slave_usage().since(slave_before);
     tool.stop();
 
-    let arrivals: Vec<Vec<Option<Instant>>> = probes
-        .iter()
-        .map(|p| p.arrivals(run.files.iter().map(|f| f.rel.as_path())))
-        .collect();
-    let mut latencies = Vec::new();
-    let mut last = None;
-    for (i, file) in run.files.iter().enumerate() {
-        let on_all: Option<Instant> = arrivals
-            .iter()
-            .map(|a| a[i])
-            .try_fold(file.closed, |latest, at| at.map(|at| at.max(latest)));
-        if let Some(at) = on_all {
-            latencies.push(at.saturating_duration_since(file.closed));
-            last = last.max(Some(at));
-        }
-    }
+    let (latencies, last) = landing_latencies(&run.files, &probes);
     let landed = latencies.len();
     Ok(RateResult {
         tool: kind.to_string(),
@@ -212,6 +197,30 @@ pub fn rate_run(
         bench_cpu_s: own,
         probe_overflows: probes.iter().map(LandingProbe::overflows).sum(),
     })
+}
+
+/// For every file on all probes' trees: close() → its arrival on the last of them; and when
+/// the last of those files arrived.
+fn landing_latencies(
+    files: &[Written],
+    probes: &[LandingProbe],
+) -> (Vec<Duration>, Option<Instant>) {
+    let arrivals: Vec<Vec<Option<Instant>>> = probes
+        .iter()
+        .map(|p| p.arrivals(files.iter().map(|f| f.rel.as_path())))
+        .collect();
+    let mut latencies = Vec::new();
+    let mut last = None;
+    for (i, file) in files.iter().enumerate() {
+        let on_all = arrivals
+            .iter()
+            .try_fold(file.closed, |latest, a| a[i].map(|at| at.max(latest)));
+        if let Some(at) = on_all {
+            latencies.push(at.saturating_duration_since(file.closed));
+            last = last.max(Some(at));
+        }
+    }
+    (latencies, last)
 }
 
 /// The transport's ceiling: one bulk `rsync -a` of pre-written files.
