@@ -96,9 +96,37 @@ impl Stage {
         Ok(())
     }
 
+    /// `Err` when the rsync daemon is no longer running: whatever was measured against it is
+    /// void (see [`daemon_alive`]).
+    fn check_daemon(&self) -> Result<(), String> {
+        daemon_alive(&self.daemon)
+    }
+
     fn slave_usage(&self) -> Usage {
         self.daemon.pid().map(Usage::settled).unwrap_or_default()
     }
+}
+
+/// `Err` (with the end of its log) when `daemon`'s process is gone or a zombie. On a shared
+/// machine something else may take its port or kill it; the tool then (rightly) retries with
+/// back-off, and a figure taken meanwhile would blame the tool.
+fn daemon_alive(daemon: &RsyncDaemon) -> Result<(), String> {
+    let state = daemon
+        .pid()
+        .and_then(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .and_then(|stat| {
+            let rest = stat.get(stat.rfind(')')? + 2..)?.to_owned();
+            rest.chars().next()
+        });
+    if matches!(state, Some(s) if s != 'Z') {
+        return Ok(());
+    }
+    let log = daemon.log();
+    let tail: Vec<&str> = log.lines().rev().take(3).collect();
+    Err(format!(
+        "the rsync daemon exited during the run; result discarded (its log ends: {})",
+        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    ))
 }
 
 /// One tool at one write rate.
@@ -177,6 +205,7 @@ pub fn rate_run(
     let usage = tool.usage().since(before);
     let slave = stage.slave_usage().since(slave_before);
     tool.stop();
+    stage.check_daemon()?;
 
     let (latencies, last) = landing_latencies(&run.files, &probes);
     let landed = latencies.len();
@@ -337,6 +366,7 @@ pub fn burst(bench: &Bench, kind: ToolKind, files: usize) -> Result<BurstResult,
     let landed = wait_count(files, bench.drain_timeout, || probes[0].count());
     let usage = tool.usage().since(before);
     tool.stop();
+    stage.check_daemon()?;
     let last = (landed == files)
         .then(|| {
             probes[0]
@@ -416,6 +446,7 @@ pub fn append(
     let usage = tool.usage().since(before);
     let slave = stage.slave_usage().since(slave_before);
     tool.stop();
+    stage.check_daemon()?;
     Ok(AppendResult {
         tool: kind.to_string(),
         mib,
@@ -466,6 +497,7 @@ pub fn trees(bench: &Bench, kind: ToolKind, files: usize) -> Result<TreesResult,
     fs::remove_dir_all(src.join("tree2")).map_err(|e| e.to_string())?;
     let delete_s = converge(started);
     tool.stop();
+    stage.check_daemon()?;
     Ok(TreesResult {
         tool: kind.to_string(),
         files,
@@ -581,6 +613,7 @@ pub fn setup(
     let walk_s = tool.logged_walk().map(secs);
     tool.stop();
     pinger.stop();
+    daemon_alive(&daemon)?;
     let first_change_s = first.ok().and_then(|_| {
         (0..PINGS)
             .filter_map(|i| probe.seen(Path::new(&ping_name(i))))
