@@ -25,13 +25,23 @@ pub struct RsyncDaemon {
 impl RsyncDaemon {
     /// Starts a daemon serving `modules` on a free port of 127.0.0.1.
     pub fn start(modules: &[&str]) -> RsyncDaemon {
-        Self::start_at("127.0.0.1", free_port(), modules)
+        RsyncDaemon::start_with(modules, "")
+    }
+
+    /// [`RsyncDaemon::start`] with `global` (lines of `rsyncd.conf`, e.g.
+    /// `socket options = TCP_NODELAY\n`) added to the global section.
+    pub fn start_with(modules: &[&str], global: &str) -> RsyncDaemon {
+        Self::launch("127.0.0.1", free_port(), modules, global)
     }
 
     /// Starts a daemon serving `modules` on `address:port` (a loopback address). Slaves of
     /// one configuration share the port (`<userDefinedPort>` is global), so a second slave
     /// listens on another loopback address, e.g. 127.0.0.2.
     pub fn start_at(address: &str, port: u16, modules: &[&str]) -> RsyncDaemon {
+        Self::launch(address, port, modules, "")
+    }
+
+    fn launch(address: &str, port: u16, modules: &[&str], global: &str) -> RsyncDaemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut conf = format!(
             "use chroot = {chroot}\nmunge symlinks = no\nmax connections = 0\nlog file = {log}\nreverse lookup = no\n",
@@ -39,6 +49,7 @@ impl RsyncDaemon {
             // Without chroot the daemon rewrites absolute symlink targets; root can chroot.
             chroot = if unsafe { libc::geteuid() } == 0 { "yes" } else { "no" },
         );
+        conf.push_str(global);
         for module in modules {
             let path = dir.path().join("modules").join(module);
             fs::create_dir_all(&path).expect("module dir");
@@ -82,6 +93,11 @@ impl RsyncDaemon {
             "no module {module}"
         );
         self.dir.path().join("modules").join(module)
+    }
+
+    /// The daemon's process id (`None` while it is stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// The client password file (mode 600) for [`USER`].

@@ -8,7 +8,9 @@
 //! - [`peers`]: an HTTP peer that records requests (plain or TLS) and a TCP peer.
 //! - [`build_example`]: builds an example plugin from source as its author would.
 //! - [`wait_for`]: bounded polling.
+//! - [`bench`]: the benchmark harness (the `bench` binary).
 
+pub mod bench;
 mod compare;
 mod daemon;
 mod examples;
