@@ -285,11 +285,15 @@ impl Sersync {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Sends `signal` (e.g. `libc::SIGHUP`).
     pub fn signal(&self, signal: i32) {
-        let pid = self.child.as_ref().expect("running").id();
         // SAFETY: plain system call on a child we own and have not reaped.
-        unsafe { libc::kill(pid as i32, signal) };
+        unsafe { libc::kill(self.pid() as i32, signal) };
     }
 
     /// Waits until the log contains `text`.
