@@ -212,6 +212,15 @@ impl Event {
             time: SystemTime::now(),
         }
     }
+
+    /// A rename inside the watch, stamped with the current time: [`EventKind::Move`] at `to`,
+    /// with `from` holding the old path. `is_dir` says whether the moved entry is a directory.
+    pub fn moved(from: RelPath, to: RelPath, is_dir: bool, watch: WatchId) -> Self {
+        Event {
+            from: Some(from),
+            ..Event::now(EventKind::Move, to, is_dir, watch)
+        }
+    }
 }
 
 /// The unit of delivery: every change one sink has to apply for one watch, merged so that each
@@ -260,6 +269,21 @@ mod tests {
         assert!(RelPath::from("a/b/c").is_within(&dir));
         assert!(!RelPath::from("a/bc").is_within(&dir));
         assert!(RelPath::from("x").is_within(&RelPath::ROOT));
+    }
+
+    #[test]
+    fn moved_is_a_move_from_the_old_path() {
+        let e = Event::moved(
+            RelPath::from("a/old"),
+            RelPath::from("b/new"),
+            true,
+            WatchId(2),
+        );
+        assert_eq!(e.kind, EventKind::Move);
+        assert_eq!(e.path, RelPath::from("b/new"));
+        assert_eq!(e.from, Some(RelPath::from("a/old")));
+        assert!(e.is_dir);
+        assert_eq!(e.watch, WatchId(2));
     }
 
     #[test]

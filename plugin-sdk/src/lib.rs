@@ -4,6 +4,8 @@
 //!   relative to their watch root and kept as raw bytes so that any file name survives.
 //! - [`sink`]: the [`Sink`] trait a destination implements, and [`SinkError`], which tells the
 //!   dispatcher whether a failed batch is worth retrying.
+//! - [`json`]: the JSON form of an event that sersync's sinks and the example plugins write,
+//!   without a JSON library ([`json::event_json`], [`json::batch_lines`]).
 //! - [`config`]: [`ConfigNode`], one element of `confxml.xml` with its source position, which
 //!   built-in sinks read their own options from, and [`ConfigError`].
 //!
@@ -19,6 +21,7 @@ pub mod config;
 pub mod event;
 #[cfg(all(feature = "guest", target_family = "wasm"))]
 pub mod guest;
+pub mod json;
 mod os_bytes;
 pub mod sink;
 

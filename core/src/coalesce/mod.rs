@@ -461,13 +461,6 @@ mod tests {
         Event::now(kind, RelPath::from(path), is_dir, WatchId(0))
     }
 
-    fn mv(from: &str, to: &str, is_dir: bool) -> Event {
-        Event {
-            from: Some(RelPath::from(from)),
-            ..ev(EventKind::Move, to, is_dir)
-        }
-    }
-
     fn summary(c: &mut Coalescer) -> Vec<String> {
         c.take()
             .into_iter()
@@ -518,9 +511,9 @@ mod tests {
     #[test]
     fn renaming_several_times_keeps_the_first_name_and_deletes_the_names_passed_through() {
         let mut c = coalescer();
-        c.push(mv("a", "b", false));
-        c.push(mv("b", "c", false));
-        c.push(mv("c", "d", false));
+        c.push(Event::moved("a".into(), "b".into(), false, WatchId(0)));
+        c.push(Event::moved("b".into(), "c".into(), false, WatchId(0)));
+        c.push(Event::moved("c".into(), "d".into(), false, WatchId(0)));
         let mut s = summary(&mut c);
         s.sort();
         // b and c may have existed on the remote (a rename overwrites): deleted explicitly.
@@ -530,7 +523,7 @@ mod tests {
     #[test]
     fn a_create_at_a_name_a_move_vacated_is_a_replacement_not_a_temporary() {
         let mut c = coalescer();
-        c.push(mv("b", "a", true));
+        c.push(Event::moved("b".into(), "a".into(), true, WatchId(0)));
         c.push(ev(EventKind::Create, "b", true));
         c.push(ev(EventKind::Delete, "b", true));
         let mut s = summary(&mut c);
@@ -542,14 +535,14 @@ mod tests {
     fn a_directory_rename_carries_pending_changes_below_it() {
         let mut c = coalescer();
         c.push(ev(EventKind::CloseWrite, "d/f", false));
-        c.push(mv("d", "e", true));
+        c.push(Event::moved("d".into(), "e".into(), true, WatchId(0)));
         assert_eq!(summary(&mut c), ["move d->e", "close_write e/f"]);
     }
 
     #[test]
     fn a_superseded_move_leaves_a_delete_of_its_old_name() {
         let mut c = coalescer();
-        c.push(mv("a", "b", false));
+        c.push(Event::moved("a".into(), "b".into(), false, WatchId(0)));
         c.push(ev(EventKind::Delete, "b", false));
         let mut s = summary(&mut c);
         s.sort();
@@ -561,7 +554,7 @@ mod tests {
         let mut c = coalescer();
         c.push(ev(EventKind::Rescan, "", true));
         c.push(ev(EventKind::CloseWrite, "x", false));
-        c.push(mv("a", "b", false));
+        c.push(Event::moved("a".into(), "b".into(), false, WatchId(0)));
         assert_eq!(summary(&mut c), ["rescan ."]);
     }
 

@@ -1,17 +1,17 @@
 //! A native sersync plugin that appends each event of each batch as one JSON line to the file
 //! named by `<param name="output" value="/path/events.jsonl"/>`.
 //!
-//! A line looks like
-//! `{"watch":0,"root":"/srv/www","kind":"move","path":"a/new","from":"a/old","is_dir":false,"time_unix_nanos":…}`.
-//! A path that is not UTF-8 is written as `"path_hex"` (and `"from_hex"`) instead, the raw
-//! bytes in hex, so that no name is mangled. Each batch is also summed up in sersync's log at
+//! A line is the SDK's JSON form of an event ([`sersync_plugin_sdk::json`]), the same object
+//! sersync's socket and http sinks send:
+//! `{"from":"a/old","is_dir":false,"kind":"move","path":"a/new","root":"/srv/www","time":1764031125.123}`.
+//! A name that is not UTF-8 also gets a `"path_b64"` (`"from_b64"`, `"root_b64"`) member with
+//! its exact bytes, so that no name is lost. Each batch is also summed up in sersync's log at
 //! debug level.
-
-mod jsonl;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
+use sersync_plugin_sdk::json::batch_lines;
 use sersync_plugin_sdk::{export_sink, log, Batch, Level, Plugin, Sink, SinkError};
 
 /// Appends JSON lines to one file.
@@ -42,7 +42,7 @@ impl Plugin for JsonlSink {
 impl Sink for JsonlSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
         // One write per batch: a batch is appended whole or (on a short write) retried.
-        let text = jsonl::batch_lines(batch);
+        let text = batch_lines(batch);
         self.file
             .write_all(text.as_bytes())
             .map_err(|e| SinkError::retryable(format!("writing {}: {e}", self.output)))?;

@@ -3,14 +3,14 @@
 //!
 //! The component has no file system of its own: sersync must grant the output file's
 //! directory with `<allow_dir path="/path"/>` in the plugin's element, which it maps at the
-//! same path inside the sandbox. The line format is that of the native example. Each batch is
-//! also summed up in sersync's log at debug level, through the `log` import.
-
-mod jsonl;
+//! same path inside the sandbox. The lines are the SDK's JSON form of an event
+//! ([`sersync_plugin_sdk::json::batch_lines`]), as in the native example. Each batch is also
+//! summed up in sersync's log at debug level, through the `log` import.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
+use sersync_plugin_sdk::json::batch_lines;
 use sersync_plugin_sdk::{export_wasm_sink, log, Batch, Level, Plugin, Sink, SinkError};
 
 /// Appends JSON lines to one file.
@@ -42,7 +42,7 @@ impl Plugin for JsonlSink {
 
 impl Sink for JsonlSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let text = jsonl::batch_lines(batch);
+        let text = batch_lines(batch);
         self.file
             .write_all(text.as_bytes())
             .map_err(|e| SinkError::retryable(format!("writing {}: {e}", self.output)))?;

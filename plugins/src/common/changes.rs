@@ -66,8 +66,7 @@ mod tests {
 
     #[test]
     fn a_move_yields_both_names_old_first() {
-        let mut mv = Event::now(EventKind::Move, RelPath::from("new"), false, WatchId(0));
-        mv.from = Some(RelPath::from("old"));
+        let mv = Event::moved("old".into(), "new".into(), false, WatchId(0));
         let batch = Batch {
             watch: WatchId(0),
             root: "/r".into(),

@@ -1,15 +1,12 @@
 //! The `http` sink (webhook): POSTs each batch as one JSON document to a URL.
 //!
-//! Body: `{"root": "/watched", "watch": 0, "events": [EVENT, …]}` with each event as in
-//! [`crate::common::json::event`]; a batch larger than `maxEvents` goes as several POSTs, in
+//! Body: `{"events":[EVENT, …],"root":"/watched","watch":0}` with each event as in
+//! [`sersync_plugin_sdk::json`] (see [`crate::common::json::batch_document`]); a batch larger than `maxEvents` goes as several POSTs, in
 //! order. 2xx is success; 429, 5xx, timeouts and connection failures are retryable; any other
 //! status is fatal. See `docs/sinks/http.md`.
 
 mod config;
 
-use std::os::unix::ffi::OsStrExt;
-
-use serde_json::{Map, Value};
 use sersync_plugin_sdk::{Batch, ConfigError, ConfigNode, Sink, SinkContext, SinkError};
 
 use crate::common::http::{header_names, send};
@@ -56,14 +53,7 @@ impl HttpSink {
         batch
             .events
             .chunks(self.options.max_events)
-            .map(|chunk| {
-                let mut doc = Map::new();
-                json::put_bytes(&mut doc, "root", batch.root.as_os_str().as_bytes());
-                doc.insert("watch".into(), batch.watch.0.into());
-                let events = chunk.iter().map(|e| json::event(e, &batch.root)).collect();
-                doc.insert("events".into(), Value::Array(events));
-                Value::Object(doc).to_string()
-            })
+            .map(|chunk| json::batch_document(&batch.root, batch.watch, chunk))
             .collect()
     }
 }

@@ -142,13 +142,6 @@ mod tests {
         Event::now(kind, RelPath::from(path), is_dir, WatchId(0))
     }
 
-    fn mv(from: &str, to: &str, is_dir: bool) -> Event {
-        Event {
-            from: Some(RelPath::from(from)),
-            ..ev(EventKind::Move, to, is_dir)
-        }
-    }
-
     fn paths(run: &Run) -> Vec<String> {
         run.paths.iter().map(|p| p.to_string()).collect()
     }
@@ -170,7 +163,10 @@ mod tests {
 
     #[test]
     fn move_lists_old_and_new_names_and_a_moved_dir_is_sent_whole() {
-        let p = plan(vec![mv("old", "new", true)], true);
+        let p = plan(
+            vec![Event::moved("old".into(), "new".into(), true, WatchId(0))],
+            true,
+        );
         assert_eq!(paths(&p.runs[0]), ["old", "new"]);
         assert_eq!(p.runs[0].subtrees, vec![RelPath::from("new")]);
     }
@@ -178,7 +174,10 @@ mod tests {
     #[test]
     fn without_delete_nothing_is_removed() {
         let p = plan(
-            vec![mv("old", "new", false), ev(EventKind::Delete, "x", false)],
+            vec![
+                Event::moved("old".into(), "new".into(), false, WatchId(0)),
+                ev(EventKind::Delete, "x", false),
+            ],
             false,
         );
         assert_eq!(paths(&p.runs[0]), ["new"]);

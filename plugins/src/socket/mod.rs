@@ -90,7 +90,7 @@ impl Peer {
                 .events
                 .iter()
                 .map(|event| {
-                    let mut line = json::event(event, &batch.root).to_string().into_bytes();
+                    let mut line = json::event_json(event, &batch.root).into_bytes();
                     line.push(b'\n');
                     line
                 })

@@ -109,15 +109,16 @@ pub fn awkward_batch() -> Batch {
     ])
 }
 
-/// The JSON lines the example plugins write for [`awkward_batch`].
+/// The JSON lines the example plugins write for [`awkward_batch`]: the SDK's event format
+/// (`sersync_plugin_sdk::json`), which the socket and http sinks send too.
 pub const AWKWARD_LINES: &str = concat!(
-    r#"{"watch":0,"root":"/srv/www","kind":"create","path":"dir","is_dir":true,"time_unix_nanos":1700000000000000001}"#,
+    r#"{"from":null,"is_dir":true,"kind":"create","path":"dir","root":"/srv/www","time":1700000000.0}"#,
     "\n",
-    r#"{"watch":0,"root":"/srv/www","kind":"close_write","path":"line\nbreak.txt","is_dir":false,"time_unix_nanos":1700000000000000001}"#,
+    r#"{"from":null,"is_dir":false,"kind":"close_write","path":"line\nbreak.txt","root":"/srv/www","time":1700000000.0}"#,
     "\n",
-    r#"{"watch":0,"root":"/srv/www","kind":"delete","path_hex":"626164ff6e616d65","is_dir":false,"time_unix_nanos":1700000000000000001}"#,
+    r#"{"from":null,"is_dir":false,"kind":"delete","path":"bad�name","path_b64":"YmFk/25hbWU=","root":"/srv/www","time":1700000000.0}"#,
     "\n",
-    r#"{"watch":0,"root":"/srv/www","kind":"move","path":"dir/new name","from":"dir/old\"name","is_dir":false,"time_unix_nanos":1700000000000000001}"#,
+    r#"{"from":"dir/old\"name","is_dir":false,"kind":"move","path":"dir/new name","root":"/srv/www","time":1700000000.0}"#,
     "\n",
 );
 
