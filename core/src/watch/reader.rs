@@ -300,10 +300,7 @@ impl Watcher {
                     self.tree.relink(wd, raw.wd, &raw.name);
                 }
                 match (self.switches.move_from, self.switches.move_to) {
-                    (true, true) => out.push(Event {
-                        from: Some(from.path),
-                        ..Event::now(EventKind::Move, path, is_dir, watch)
-                    }),
+                    (true, true) => out.push(Event::moved(from.path, path, is_dir, watch)),
                     (false, true) => out.push(Event::now(EventKind::Create, path, is_dir, watch)),
                     (true, false) => {
                         out.push(Event::now(EventKind::Delete, from.path, is_dir, watch))
