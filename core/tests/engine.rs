@@ -44,16 +44,7 @@ fn a_kernel_queue_overflow_becomes_a_rescan_that_names_every_file() {
     fs::create_dir(&root).unwrap();
     subdirs(&root, 50_000);
     let config = config(&ConfigBuilder::new(&root), dir.path());
-    let watcher = Watcher::new(
-        vec![Root {
-            watch: WatchId(0),
-            path: root.clone(),
-        }],
-        std::sync::Arc::new(Filter::new(&config.filter)),
-        config.events,
-        false,
-    )
-    .unwrap();
+    let watcher = watcher(&root, &config);
     let stats = watcher.stats();
     // The reader is not running: the kernel queue (max_queued_events) overflows.
     burst(&root, 50_000);
@@ -109,18 +100,24 @@ fn excluded_directories_are_never_watched() {
             .exclude(r"(.*)\.svn"),
         dir.path(),
     );
-    let watcher = Watcher::new(
-        vec![Root {
-            watch: WatchId(0),
-            path: root.clone(),
-        }],
+    let watcher = watcher(&root, &config);
+    // root, a, a/b, x — not skip/…, not x/.svn/….
+    assert_eq!(watcher.stats().directories(), 4);
+}
+
+/// A watcher on `root` with `config`'s filter and event switches.
+fn watcher(root: &Path, config: &Config) -> Watcher {
+    let root = Root {
+        watch: WatchId(0),
+        path: root.to_path_buf(),
+    };
+    Watcher::new(
+        vec![root],
         std::sync::Arc::new(Filter::new(&config.filter)),
         config.events,
         false,
     )
-    .unwrap();
-    // root, a, a/b, x — not skip/…, not x/.svn/….
-    assert_eq!(watcher.stats().directories(), 4);
+    .unwrap()
 }
 
 /// Runs the engine for `config` until `done` returns, then stops it.

@@ -3,6 +3,7 @@
 //! - [`RsyncDaemon`]: an rsync daemon on 127.0.0.1 with `auth users` and a `secrets file`,
 //!   as slaves run it, one module per remote.
 //! - [`Sersync`]: the built `sersync` binary running against a generated `confxml.xml`.
+//! - [`Stage`]: a temporary source tree and a daemon, the start of most tests.
 //! - [`tree_diff`]: byte-for-byte comparison of two trees (names, types, contents, modes,
 //!   symlink targets).
 //! - [`peers`]: an HTTP peer that records requests (plain or TLS) and a TCP peer.
@@ -16,11 +17,13 @@ mod daemon;
 mod examples;
 pub mod peers;
 mod sersync;
+mod stage;
 
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon};
 pub use examples::build_example;
 pub use sersync::{sersync_bin, ConfigBuilder, Sersync};
+pub use stage::Stage;
 
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sersync_tests::{
-    assert_converges, paced_writer, tree_diff, ConfigBuilder, RsyncDaemon, Sersync,
+    assert_converges, paced_writer, tree_diff, ConfigBuilder, RsyncDaemon, Sersync, Stage,
 };
 use tempfile::TempDir;
 
@@ -64,32 +64,26 @@ fn a_slave_stopped_during_load_catches_up_and_the_other_never_waits() {
 
 #[test]
 fn kill_9_during_load_then_restart_without_r_converges() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = tree(&dir);
-    let daemon = RsyncDaemon::start(&["www"]);
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .write(dir.path());
+    let stage = Stage::new(&["www"]);
+    let (src, daemon, dir) = (&stage.src, &stage.daemon, &stage.dir);
+    let config = stage.config("www", |c| c);
     let mut sersync = Sersync::start(&config, &[], dir.path());
     let writer = paced_writer(src.clone(), "k-", 1500, 500);
     std::thread::sleep(Duration::from_millis(1200));
     sersync.kill9();
-    let behind = count_files(&src).saturating_sub(count_files(&daemon.module_path("www")));
+    let behind = count_files(src).saturating_sub(count_files(&daemon.module_path("www")));
     // The writer goes on while sersync is dead: those files were never seen by inotify.
     writer.join().unwrap();
     let _again = Sersync::start(&config, &[], dir.path());
-    let time = converge(&src, &daemon.module_path("www"));
+    let time = converge(src, &daemon.module_path("www"));
     eprintln!("kill -9: {behind} files behind at the kill, more written while down; converged {time:?} after restart; 0 lost");
 }
 
 #[test]
 fn sigterm_during_load_exits_zero_and_the_next_start_finishes_the_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = tree(&dir);
-    let daemon = RsyncDaemon::start(&["www"]);
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .write(dir.path());
+    let stage = Stage::new(&["www"]);
+    let (src, daemon, dir) = (&stage.src, &stage.daemon, &stage.dir);
+    let config = stage.config("www", |c| c);
     let mut sersync = Sersync::start(&config, &[], dir.path());
     let writer = paced_writer(src.clone(), "t-", 1500, 1000);
     std::thread::sleep(Duration::from_millis(500));
@@ -101,22 +95,18 @@ fn sigterm_during_load_exits_zero_and_the_next_start_finishes_the_job() {
     assert!(status.success(), "exit status {status}:\n{}", sersync.log());
     writer.join().unwrap();
     let _again = Sersync::start(&config, &[], dir.path());
-    let time = converge(&src, &daemon.module_path("www"));
+    let time = converge(src, &daemon.module_path("www"));
     eprintln!("SIGTERM: exited 0 in {stop_time:?}; converged {time:?} after restart; 0 lost");
 }
 
 #[test]
 fn wrong_password_is_a_clear_error_nothing_is_dropped_and_sighup_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = tree(&dir);
-    let daemon = RsyncDaemon::start(&["www"]);
+    let stage = Stage::new(&["www"]);
+    let (src, daemon, dir) = (&stage.src, &stage.daemon, &stage.dir);
     let wrong = dir.path().join("wrong.pass");
     fs::write(&wrong, "not-the-password\n").unwrap();
     fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .password_file(&wrong)
-        .write(dir.path());
+    let config = stage.config("www", |c| c.password_file(&wrong));
     let sersync = Sersync::start(&config, &[], dir.path());
     for i in 0..50 {
         fs::write(src.join(format!("f{i}")), b"x").unwrap();
@@ -153,7 +143,7 @@ fn wrong_password_is_a_clear_error_nothing_is_dropped_and_sighup_recovers() {
     // Fix the password and reload: the kept changes arrive.
     fs::copy(daemon.password_file(), &wrong).unwrap();
     sersync.signal(libc::SIGHUP);
-    let time = converge(&src, &daemon.module_path("www"));
+    let time = converge(src, &daemon.module_path("www"));
     sersync_tests::wait_for(Duration::from_secs(10), || {
         let text = fs::read_to_string(&script).unwrap_or_default();
         (!text.contains("# rsync")).then_some(()).ok_or(text)
@@ -164,21 +154,19 @@ fn wrong_password_is_a_clear_error_nothing_is_dropped_and_sighup_recovers() {
 
 #[test]
 fn an_unusable_state_directory_is_reported_and_syncing_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = tree(&dir);
-    let daemon = RsyncDaemon::start(&["www"]);
+    let stage = Stage::new(&["www"]);
+    let (src, daemon, dir) = (&stage.src, &stage.daemon, &stage.dir);
     let not_a_dir = dir.path().join("a-file");
     fs::write(&not_a_dir, b"").unwrap();
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .head_xml(&format!(
+    let config = stage.config("www", |c| {
+        c.head_xml(&format!(
             "<engine stateDir=\"{}/state\"/>\n",
             not_a_dir.display()
         ))
-        .write(dir.path());
+    });
     let sersync = Sersync::start(&config, &[], dir.path());
     fs::write(src.join("still-synced"), b"yes").unwrap();
-    converge(&src, &daemon.module_path("www"));
+    converge(src, &daemon.module_path("www"));
     let log = sersync.log();
     assert!(log.contains("cannot open the lane's journal"), "{log}");
     assert!(log.contains("syncing goes on"), "{log}");

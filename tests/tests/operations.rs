@@ -5,13 +5,11 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sersync_tests::{
-    assert_converges, free_port, sersync_bin, wait_for, ConfigBuilder, RsyncDaemon,
-};
+use sersync_tests::{assert_converges, free_port, sersync_bin, wait_for, Stage};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -48,6 +46,16 @@ fn sample(metrics: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A stage whose configuration serves the control endpoint on a free loopback port.
+fn controlled_stage() -> (Stage, u16, PathBuf) {
+    let stage = Stage::new(&["www"]);
+    let port = free_port();
+    let config = stage.config("www", |c| {
+        c.head_xml(&format!("<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n"))
+    });
+    (stage, port, config)
+}
+
 fn pid_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
@@ -64,15 +72,8 @@ fn sersync(config: &Path, extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn daemon_with_pid_file_status_metrics_second_instance_and_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    let daemon = RsyncDaemon::start(&["www"]);
-    let port = free_port();
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .head_xml(&format!("<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n"))
-        .write(dir.path());
+    let (stage, port, config) = controlled_stage();
+    let (src, daemon, dir) = (&stage.src, &stage.daemon, &stage.dir);
     let pid_file = dir.path().join("sersync.pid");
     let log = dir.path().join("sersync.log");
     let pid_arg = pid_file.display().to_string();
@@ -97,7 +98,7 @@ fn daemon_with_pid_file_status_metrics_second_instance_and_sigterm() {
     for i in 0..25 {
         fs::write(src.join(format!("f{i}")), b"x").unwrap();
     }
-    assert_converges(&src, &daemon.module_path("www"), WAIT);
+    assert_converges(src, &daemon.module_path("www"), WAIT);
     let status = wait_for(WAIT, || {
         let (code, body) = http(port, "GET", "/status")?;
         (code == 200 && body.contains("\"events\": 25"))
@@ -161,15 +162,8 @@ fn daemon_with_pid_file_status_metrics_second_instance_and_sigterm() {
 
 #[test]
 fn a_second_daemon_on_the_same_configuration_is_refused_without_a_pid_file_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    let daemon = RsyncDaemon::start(&["www"]);
-    let port = free_port();
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .head_xml(&format!("<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n"))
-        .write(dir.path());
+    let (stage, port, config) = controlled_stage();
+    let dir = &stage.dir;
     let first = sersync(&config, &["-d"]);
     assert!(first.status.success(), "{first:?}");
     wait_for(WAIT, || http(port, "GET", "/status").map(|_| ())).unwrap();
