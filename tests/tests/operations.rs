@@ -56,6 +56,18 @@ fn controlled_stage() -> (Stage, u16, PathBuf) {
     (stage, port, config)
 }
 
+/// Sends SIGTERM to the daemon `pid` and waits until it is gone.
+fn terminate(pid: i32) {
+    // SAFETY: plain system call on the daemon the test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_for(WAIT, || {
+        (!pid_alive(pid))
+            .then_some(())
+            .ok_or("still running".to_string())
+    })
+    .unwrap();
+}
+
 fn pid_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
@@ -149,14 +161,7 @@ fn daemon_with_pid_file_status_metrics_second_instance_and_sigterm() {
     );
 
     // SIGTERM: exits, removes the pid file.
-    // SAFETY: plain system call on the daemon we started.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    wait_for(WAIT, || {
-        (!pid_alive(pid))
-            .then_some(())
-            .ok_or("still running".to_string())
-    })
-    .unwrap();
+    terminate(pid);
     assert!(!pid_file.exists(), "pid file left behind");
 }
 
@@ -194,12 +199,5 @@ fn a_second_daemon_on_the_same_configuration_is_refused_without_a_pid_file_flag(
         .and_then(|v| v.trim_end_matches(',').parse().ok())
         .unwrap_or_else(|| panic!("/status names no pid: {status}"));
     assert!(pid_alive(pid));
-    // SAFETY: plain system call on the daemon we started.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    wait_for(WAIT, || {
-        (!pid_alive(pid))
-            .then_some(())
-            .ok_or("still running".to_string())
-    })
-    .unwrap();
+    terminate(pid);
 }
