@@ -65,9 +65,7 @@ fn wrong_abi_version_is_refused_before_any_other_call() {
     // The fixture's vtable symbol aborts the process: reaching this test's end proves the
     // host stopped at the version check.
     let path = native_wrong_abi();
-    let err = configure(&plugin_node("dylib", &path, &[], &[], vec![]))
-        .unwrap_err()
-        .to_string();
+    let err = config_error("dylib", &path, &[], &[], vec![]);
     let needed = sersync_plugin_sdk::abi::ABI_VERSION;
     assert!(err.contains(path.to_str().unwrap()), "{err}");
     assert!(
@@ -83,9 +81,7 @@ fn wrong_abi_version_is_refused_before_any_other_call() {
 fn missing_file_and_non_plugin_files_are_config_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.so");
-    let err = configure(&plugin_node("dylib", &missing, &[], &[], vec![]))
-        .unwrap_err()
-        .to_string();
+    let err = config_error("dylib", &missing, &[], &[], vec![]);
     assert!(
         err.contains("no such file") && err.contains("nope.so"),
         "{err}"
@@ -93,9 +89,7 @@ fn missing_file_and_non_plugin_files_are_config_errors_naming_the_file() {
 
     let garbage = dir.path().join("garbage.so");
     std::fs::write(&garbage, b"not an ELF file").unwrap();
-    let err = configure(&plugin_node("dylib", &garbage, &[], &[], vec![]))
-        .unwrap_err()
-        .to_string();
+    let err = config_error("dylib", &garbage, &[], &[], vec![]);
     assert!(
         err.contains("garbage.so") && err.contains("cannot load"),
         "{err}"
@@ -104,9 +98,7 @@ fn missing_file_and_non_plugin_files_are_config_errors_naming_the_file() {
     // A real shared library that is not a sersync plugin (where the system has it there).
     let libm = std::path::Path::new("/lib/x86_64-linux-gnu/libm.so.6");
     if libm.is_file() {
-        let err = configure(&plugin_node("dylib", libm, &[], &[], vec![]))
-            .unwrap_err()
-            .to_string();
+        let err = config_error("dylib", libm, &[], &[], vec![]);
         assert!(
             err.contains("does not export sersync_plugin_abi_version: not a sersync plugin"),
             "{err}"
@@ -123,28 +115,12 @@ fn unknown_type_is_refused() {
 #[test]
 fn rejected_or_panicking_configuration_is_a_config_error() {
     let path = native_misbehave();
-    let err = configure(&plugin_node(
-        "dylib",
-        &path,
-        &[],
-        &[("reject", "x")],
-        vec![],
-    ))
-    .unwrap_err()
-    .to_string();
+    let err = config_error("dylib", &path, &[], &[("reject", "x")], vec![]);
     assert!(
         err.contains("rejected its configuration: rejected on request: x"),
         "{err}"
     );
-    let err = configure(&plugin_node(
-        "dylib",
-        &path,
-        &[],
-        &[("panic_in_init", "")],
-        vec![],
-    ))
-    .unwrap_err()
-    .to_string();
+    let err = config_error("dylib", &path, &[], &[("panic_in_init", "")], vec![]);
     assert!(
         err.contains("plugin panicked: panic in init on request"),
         "{err}"

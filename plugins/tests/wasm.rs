@@ -217,18 +217,14 @@ fn files_that_are_not_components_are_config_errors_naming_the_file() {
 
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"hello").unwrap();
-    let err = configure(&plugin_node("wasm", &garbage, &[], &[], vec![]))
-        .unwrap_err()
-        .to_string();
+    let err = config_error("wasm", &garbage, &[], &[], vec![]);
     assert!(
         err.contains("garbage.wasm") && err.contains("not a loadable WASM component"),
         "{err}"
     );
 
     let missing = dir.path().join("missing.wasm");
-    let err = configure(&plugin_node("wasm", &missing, &[], &[], vec![]))
-        .unwrap_err()
-        .to_string();
+    let err = config_error("wasm", &missing, &[], &[], vec![]);
     assert!(
         err.contains("no such file") && err.contains("missing.wasm"),
         "{err}"
@@ -238,22 +234,12 @@ fn files_that_are_not_components_are_config_errors_naming_the_file() {
 #[test]
 fn init_rejecting_or_panicking_is_a_config_error() {
     let Some(wasm) = wasm_misbehave() else { return };
-    let err = configure(&plugin_node("wasm", &wasm, &[], &[("reject", "x")], vec![]))
-        .unwrap_err()
-        .to_string();
+    let err = config_error("wasm", &wasm, &[], &[("reject", "x")], vec![]);
     assert!(
         err.contains("rejected its configuration: rejected on request: x"),
         "{err}"
     );
-    let err = configure(&plugin_node(
-        "wasm",
-        &wasm,
-        &[],
-        &[("panic_in_init", "")],
-        vec![],
-    ))
-    .unwrap_err()
-    .to_string();
+    let err = config_error("wasm", &wasm, &[], &[("panic_in_init", "")], vec![]);
     assert!(
         err.contains("init panicked: panicked at") && err.contains("panic in init on request"),
         "{err}"

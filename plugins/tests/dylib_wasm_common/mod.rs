@@ -60,6 +60,19 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
     configure_plugin(node)
 }
 
+/// The error of configuring [`plugin_node`]`(kind, path, extra, params, more)`, which must fail.
+pub fn config_error(
+    kind: &str,
+    path: &Path,
+    extra: &[(&str, &str)],
+    params: &[(&str, &str)],
+    more: Vec<ConfigNode>,
+) -> String {
+    configure(&plugin_node(kind, path, extra, params, more))
+        .expect_err("the plugin element must be refused")
+        .to_string()
+}
+
 /// A lane context for watch 0 at `/srv/www`.
 pub fn ctx() -> SinkContext {
     SinkContext {
