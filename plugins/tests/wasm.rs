@@ -6,41 +6,12 @@
 
 mod dylib_wasm_common;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dylib_wasm_common::*;
 use sersync_plugin_sdk::ErrorClass;
-
-/// The WASM target the plugins are built for.
-const WASM_TARGET: &str = "wasm32-wasip2";
-
-/// True when rustc has the standard library for [`WASM_TARGET`]; says so when not.
-fn wasm_target_installed() -> bool {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let installed = Command::new(rustc)
-        .args(["--print", "target-libdir", "--target", WASM_TARGET])
-        .output()
-        .is_ok_and(|out| {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            out.status.success()
-                && std::fs::read_dir(dir).is_ok_and(|mut d| {
-                    d.any(|e| {
-                        e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
-                    })
-                })
-        });
-    if !installed {
-        // Straight to stderr, not through `eprintln!`, which the test harness captures.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: the {WASM_TARGET} target is not installed (rustup target add {WASM_TARGET})"
-        );
-    }
-    installed
-}
+use sersync_tests::{wasm_target_installed, WASM_TARGET};
 
 /// The WASM JSON-lines example, or `None` (with a message) when the target is missing.
 fn wasm_example() -> Option<PathBuf> {

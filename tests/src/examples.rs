@@ -50,3 +50,33 @@ pub fn build_example(dir: &str, target: Option<&str>, file: &str) -> PathBuf {
     built.push(key);
     out
 }
+
+/// The WASM target the example and fixture plugins are built for.
+pub const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// True when rustc has the standard library for [`WASM_TARGET`] (no rustup needed to tell).
+/// When not, says so on standard error: a test that needs it is skipped with that message
+/// (CI installs the target, so there it always runs).
+pub fn wasm_target_installed() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let installed = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .is_ok_and(|out| {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            out.status.success()
+                && std::fs::read_dir(dir).is_ok_and(|mut d| {
+                    d.any(|e| {
+                        e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+                    })
+                })
+        });
+    if !installed {
+        // Straight to stderr, not through `eprintln!`, which the test harness captures.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED: the {WASM_TARGET} target is not installed (rustup target add {WASM_TARGET})\n").as_bytes(),
+        );
+    }
+    installed
+}

@@ -21,7 +21,7 @@ mod stage;
 
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon};
-pub use examples::build_example;
+pub use examples::{build_example, wasm_target_installed, WASM_TARGET};
 pub use sersync::{sersync_bin, ConfigBuilder, Sersync};
 pub use stage::Stage;
 

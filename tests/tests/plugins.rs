@@ -8,16 +8,11 @@ use std::time::Duration;
 
 use sersync_tests::peers::{HttpPeer, Reply};
 use sersync_tests::{
-    assert_converges, build_example, wait_for, ConfigBuilder, RsyncDaemon, Sersync,
+    assert_converges, build_example, wait_for, wasm_target_installed, ConfigBuilder, Sersync,
+    Stage, WASM_TARGET,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn src(dir: &Path) -> PathBuf {
-    let src = dir.join("src");
-    fs::create_dir_all(&src).unwrap();
-    src
-}
 
 /// A 2.5.4-style refreshCDN section for `watch`, purging through `cdn`.
 fn refresh_cdn(watch: &Path, cdn: &HttpPeer) -> String {
@@ -56,19 +51,18 @@ fn wait_purged(cdn: &HttpPeer, url_part: &str) {
 
 #[test]
 fn rsync_and_refresh_cdn_from_one_watch_both_deliver() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = src(dir.path());
-    let daemon = RsyncDaemon::start(&["www"]);
+    let stage = Stage::new(&["www"]);
+    let (src, daemon, dir) = (&stage.src, &stage.daemon, &stage.dir);
     let cdn = HttpPeer::start(Reply::Status(200));
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
+    let config = ConfigBuilder::new(src)
+        .remote(daemon, "www")
         .sersync_xml("    <plugin start=\"true\" name=\"refreshCDN\"/>\n")
-        .head_xml(&refresh_cdn(&src, &cdn))
+        .head_xml(&refresh_cdn(src, &cdn))
         .write(dir.path());
     let _sersync = Sersync::start(&config, &[], dir.path());
     fs::create_dir(src.join("img")).unwrap();
     fs::write(src.join("img/logo.png"), b"png").unwrap();
-    assert_converges(&src, &daemon.module_path("www"), WAIT);
+    assert_converges(src, &daemon.module_path("www"), WAIT);
     wait_purged(&cdn, "urls=http");
     let requests = cdn.requests();
     let logo = requests
@@ -86,13 +80,12 @@ fn rsync_and_refresh_cdn_from_one_watch_both_deliver() {
 
 #[test]
 fn dash_m_runs_only_that_plugin_and_never_touches_rsync() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = src(dir.path());
-    let daemon = RsyncDaemon::start(&["www"]);
+    let stage = Stage::new(&["www"]);
+    let (src, daemon, dir) = (&stage.src, &stage.daemon, &stage.dir);
     let cdn = HttpPeer::start(Reply::Status(200));
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .head_xml(&refresh_cdn(&src, &cdn))
+    let config = ConfigBuilder::new(src)
+        .remote(daemon, "www")
+        .head_xml(&refresh_cdn(src, &cdn))
         .write(dir.path());
     let sersync = Sersync::start(&config, &["-m", "refreshCDN"], dir.path());
     fs::write(src.join("page.html"), b"<p>").unwrap();
@@ -114,9 +107,8 @@ fn dash_m_runs_only_that_plugin_and_never_touches_rsync() {
 
 #[test]
 fn command_plugin_gets_each_path_as_one_argument_beside_rsync() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = src(dir.path());
-    let daemon = RsyncDaemon::start(&["www"]);
+    let stage = Stage::new(&["www"]);
+    let (src, daemon, dir) = (&stage.src, &stage.daemon, &stage.dir);
     let out = dir.path().join("received");
     let script = dir.path().join("record.sh");
     fs::write(
@@ -128,8 +120,8 @@ fn command_plugin_gets_each_path_as_one_argument_beside_rsync() {
     )
     .unwrap();
     fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
+    let config = ConfigBuilder::new(src)
+        .remote(daemon, "www")
         .sersync_xml("    <plugin start=\"true\" name=\"command\"/>\n")
         .head_xml(&format!(
             "<plugin name=\"command\"><param prefix=\"{}\" suffix=\"\" ignoreError=\"false\"/></plugin>\n",
@@ -139,7 +131,7 @@ fn command_plugin_gets_each_path_as_one_argument_beside_rsync() {
     let _sersync = Sersync::start(&config, &[], dir.path());
     let weird = "it's $(touch PWNED) `x`";
     fs::write(src.join(weird), b"w").unwrap();
-    assert_converges(&src, &daemon.module_path("www"), WAIT);
+    assert_converges(src, &daemon.module_path("www"), WAIT);
     let expected = format!("close_write|{}", src.join(weird).display());
     wait_for(WAIT, || {
         let text = fs::read_to_string(&out).unwrap_or_default();
@@ -178,76 +170,51 @@ fn wait_jsonl(file: &Path, needle: &str) {
     .unwrap();
 }
 
+/// sersync pushing to `www` with the JSON-lines plugin `section` enabled as `name`: a new
+/// file reaches the slave, and a line naming it reaches the plugin's `output`.
+fn jsonl_plugin_beside_rsync(stage: &Stage, name: &str, section: &str, output: &Path) {
+    let config = stage.config("www", |c| {
+        c.sersync_xml(&format!("    <plugin start=\"true\" name=\"{name}\"/>\n"))
+            .head_xml(section)
+    });
+    let _sersync = Sersync::start(&config, &[], stage.path());
+    let file = format!("from-{name}.txt");
+    fs::write(stage.src.join(&file), b"x").unwrap();
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+    wait_jsonl(output, &file);
+}
+
 #[test]
 fn native_plugin_built_from_the_example_runs_beside_rsync() {
     let plugin = build_example("native-plugin", None, "libsersync_jsonl_native.so");
-    let dir = tempfile::tempdir().unwrap();
-    let src = src(dir.path());
-    let daemon = RsyncDaemon::start(&["www"]);
-    let output = dir.path().join("events.jsonl");
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .sersync_xml("    <plugin start=\"true\" name=\"jsonlog\"/>\n")
-        .head_xml(&format!(
-            "<plugin name=\"jsonlog\" type=\"dylib\" path=\"{}\"><param name=\"output\" value=\"{}\"/></plugin>\n",
-            plugin.display(),
-            output.display()
-        ))
-        .write(dir.path());
-    let _sersync = Sersync::start(&config, &[], dir.path());
-    fs::write(src.join("hello.txt"), b"hi").unwrap();
-    assert_converges(&src, &daemon.module_path("www"), WAIT);
-    wait_jsonl(&output, "hello.txt");
-}
-
-/// The wasm32-wasip2 target is installed (CI installs it; without it the WASM daemon test
-/// cannot build its plugin and says so).
-fn wasm_target() -> bool {
-    let installed = std::process::Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l == "wasm32-wasip2")
-        })
-        .unwrap_or(false);
-    if !installed {
-        eprintln!("SKIPPED: wasm32-wasip2 is not installed (rustup target add wasm32-wasip2)");
-    }
-    installed
+    let stage = Stage::new(&["www"]);
+    let output = stage.path().join("events.jsonl");
+    let section = format!(
+        "<plugin name=\"jsonlog\" type=\"dylib\" path=\"{}\"><param name=\"output\" value=\"{}\"/></plugin>\n",
+        plugin.display(),
+        output.display()
+    );
+    jsonl_plugin_beside_rsync(&stage, "jsonlog", &section, &output);
 }
 
 #[test]
 fn wasm_plugin_built_from_the_example_runs_sandboxed_beside_rsync() {
-    if !wasm_target() {
+    if !wasm_target_installed() {
         return;
     }
-    let plugin = build_example(
-        "wasm-plugin",
-        Some("wasm32-wasip2"),
-        "sersync_jsonl_wasm.wasm",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let src = src(dir.path());
-    let daemon = RsyncDaemon::start(&["www"]);
-    let out_dir = dir.path().join("out");
+    let plugin = build_example("wasm-plugin", Some(WASM_TARGET), "sersync_jsonl_wasm.wasm");
+    let stage = Stage::new(&["www"]);
+    // The component may write only inside the directory its <allow_dir> grants.
+    let out_dir = stage.path().join("out");
     fs::create_dir(&out_dir).unwrap();
     let output = out_dir.join("events.jsonl");
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .sersync_xml("    <plugin start=\"true\" name=\"jsonwasm\"/>\n")
-        .head_xml(&format!(
-            "<plugin name=\"jsonwasm\" type=\"wasm\" path=\"{}\"><allow_dir path=\"{}\"/><param name=\"output\" value=\"{}\"/></plugin>\n",
-            plugin.display(),
-            out_dir.display(),
-            output.display()
-        ))
-        .write(dir.path());
-    let _sersync = Sersync::start(&config, &[], dir.path());
-    fs::write(src.join("from-wasm.txt"), b"w").unwrap();
-    assert_converges(&src, &daemon.module_path("www"), WAIT);
-    wait_jsonl(&output, "from-wasm.txt");
+    let section = format!(
+        "<plugin name=\"jsonwasm\" type=\"wasm\" path=\"{}\"><allow_dir path=\"{}\"/><param name=\"output\" value=\"{}\"/></plugin>\n",
+        plugin.display(),
+        out_dir.display(),
+        output.display()
+    );
+    jsonl_plugin_beside_rsync(&stage, "jsonwasm", &section, &output);
 }
 
 /// A directory of its own for a plugin that must see only what is written there.
@@ -260,16 +227,15 @@ fn own_dir(dir: &Path, name: &str) -> PathBuf {
 #[test]
 fn misbehaving_plugins_yield_their_errors_while_rsync_keeps_syncing() {
     let native = build_example("fixtures", None, "libsersync_fixture_misbehave.so");
-    let wasm = wasm_target().then(|| {
+    let wasm = wasm_target_installed().then(|| {
         build_example(
             "fixtures",
-            Some("wasm32-wasip2"),
+            Some(WASM_TARGET),
             "sersync_fixture_misbehave.wasm",
         )
     });
-    let dir = tempfile::tempdir().unwrap();
-    let src = src(dir.path());
-    let daemon = RsyncDaemon::start(&["www"]);
+    let stage = Stage::new(&["www"]);
+    let (src, daemon, dir) = (&stage.src, &stage.daemon, &stage.dir);
     // Each misbehaving plugin watches a directory of its own, where its order is written:
     // a batch stops at its first failing event, and a native plugin told to loop would spin
     // for ever (only the WASM host can stop that).
@@ -290,8 +256,8 @@ fn misbehaving_plugins_yield_their_errors_while_rsync_keeps_syncing() {
             " memory_mb=\"16\"".to_string(),
         ));
     }
-    let mut builder = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
+    let mut builder = ConfigBuilder::new(src)
+        .remote(daemon, "www")
         .head_xml("<engine retryInitialMs=\"200\" retryMaxMs=\"1000\"/>\n");
     let mut orders = Vec::new();
     for (name, kind, path, order, limits) in &plugins {
@@ -313,7 +279,7 @@ fn misbehaving_plugins_yield_their_errors_while_rsync_keeps_syncing() {
     for i in 0..20 {
         fs::write(src.join(format!("ordinary-{i}")), b"o").unwrap();
     }
-    assert_converges(&src, &daemon.module_path("www"), WAIT);
+    assert_converges(src, &daemon.module_path("www"), WAIT);
     sersync.wait_for_log("plugin panicked", WAIT).unwrap();
     if plugins.len() > 1 {
         sersync
@@ -325,5 +291,5 @@ fn misbehaving_plugins_yield_their_errors_while_rsync_keeps_syncing() {
     }
     // Still alive and still syncing.
     fs::write(src.join("after-the-misbehaviour"), b"a").unwrap();
-    assert_converges(&src, &daemon.module_path("www"), WAIT);
+    assert_converges(src, &daemon.module_path("www"), WAIT);
 }
