@@ -14,7 +14,7 @@ use crossbeam_channel::Sender;
 use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, Sink, SinkContext, WatchId};
 
 use crate::catchup::{self, Heartbeat};
-use crate::config::Config;
+use crate::config::{Config, FailLogConfig};
 use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode};
 use crate::faillog::{FailLog, SpecRecorder};
 use crate::filter::Filter;
@@ -105,7 +105,7 @@ pub struct Prepared {
     max_pending: usize,
     state_dir: std::path::PathBuf,
     crontab: Option<Duration>,
-    fail_log: (std::path::PathBuf, Duration),
+    fail_log: FailLogConfig,
     mode: Mode,
 }
 
@@ -195,7 +195,7 @@ impl Engine {
             max_pending: config.engine.max_pending,
             state_dir: config.engine.state_dir.clone(),
             crontab: config.crontab.as_ref().map(|c| c.every),
-            fail_log: (config.fail_log.path.clone(), config.fail_log.every),
+            fail_log: config.fail_log.clone(),
             mode: options.mode,
         })
     }
@@ -222,37 +222,17 @@ impl Engine {
         } = prepared;
         let has_rsync = ready.iter().any(|r| r.plan.full_syncs);
         let script =
-            (has_rsync && mode == Mode::Deliver).then(|| Arc::new(FailLog::new(&fail_log.0)));
-        let mut lanes = Vec::new();
-        for ReadyLane { plan, name, sink } in ready {
-            let root = &roots[plan.watch.0 as usize];
-            tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
-            let journal = open_journal(&state_dir, &name, root);
-            let lane = Lane::new(
-                name.clone(),
-                plan.watch,
-                root.path.clone(),
-                timing,
-                max_pending,
-                journal,
-            );
-            if let (Some(log), true) = (&script, plan.full_syncs) {
-                lane.record_failures(Arc::new(SpecRecorder {
-                    log: log.clone(),
-                    spec: plan.spec.clone(),
-                }));
-            }
-            let worker = lane.clone();
-            let thread = thread::Builder::new()
-                .name(format!("lane {name}"))
-                .spawn(move || worker.run(sink, mode))
-                .expect("spawning a lane thread");
-            lanes.push(RunningLane {
-                lane,
-                full_syncs: plan.full_syncs,
-                thread,
-            });
-        }
+            (has_rsync && mode == Mode::Deliver).then(|| Arc::new(FailLog::new(&fail_log.path)));
+        let lanes = start_lanes(
+            ready,
+            &roots,
+            &state_dir,
+            timing,
+            max_pending,
+            mode,
+            script.as_ref(),
+        );
+        let all: Vec<Arc<Lane>> = lanes.iter().map(|l| l.lane.clone()).collect();
         let rsync_lanes: Vec<Arc<Lane>> = lanes
             .iter()
             .filter(|l| l.full_syncs)
@@ -262,39 +242,17 @@ impl Engine {
             &state_dir,
             &roots.iter().map(|r| r.path.clone()).collect::<Vec<_>>(),
         );
-        let last_alive = Heartbeat::last_alive(&heartbeat_path);
-        let is_new = |lane: &Lane, previous: &[(String, std::path::PathBuf)]| {
-            let root = &roots[lane.watch().0 as usize].path;
-            !previous
-                .iter()
-                .any(|(name, r)| name == lane.name() && r == root)
-        };
-        let full: Vec<Arc<Lane>> = match &first {
-            FirstSync::All => rsync_lanes.clone(),
-            FirstSync::NewLanes(previous) => rsync_lanes
-                .iter()
-                .filter(|l| is_new(l, previous))
-                .cloned()
-                .collect(),
-            FirstSync::CatchUp => Vec::new(),
-        };
-        if !full.is_empty() {
-            tracing::info!(
-                lanes = full.len(),
-                "pushing every watch root whole to the new (or, with -r, every) remote first"
-            );
-            request_full_sync(&full, roots.len());
-        }
-        if first != FirstSync::All {
-            if let Some(since) = last_alive {
-                let all: Vec<Arc<Lane>> = lanes.iter().map(|l| l.lane.clone()).collect();
-                spawn_catch_up(roots.clone(), filter, all, since);
-            }
-        }
+        first_syncs(
+            &first,
+            &roots,
+            &rsync_lanes,
+            &all,
+            filter,
+            Heartbeat::last_alive(&heartbeat_path),
+        );
         let heartbeat = Heartbeat::start(heartbeat_path)
             .map_err(|error| tracing::error!(%error, dir = %state_dir.display(), "cannot write the heartbeat; changes made while sersync is stopped will need a full sync (-r)"))
             .ok();
-        let all: Vec<Arc<Lane>> = lanes.iter().map(|l| l.lane.clone()).collect();
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Event>>(1024);
         let router = thread::Builder::new()
             .name("router".into())
@@ -303,36 +261,13 @@ impl Engine {
         let stats = watcher.stats();
         let stop_reading = Arc::new(AtomicBool::new(false));
         let reader = spawn_reader(watcher, tx, stop_reading.clone(), on_reader_exit);
-        let mut schedules = Vec::new();
-        if let Some(every) = crontab {
-            let (lanes, count) = (rsync_lanes.clone(), roots.len());
-            schedules.push(periodic(
-                "crontab",
-                every,
-                stop_reading.clone(),
-                move || {
-                    tracing::info!("crontab: full sync of every watch root");
-                    request_full_sync(&lanes, count);
-                },
-            ));
-        }
-        if script.is_some() {
-            // <failLog timeToExecute>: failing rsync lanes retry now, whatever their backoff.
-            schedules.push(periodic(
-                "failLog",
-                fail_log.1,
-                stop_reading.clone(),
-                move || {
-                    for lane in rsync_lanes
-                        .iter()
-                        .filter(|l| l.stats().retry_streak.load(Ordering::Relaxed) > 0)
-                    {
-                        tracing::info!(lane = %lane.name(), "failLog timeToExecute: retrying now");
-                        lane.retry_now();
-                    }
-                },
-            ));
-        }
+        let schedules = start_schedules(
+            crontab,
+            script.is_some().then_some(fail_log.every),
+            rsync_lanes,
+            roots.len(),
+            &stop_reading,
+        );
         tracing::info!(lanes = lanes.len(), "running");
         Engine {
             roots,
@@ -411,6 +346,120 @@ fn spawn_catch_up(
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the catch-up walk; run a full sync (-r) to be sure");
     }
+}
+
+/// Starts one thread per lane, each replaying its journal; rsync lanes report their
+/// failures to the failLog `script` when there is one.
+fn start_lanes(
+    ready: Vec<ReadyLane>,
+    roots: &[Root],
+    state_dir: &std::path::Path,
+    timing: LaneTiming,
+    max_pending: usize,
+    mode: Mode,
+    script: Option<&Arc<FailLog>>,
+) -> Vec<RunningLane> {
+    let mut lanes = Vec::new();
+    for ReadyLane { plan, name, sink } in ready {
+        let root = &roots[plan.watch.0 as usize];
+        tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
+        let journal = open_journal(state_dir, &name, root);
+        let lane = Lane::new(
+            name.clone(),
+            plan.watch,
+            root.path.clone(),
+            timing,
+            max_pending,
+            journal,
+        );
+        if let (Some(log), true) = (script, plan.full_syncs) {
+            lane.record_failures(Arc::new(SpecRecorder {
+                log: log.clone(),
+                spec: plan.spec.clone(),
+            }));
+        }
+        let worker = lane.clone();
+        let thread = thread::Builder::new()
+            .name(format!("lane {name}"))
+            .spawn(move || worker.run(sink, mode))
+            .expect("spawning a lane thread");
+        lanes.push(RunningLane {
+            lane,
+            full_syncs: plan.full_syncs,
+            thread,
+        });
+    }
+    lanes
+}
+
+/// What the lanes do first: full syncs where `first` asks for them, and otherwise a catch-up
+/// with what changed since the previous run was `last_alive`.
+fn first_syncs(
+    first: &FirstSync,
+    roots: &[Root],
+    rsync_lanes: &[Arc<Lane>],
+    all: &[Arc<Lane>],
+    filter: Arc<Filter>,
+    last_alive: Option<std::time::SystemTime>,
+) {
+    let is_new = |lane: &Lane, previous: &[(String, std::path::PathBuf)]| {
+        let root = &roots[lane.watch().0 as usize].path;
+        !previous
+            .iter()
+            .any(|(name, r)| name == lane.name() && r == root)
+    };
+    let full: Vec<Arc<Lane>> = match first {
+        FirstSync::All => rsync_lanes.to_vec(),
+        FirstSync::NewLanes(previous) => rsync_lanes
+            .iter()
+            .filter(|l| is_new(l, previous))
+            .cloned()
+            .collect(),
+        FirstSync::CatchUp => Vec::new(),
+    };
+    if !full.is_empty() {
+        tracing::info!(
+            lanes = full.len(),
+            "pushing every watch root whole to the new (or, with -r, every) remote first"
+        );
+        request_full_sync(&full, roots.len());
+    }
+    if *first != FirstSync::All {
+        if let Some(since) = last_alive {
+            spawn_catch_up(roots.to_vec(), filter, all.to_vec(), since);
+        }
+    }
+}
+
+/// The periodic tasks: the `<crontab>` full sync, and the `<failLog timeToExecute>` wake-up
+/// that makes failing rsync lanes retry now, whatever their backoff.
+fn start_schedules(
+    crontab: Option<Duration>,
+    fail_log_every: Option<Duration>,
+    rsync_lanes: Vec<Arc<Lane>>,
+    roots: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<JoinHandle<()>> {
+    let mut schedules = Vec::new();
+    if let Some(every) = crontab {
+        let lanes = rsync_lanes.clone();
+        schedules.push(periodic("crontab", every, stop.clone(), move || {
+            tracing::info!("crontab: full sync of every watch root");
+            request_full_sync(&lanes, roots);
+        }));
+    }
+    if let Some(every) = fail_log_every {
+        schedules.push(periodic("failLog", every, stop.clone(), move || {
+            for lane in rsync_lanes
+                .iter()
+                .filter(|l| l.stats().retry_streak.load(Ordering::Relaxed) > 0)
+            {
+                tracing::info!(lane = %lane.name(), "failLog timeToExecute: retrying now");
+                lane.retry_now();
+            }
+        }));
+    }
+    schedules
 }
 
 fn spawn_reader(
