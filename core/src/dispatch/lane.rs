@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use sersync_plugin_sdk::{Batch, Event, Sink, WatchId};
+use sersync_plugin_sdk::{Batch, Event, Sink, SinkError, WatchId};
 
 use super::backoff::Backoff;
 use super::histogram::Histogram;
@@ -284,60 +284,13 @@ impl Lane {
             // A panicking sink is a failed delivery, not a dead lane.
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.deliver(&batch)))
-                    .unwrap_or_else(|_| {
-                        Err(sersync_plugin_sdk::SinkError::retryable(
-                            "the sink panicked",
-                        ))
-                    });
+                    .unwrap_or_else(|_| Err(SinkError::retryable("the sink panicked")));
             self.stats.in_flight.store(0, Ordering::Relaxed);
             match outcome {
-                Ok(()) => {
-                    backoff.reset();
-                    if self.stats.retry_streak.swap(0, Ordering::Relaxed) > 0 {
-                        if let Some(recorder) = self.recorder.get() {
-                            recorder.recovered(&self.name);
-                        }
-                    }
-                    let now = SystemTime::now();
-                    for event in &batch.events {
-                        self.stats
-                            .latency
-                            .observe(now.duration_since(event.time).unwrap_or_default());
-                    }
-                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .events
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    self.record(|last| last.success = Some(SystemTime::now()));
-                    self.lock().compact_journal(&self.name);
-                    tracing::debug!(lane = %self.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
-                }
+                Ok(()) => self.on_delivered(&batch, started, &mut backoff),
                 Err(error) => {
-                    if let Some(recorder) = self.recorder.get() {
-                        recorder.failed(&self.name, &batch);
-                    }
-                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    self.stats.retry_streak.fetch_add(1, Ordering::Relaxed);
-                    self.record(|last| {
-                        last.error = Some((SystemTime::now(), error.message.clone()))
-                    });
-                    let delay = if error.is_retryable() {
-                        backoff.next_delay()
-                    } else {
-                        backoff.fatal_delay()
-                    };
-                    let closing = {
-                        let mut state = self.lock();
-                        state.pending.requeue(batch.events);
-                        state.compact_journal(&self.name);
-                        state.closing
-                    };
-                    if error.is_retryable() {
-                        tracing::warn!(lane = %self.name, attempt = backoff.failures(), retry_in_ms = delay.as_millis() as u64, "{}", error.message);
-                    } else {
-                        tracing::error!(lane = %self.name, retry_in_ms = delay.as_millis() as u64, "{} — the changes are kept; fix the cause (or send SIGHUP after fixing the config)", error.message);
-                    }
-                    if closing {
+                    let delay = self.on_failed(batch, &error, &mut backoff);
+                    if self.lock().closing {
                         break;
                     }
                     self.pause(delay);
@@ -352,6 +305,58 @@ impl Lane {
             }
         }
         left
+    }
+
+    /// Bookkeeping after `batch` went through: counters, latency, recovery, journal.
+    fn on_delivered(&self, batch: &Batch, started: Instant, backoff: &mut Backoff) {
+        let recovered = backoff.failures() > 0;
+        backoff.reset();
+        self.stats.retry_streak.store(0, Ordering::Relaxed);
+        if let (true, Some(recorder)) = (recovered, self.recorder.get()) {
+            recorder.recovered(&self.name);
+        }
+        let now = SystemTime::now();
+        for event in &batch.events {
+            self.stats
+                .latency
+                .observe(now.duration_since(event.time).unwrap_or_default());
+        }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .events
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.record(|last| last.success = Some(now));
+        self.lock().compact_journal(&self.name);
+        tracing::debug!(lane = %self.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
+    }
+
+    /// Bookkeeping after a delivery of `batch` failed: the batch goes back (older than what
+    /// is pending), the failure is counted and logged; returns how long to wait.
+    fn on_failed(&self, batch: Batch, error: &SinkError, backoff: &mut Backoff) -> Duration {
+        if let Some(recorder) = self.recorder.get() {
+            recorder.failed(&self.name, &batch);
+        }
+        let delay = if error.is_retryable() {
+            backoff.next_delay()
+        } else {
+            backoff.fatal_delay()
+        };
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .retry_streak
+            .store(backoff.failures(), Ordering::Relaxed);
+        self.record(|last| last.error = Some((SystemTime::now(), error.message.clone())));
+        {
+            let mut state = self.lock();
+            state.pending.requeue(batch.events);
+            state.compact_journal(&self.name);
+        }
+        if error.is_retryable() {
+            tracing::warn!(lane = %self.name, attempt = backoff.failures(), retry_in_ms = delay.as_millis() as u64, "{}", error.message);
+        } else {
+            tracing::error!(lane = %self.name, retry_in_ms = delay.as_millis() as u64, "{} — the changes are kept; fix the cause (or send SIGHUP after fixing the config)", error.message);
+        }
+        delay
     }
 
     fn record(&self, update: impl FnOnce(&mut LastOutcome)) {
