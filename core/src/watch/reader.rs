@@ -22,6 +22,8 @@ use crate::filter::Filter;
 const READ_BUFFER: usize = 256 * 1024;
 /// How long the reader waits for the second half of a rename split across two reads.
 const MOVE_PAIR_WAIT: Duration = Duration::from_millis(2);
+/// Reads of what is already queued when stopping.
+const STOP_DRAIN_READS: usize = 64;
 /// How often a blocked reader looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 
@@ -158,8 +160,22 @@ impl Watcher {
             }
             self.finish_move_outs(&mut out);
             if !out.is_empty() && tx.send(out).is_err() {
+                return Ok(());
+            }
+        }
+        // Stopping: what the kernel has already queued is still read and handed on, so that
+        // the lanes deliver it before exit. Bounded, so a writer that never stops cannot hold
+        // shutdown open (what it writes later is found by the next start's catch-up).
+        let mut out = Vec::new();
+        for _ in 0..STOP_DRAIN_READS {
+            if !wait_readable(&self.inotify, Duration::ZERO) {
                 break;
             }
+            self.read_once(&mut buffer, &mut out)?;
+        }
+        self.finish_move_outs(&mut out);
+        if !out.is_empty() {
+            let _ = tx.send(out);
         }
         Ok(())
     }
