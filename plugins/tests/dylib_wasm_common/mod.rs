@@ -180,6 +180,16 @@ impl tracing::field::Visit for Fields {
 }
 
 impl tracing::Subscriber for Capture {
+    /// "Ask me each time": tests run in parallel threads, some without any subscriber, and a
+    /// callsite first met there would otherwise be cached as never enabled, so the capture
+    /// would miss the plugin's line now and then.
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
     fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
         meta.target().starts_with("sersync")
     }
