@@ -396,13 +396,11 @@ fn thousands_of_random_operations_then_every_remote_equals_the_source() {
     random_operations_converge(seed);
 }
 
-/// KNOWN BUG (issue 4), kept as a reproduction: with this sequence a directory `b` is
-/// replaced by a symlink to another directory, and the slave ends with a real directory `b`
-/// holding that directory's contents. rsync sends an implied path element that is a symlink on
-/// the sending side as a real directory (`-R`), so some batch lists a path below `b` after
-/// `b` became a symlink; which one is not found yet. Run with `cargo test -- --ignored`.
+/// Regression: with this sequence a directory `b` is replaced by a symlink to another
+/// directory while a batch still lists a path below `b`. rsync `-R` sends an implied path
+/// element that is a symlink as a real directory, so the slave used to end with a real `b`
+/// holding the other directory's contents (fixed by listing `b` itself instead).
 #[test]
-#[ignore = "known bug: directory replaced by a symlink to a directory (issue 4)"]
 fn random_operations_with_a_directory_replaced_by_a_symlink() {
     random_operations_converge(1_795_575_299_969_897_457);
 }

@@ -6,11 +6,15 @@
 //! - deleted paths are listed too: `--delete-missing-args` turns each one that no longer
 //!   exists into a delete on the remote (a path that exists again is simply sent);
 //! - new or moved-in directories and rescans are listed and sent recursively (`-r --delete`),
-//!   with the engine's excludes passed as literal `--exclude-from` rules.
+//!   with the engine's excludes passed as literal `--exclude-from` rules;
+//! - a path below something that is no longer a real directory (a symlink, a file, gone) is
+//!   replaced by that ancestor just before the run, since `-R` would send the ancestor as a
+//!   real directory.
 //!
 //! See [`plan`] for the mapping from events to the list, [`command`] for the argument list,
-//! [`exit`] for how rsync's exit status is classified.
+//! [`exit`] for how rsync's exit status is classified, [`ancestry`] for the check above.
 
+mod ancestry;
 mod command;
 mod excludes;
 mod exit;

@@ -10,7 +10,7 @@ use sersync_plugin_sdk::{Batch, PathFilter, Sink, SinkContext, SinkError};
 
 use super::command::{arguments, RunShape, Target};
 use super::plan::{Run, TransferPlan};
-use super::{excludes, exit, replay, ProcessLimit, RsyncOptions};
+use super::{ancestry, excludes, exit, replay, ProcessLimit, RsyncOptions};
 use crate::SinkSpec;
 
 /// The rsync sink for one `<remote>` of one `<localpath>`.
@@ -178,8 +178,9 @@ impl RsyncSink {
 impl Sink for RsyncSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let plan = TransferPlan::for_batch(batch, self.options.delete);
-        for run in &plan.runs {
-            self.execute(run)?;
+        for mut run in plan.runs {
+            ancestry::list_below_real_directories(&mut run, &self.root);
+            self.execute(&run)?;
         }
         Ok(())
     }

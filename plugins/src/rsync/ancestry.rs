@@ -1,0 +1,120 @@
+//! Listed paths must lie below real directories, or rsync `-R` invents one.
+//!
+//! With `--relative`, rsync sends every implied directory of a listed path as a real
+//! directory, even when that path element is a symlink on the sending side (rsync(1),
+//! `--relative`). So if directory `b` was replaced by a symlink to `a` and a batch still lists
+//! `b/x` (an event from before the replacement), rsync looks up `b/x` through the link and
+//! creates a real directory `b` on the remote holding `a`'s `x`: the remote diverges, and a
+//! later listing of `b` itself cannot always repair it within the same run.
+//!
+//! Just before a run, therefore, each listed path whose ancestor (inside the watch root) is
+//! not a real directory — a symlink, a file, or gone — is replaced by that topmost such
+//! ancestor. Listing the ancestor sends what it is now: a symlink as a link, a file as a
+//! file (`--force` replaces a remote directory), a missing one as a delete.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use sersync_plugin_sdk::RelPath;
+
+use super::plan::Run;
+
+/// Replaces, in `run`, every path below a non-directory by that ancestor (see the module
+/// docs); duplicates are dropped and the replaced paths are no longer sent as subtrees.
+/// `root` is the watch root the paths are relative to.
+pub fn list_below_real_directories(run: &mut Run, root: &Path) {
+    let mut is_real_dir: HashMap<RelPath, bool> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut replaced = Vec::new();
+    let paths = std::mem::take(&mut run.paths);
+    for path in paths {
+        let listed = match first_non_directory_ancestor(&path, root, &mut is_real_dir) {
+            Some(ancestor) => {
+                replaced.push(path);
+                ancestor
+            }
+            None => path,
+        };
+        if seen.insert(listed.clone()) {
+            run.paths.push(listed);
+        }
+    }
+    if !replaced.is_empty() {
+        run.subtrees.retain(|tree| !replaced.contains(tree));
+    }
+}
+
+/// The topmost proper ancestor of `path` that is not a real directory below `root`, if any.
+/// Results are cached in `is_real_dir` for the rest of the run.
+fn first_non_directory_ancestor(
+    path: &RelPath,
+    root: &Path,
+    is_real_dir: &mut HashMap<RelPath, bool>,
+) -> Option<RelPath> {
+    let bytes = path.as_bytes();
+    let separators = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'/')
+        .map(|(i, _)| i);
+    for end in separators {
+        let ancestor = RelPath::new(&bytes[..end]);
+        let real = *is_real_dir.entry(ancestor.clone()).or_insert_with(|| {
+            std::fs::symlink_metadata(ancestor.absolute(root)).is_ok_and(|m| m.is_dir())
+        });
+        if !real {
+            return Some(ancestor);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn run_of(paths: &[&str], subtrees: &[&str]) -> Run {
+        Run {
+            paths: paths.iter().map(|p| RelPath::from(*p)).collect(),
+            subtrees: subtrees.iter().map(|p| RelPath::from(*p)).collect(),
+            ignore_times: true,
+        }
+    }
+
+    fn listed(run: &Run) -> Vec<String> {
+        run.paths.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn paths_below_a_symlinked_directory_become_the_link_itself() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("a/x")).unwrap();
+        symlink("a", root.path().join("b")).unwrap();
+        let mut run = run_of(&["b/x", "b/x/f", "a/x", "b"], &["b/x"]);
+        list_below_real_directories(&mut run, root.path());
+        assert_eq!(listed(&run), ["b", "a/x"]);
+        assert!(run.subtrees.is_empty());
+    }
+
+    #[test]
+    fn paths_below_a_file_or_a_missing_directory_become_that_ancestor() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("d")).unwrap();
+        fs::write(root.path().join("d/file"), b"").unwrap();
+        let mut run = run_of(&["d/file/old", "gone/deep/f", "d/new"], &[]);
+        list_below_real_directories(&mut run, root.path());
+        assert_eq!(listed(&run), ["d/file", "gone", "d/new"]);
+    }
+
+    #[test]
+    fn paths_below_real_directories_are_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("p/q")).unwrap();
+        let mut run = run_of(&["p/q/r", "p/q", "top", ""], &["p/q"]);
+        list_below_real_directories(&mut run, root.path());
+        assert_eq!(listed(&run), ["p/q/r", "p/q", "top", "."]);
+        assert_eq!(run.subtrees, vec![RelPath::from("p/q")]);
+    }
+}
