@@ -92,7 +92,8 @@ impl From<WatchError> for EngineError {
 struct ReadyLane {
     plan: LanePlan,
     name: String,
-    sink: Box<dyn Sink>,
+    /// One instance per concurrent delivery the lane may make.
+    sinks: Vec<Box<dyn Sink>>,
 }
 
 /// Everything a configuration needs, set up and checked, with nothing delivering yet.
@@ -161,11 +162,20 @@ impl Engine {
                 root: root.path.clone(),
                 filter: filter.clone(),
             };
-            let sink = plan.spec.start(&ctx).map_err(|e| EngineError::Sink {
-                lane: name.clone(),
-                message: e.to_string(),
-            })?;
-            lanes.push(ReadyLane { plan, name, sink });
+            let instances = match options.mode {
+                Mode::Deliver if plan.spec.allows_parallel_deliveries() => {
+                    config.engine.transfers_per_remote
+                }
+                _ => 1,
+            };
+            let sinks = (0..instances)
+                .map(|_| plan.spec.start(&ctx))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| EngineError::Sink {
+                    lane: name.clone(),
+                    message: e.to_string(),
+                })?;
+            lanes.push(ReadyLane { plan, name, sinks });
         }
         let started = Instant::now();
         let watcher = Watcher::new(
@@ -360,7 +370,7 @@ fn start_lanes(
     script: Option<&Arc<FailLog>>,
 ) -> Vec<RunningLane> {
     let mut lanes = Vec::new();
-    for ReadyLane { plan, name, sink } in ready {
+    for ReadyLane { plan, name, sinks } in ready {
         let root = &roots[plan.watch.0 as usize];
         tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
         let journal = open_journal(state_dir, &name, root);
@@ -381,7 +391,7 @@ fn start_lanes(
         let worker = lane.clone();
         let thread = thread::Builder::new()
             .name(format!("lane {name}"))
-            .spawn(move || worker.run(sink, mode))
+            .spawn(move || worker.run(sinks, mode))
             .expect("spawning a lane thread");
         lanes.push(RunningLane {
             lane,

@@ -127,7 +127,7 @@ fn describe_shows_the_effective_configuration() {
         "crontab: off",
         "plugins: none",
         "control: localhost:8008",
-        "engine: settle 10 ms, max delay 40 ms, max pending 100000 paths, retry 500 ms to 60000 ms, state in /tmp/sersync-state",
+        "engine: settle 10 ms, max delay 40 ms, max pending 100000 paths, retry 500 ms to 60000 ms, 2 transfers per remote, state in /tmp/sersync-state",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -649,7 +649,7 @@ fn the_root_must_be_head() {
 fn engine_tuning_is_read_and_checked() {
     let c = ok(&format!(
         "<head><engine settleMs=\"5\" maxDelayMs=\"1000\" maxPending=\"10\" retryInitialMs=\"100\" \
-         retryMaxMs=\"2000\" stateDir=\"/var/lib/sersync\"/>{}</head>",
+         retryMaxMs=\"2000\" transfersPerRemote=\"4\" stateDir=\"/var/lib/sersync\"/>{}</head>",
         "<sersync><failLog path=\"/var/log/f.sh\"/></sersync>"
     ));
     let g = &c.engine;
@@ -665,9 +665,11 @@ fn engine_tuning_is_read_and_checked() {
         (g.retry_max, g.state_dir.as_path()),
         (Duration::from_secs(2), Path::new("/var/lib/sersync"))
     );
+    assert_eq!(g.transfers_per_remote, 4);
 
     let c = ok("<head><sersync><failLog path=\"/var/log/f.sh\"/></sersync></head>");
     assert_eq!(c.engine.state_dir, Path::new("/var/log/sersync-state"));
+    assert_eq!(c.engine.transfers_per_remote, 2);
 
     let e = err("<head><engine\n settleMs=\"500\"/></head>");
     assert_eq!(at(&e), (2, 2));
@@ -677,6 +679,8 @@ fn engine_tuning_is_read_and_checked() {
     );
     let e = err("<head><engine retryInitialMs=\"0\"/></head>");
     assert!(e.message.ends_with("0 is out of range"), "{e}");
+    let e = err("<head><engine transfersPerRemote=\"17\"/></head>");
+    assert!(e.message.ends_with("17 is out of range"), "{e}");
     let e = err("<head><engine maxPending=\"many\"/></head>");
     assert_eq!(
         e.message,

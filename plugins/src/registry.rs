@@ -22,6 +22,13 @@ pub trait SinkSpec: Send + Sync + fmt::Debug {
     /// Starts an instance serving one lane (one watch).
     fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError>;
 
+    /// True when a lane may run several instances of this sink side by side, each
+    /// delivering batches whose paths do not overlap (`<engine transfersPerRemote>`). Only
+    /// sinks whose deliveries are independent say so; the default is one at a time.
+    fn allows_parallel_deliveries(&self) -> bool {
+        false
+    }
+
     /// A `/bin/sh` command, with every word single-quoted, that applies `batch` by hand: what
     /// the `<failLog>` script records for a batch that failed. `None` for sinks that have no
     /// command-line equivalent (only rsync has one).

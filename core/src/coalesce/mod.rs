@@ -124,6 +124,44 @@ impl Coalescer {
             .collect()
     }
 
+    /// Takes the pending changes none of whose paths (new or old name) `blocked` holds back,
+    /// in the order paths were first touched; the others stay pending as they were. When
+    /// some stay, their arrival window restarts now, so they go out one settle time after
+    /// they are released.
+    pub fn take_unblocked(&mut self, blocked: impl Fn(&RelPath) -> bool) -> Vec<Event> {
+        let held =
+            |path: &RelPath, e: &Entry| blocked(path) || e.from.as_ref().is_some_and(&blocked);
+        if !self.entries.iter().any(|(path, e)| held(path, e)) {
+            return self.take();
+        }
+        let free: Vec<RelPath> = self
+            .entries
+            .iter()
+            .filter(|(path, e)| !held(path, e))
+            .map(|(path, _)| path.clone())
+            .collect();
+        let mut taken: Vec<(RelPath, Entry)> = free
+            .into_iter()
+            .filter_map(|path| self.remove(&path).map(|e| (path, e)))
+            .collect();
+        taken.sort_by_key(|(_, e)| e.seq);
+        let moved_from: HashSet<&RelPath> = self
+            .entries
+            .values()
+            .filter_map(|e| e.from.as_ref())
+            .collect();
+        self.vacated.retain(|p| moved_from.contains(p));
+        if !taken.is_empty() {
+            let now = Instant::now();
+            self.first_at = Some(now);
+            self.last_at = Some(now);
+        }
+        taken
+            .into_iter()
+            .map(|(path, e)| self.event(path, e))
+            .collect()
+    }
+
     /// Puts back a batch that could not be delivered. Its events happened before everything
     /// pending now; since part of it may have reached the remote, none of its paths is
     /// assumed absent there any more.
@@ -484,6 +522,33 @@ mod tests {
             c.push(ev(EventKind::CloseWrite, "f", false));
         }
         assert_eq!(summary(&mut c), ["create f"]);
+    }
+
+    #[test]
+    fn a_partial_take_leaves_blocked_paths_and_old_names_pending_as_they_were() {
+        let mut c = coalescer();
+        c.push(ev(EventKind::CloseWrite, "busy/f", false));
+        c.push(Event::moved(
+            "busy/g".into(),
+            "free/g".into(),
+            false,
+            WatchId(0),
+        ));
+        c.push(ev(EventKind::Rescan, "busy/r", true));
+        c.push(ev(EventKind::Create, "free/h", false));
+        let taken = c.take_unblocked(|p| p.is_within(&RelPath::from("busy")));
+        let taken: Vec<String> = taken
+            .iter()
+            .map(|e| format!("{} {}", e.kind, e.path))
+            .collect();
+        assert_eq!(taken, ["create free/h"]);
+        // The rescan still swallows what happens below it.
+        c.push(ev(EventKind::CloseWrite, "busy/r/x", false));
+        assert_eq!(
+            summary(&mut c),
+            ["close_write busy/f", "move busy/g->free/g", "rescan busy/r"]
+        );
+        assert!(c.take_unblocked(|_| false).is_empty());
     }
 
     #[test]

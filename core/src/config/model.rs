@@ -211,6 +211,10 @@ pub struct EngineConfig {
     pub retry_initial: Duration,
     /// See `retry_initial`.
     pub retry_max: Duration,
+    /// `transfersPerRemote`: rsync processes one remote of one watch may run at once, each
+    /// on changes whose paths do not overlap with the others'. Default 2; `-n` still bounds
+    /// the processes across all remotes.
+    pub transfers_per_remote: usize,
     /// `stateDir`: where lane journals live. Default: a directory `sersync-state` beside the
     /// failLog script.
     pub state_dir: PathBuf,

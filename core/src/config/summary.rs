@@ -148,12 +148,13 @@ fn describe_crontab(crontab: Option<&CrontabConfig>, full_sync_excludes: &[Strin
 
 fn describe_engine(engine: &EngineConfig) -> String {
     format!(
-        "engine: settle {}, max delay {}, max pending {} paths, retry {} to {}, state in {}",
+        "engine: settle {}, max delay {}, max pending {} paths, retry {} to {}, {} transfers per remote, state in {}",
         millis(engine.settle),
         millis(engine.max_delay),
         engine.max_pending,
         millis(engine.retry_initial),
         millis(engine.retry_max),
+        engine.transfers_per_remote,
         engine.state_dir.display()
     )
 }

@@ -1,5 +1,10 @@
-//! A lane: one sink instance serving one watch, with its own pending state, its own thread
-//! and its own retry state. A slow or failing lane never holds up another.
+//! A lane: one sink serving one watch, with its own pending state, its own threads and its
+//! own retry state. A slow or failing lane never holds up another.
+//!
+//! A lane runs one worker thread per sink instance it was given. Workers cut batches from
+//! the shared pending state and deliver them side by side, but a batch only takes changes
+//! that no batch in flight touches ([`InFlight`]), so changes to one path never overtake
+//! each other. Backoff after a failure pauses the whole lane.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -10,6 +15,7 @@ use sersync_plugin_sdk::{Batch, Event, Sink, SinkError, WatchId};
 
 use super::backoff::Backoff;
 use super::histogram::Histogram;
+use super::in_flight::{InFlight, Ticket};
 use super::journal::Journal;
 use crate::coalesce::Coalescer;
 
@@ -44,7 +50,7 @@ pub struct LaneStats {
     pub events: AtomicU64,
     /// Failed deliveries.
     pub failures: AtomicU64,
-    /// Events in the batch being delivered now.
+    /// Events in the batches being delivered now.
     pub in_flight: AtomicU64,
     /// Consecutive failed deliveries (0 when the last one succeeded).
     pub retry_streak: AtomicU32,
@@ -74,9 +80,19 @@ pub trait FailureRecorder: Send + Sync {
 
 struct State {
     pending: Coalescer,
+    in_flight: InFlight,
     closing: bool,
+    /// A delivery failed while closing: no worker starts another batch.
+    stopped: bool,
     /// Set by [`Lane::retry_now`]: end the current backoff pause.
     retry_now: bool,
+    /// No batch starts before this instant: the backoff after a failure.
+    paused_until: Option<Instant>,
+    backoff: Backoff,
+    /// When the last delivery failed. A success resets the backoff only when its batch
+    /// started after that, so a batch that keeps failing beside others that succeed still
+    /// backs off.
+    last_failure: Option<Instant>,
     journal: Option<Journal>,
 }
 
@@ -92,16 +108,18 @@ impl State {
         }
     }
 
-    /// Makes the journal hold exactly what is pending now.
+    /// Makes the journal hold exactly what is undelivered now: the batches in flight, then
+    /// what is pending.
     fn compact_journal(&mut self, lane: &str) {
         if self.journal.is_some() {
-            let pending = self.pending.snapshot();
-            self.journal(lane, |j| j.rewrite(&pending));
+            let mut undelivered: Vec<Event> = self.in_flight.events().cloned().collect();
+            undelivered.extend(self.pending.snapshot());
+            self.journal(lane, |j| j.rewrite(&undelivered));
         }
     }
 }
 
-/// One sink instance for one watch.
+/// One sink for one watch.
 pub struct Lane {
     name: String,
     watch: WatchId,
@@ -140,8 +158,13 @@ impl Lane {
             timing,
             state: Mutex::new(State {
                 pending,
+                in_flight: InFlight::default(),
                 closing: false,
+                stopped: false,
                 retry_now: false,
+                paused_until: None,
+                backoff: Backoff::new(timing.retry_initial, timing.retry_max),
+                last_failure: None,
                 journal,
             }),
             wake: Condvar::new(),
@@ -190,13 +213,11 @@ impl Lane {
         }
         let mut state = self.lock();
         state.journal(&self.name, |j| j.append(mine.iter().copied()));
-        let before = state.pending.len();
         for event in mine {
             state.pending.push(event.clone());
         }
-        if before == 0 {
-            self.wake.notify_all();
-        }
+        drop(state);
+        self.wake.notify_all();
     }
 
     /// Reports this lane's failures and recoveries to `recorder` (set once, before `run`).
@@ -216,87 +237,84 @@ impl Lane {
         self.wake.notify_all();
     }
 
-    /// Waits for the next batch: until something is pending and has settled, or the lane is
-    /// closing. `None` when closing with nothing pending.
-    fn next_batch(&self) -> Option<Vec<Event>> {
+    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.wake.wait(state).unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait_until<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        deadline: Instant,
+    ) -> MutexGuard<'a, State> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.wake
+            .wait_timeout(state, timeout)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+
+    /// Waits for the next batch a worker may deliver: until the lane is not paused, something
+    /// is pending and has settled, and some of it is not held back by a batch in flight (or
+    /// the lane is closing). `None` when this worker has nothing left to do.
+    fn next_batch(&self) -> Option<(Ticket, Vec<Event>)> {
         let mut state = self.lock();
         loop {
-            let window = state.pending.arrival_window();
-            let Some((first, last)) = window else {
+            if state.stopped {
+                return None;
+            }
+            if let Some(until) = state.paused_until {
+                if state.closing || std::mem::take(&mut state.retry_now) || Instant::now() >= until
+                {
+                    state.paused_until = None;
+                } else {
+                    state = self.wait_until(state, until);
+                    continue;
+                }
+            }
+            let Some((first, last)) = state.pending.arrival_window() else {
                 if state.closing {
                     return None;
                 }
-                state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                state = self.wait(state);
                 continue;
             };
             let due = (last + self.timing.settle).min(first + self.timing.max_delay);
-            let now = Instant::now();
-            if state.closing || now >= due {
-                return Some(state.pending.take());
-            }
-            state = self
-                .wake
-                .wait_timeout(state, due - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    /// Sleeps for `delay` unless the lane is closed meanwhile.
-    fn pause(&self, delay: Duration) {
-        let deadline = Instant::now() + delay;
-        let mut state = self.lock();
-        state.retry_now = false;
-        while !state.closing && !std::mem::take(&mut state.retry_now) {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            state = self
-                .wake
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    /// The lane's thread: cut batches, deliver them, retry failures, until closed. Returns
-    /// the events that could not be delivered when it was closed; they stay in the journal
-    /// for the next run, which is removed when nothing is left.
-    pub fn run(self: Arc<Self>, mut sink: Box<dyn Sink>, mode: Mode) -> Vec<Event> {
-        let mut backoff = Backoff::new(self.timing.retry_initial, self.timing.retry_max);
-        while let Some(events) = self.next_batch() {
-            let batch = Batch {
-                watch: self.watch,
-                root: self.root.clone(),
-                events,
-            };
-            if mode == Mode::DryRun {
-                for line in sink.describe(&batch) {
-                    println!("[{}] {line}", self.name);
-                }
+            if !state.closing && Instant::now() < due {
+                state = self.wait_until(state, due);
                 continue;
             }
-            self.stats
-                .in_flight
-                .store(batch.len() as u64, Ordering::Relaxed);
-            let started = Instant::now();
-            // A panicking sink is a failed delivery, not a dead lane.
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.deliver(&batch)))
-                    .unwrap_or_else(|_| Err(SinkError::retryable("the sink panicked")));
-            self.stats.in_flight.store(0, Ordering::Relaxed);
-            match outcome {
-                Ok(()) => self.on_delivered(&batch, started, &mut backoff),
-                Err(error) => {
-                    let delay = self.on_failed(batch, &error, &mut backoff);
-                    if self.lock().closing {
-                        break;
-                    }
-                    self.pause(delay);
-                }
+            let State {
+                pending, in_flight, ..
+            } = &mut *state;
+            let events = pending.take_unblocked(|path| in_flight.blocks(path));
+            if !events.is_empty() {
+                let ticket = state.in_flight.begin(&events);
+                return Some((ticket, events));
             }
+            // Everything pending waits for a batch in flight; its end wakes us.
+            state = self.wait(state);
         }
+    }
+
+    /// The lane's threads: one worker per sink instance in `sinks`, each cutting batches,
+    /// delivering them and putting failures back, until the lane is closed. Returns the
+    /// events that could not be delivered when it was closed; they stay in the journal for
+    /// the next run, which is removed when nothing is left.
+    pub fn run(self: Arc<Self>, sinks: Vec<Box<dyn Sink>>, mode: Mode) -> Vec<Event> {
+        std::thread::scope(|scope| {
+            let mut sinks = sinks.into_iter();
+            let own = sinks.next();
+            for (index, sink) in sinks.enumerate() {
+                let lane = &self;
+                std::thread::Builder::new()
+                    .name(format!("lane {} #{}", self.name, index + 2))
+                    .spawn_scoped(scope, move || lane.work(sink, mode))
+                    .expect("spawning a lane worker");
+            }
+            if let Some(sink) = own {
+                self.work(sink, mode);
+            }
+        });
         let mut state = self.lock();
         let left = state.pending.take();
         if left.is_empty() {
@@ -307,11 +325,52 @@ impl Lane {
         left
     }
 
+    /// One worker: delivers batches through `sink` until [`Lane::next_batch`] has none.
+    fn work(&self, mut sink: Box<dyn Sink>, mode: Mode) {
+        while let Some((ticket, events)) = self.next_batch() {
+            let batch = Batch {
+                watch: self.watch,
+                root: self.root.clone(),
+                events,
+            };
+            if mode == Mode::DryRun {
+                for line in sink.describe(&batch) {
+                    println!("[{}] {line}", self.name);
+                }
+                self.lock().in_flight.end(ticket);
+                self.wake.notify_all();
+                continue;
+            }
+            let size = batch.len() as u64;
+            self.stats.in_flight.fetch_add(size, Ordering::Relaxed);
+            let started = Instant::now();
+            // A panicking sink is a failed delivery, not a dead lane.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.deliver(&batch)))
+                    .unwrap_or_else(|_| Err(SinkError::retryable("the sink panicked")));
+            self.stats.in_flight.fetch_sub(size, Ordering::Relaxed);
+            match outcome {
+                Ok(()) => self.on_delivered(ticket, &batch, started),
+                Err(error) => self.on_failed(ticket, batch, &error),
+            }
+        }
+    }
+
     /// Bookkeeping after `batch` went through: counters, latency, recovery, journal.
-    fn on_delivered(&self, batch: &Batch, started: Instant, backoff: &mut Backoff) {
-        let recovered = backoff.failures() > 0;
-        backoff.reset();
-        self.stats.retry_streak.store(0, Ordering::Relaxed);
+    fn on_delivered(&self, ticket: Ticket, batch: &Batch, started: Instant) {
+        let recovered = {
+            let mut state = self.lock();
+            state.in_flight.end(ticket);
+            let failed_meanwhile = state.last_failure.is_some_and(|at| at >= started);
+            let recovered = !failed_meanwhile && state.backoff.failures() > 0;
+            if !failed_meanwhile {
+                state.backoff.reset();
+                self.stats.retry_streak.store(0, Ordering::Relaxed);
+            }
+            state.compact_journal(&self.name);
+            recovered
+        };
+        self.wake.notify_all();
         if let (true, Some(recorder)) = (recovered, self.recorder.get()) {
             recorder.recovered(&self.name);
         }
@@ -326,40 +385,48 @@ impl Lane {
             .events
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.record(|last| last.success = Some(now));
-        self.lock().compact_journal(&self.name);
         tracing::debug!(lane = %self.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
     }
 
     /// Bookkeeping after a delivery of `batch` failed: the batch goes back (older than what
-    /// is pending), the failure is counted and logged; returns how long to wait.
-    fn on_failed(&self, batch: Batch, error: &SinkError, backoff: &mut Backoff) -> Duration {
+    /// is pending), the failure is counted and logged, and the lane pauses for the backoff.
+    fn on_failed(&self, ticket: Ticket, batch: Batch, error: &SinkError) {
         if let Some(recorder) = self.recorder.get() {
             recorder.failed(&self.name, &batch);
         }
-        let delay = if error.is_retryable() {
-            backoff.next_delay()
-        } else {
-            backoff.fatal_delay()
-        };
-        self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .retry_streak
-            .store(backoff.failures(), Ordering::Relaxed);
-        self.record(|last| last.error = Some((SystemTime::now(), error.message.clone())));
-        {
+        let (delay, attempt) = {
             let mut state = self.lock();
+            state.in_flight.end(ticket);
+            let delay = if error.is_retryable() {
+                state.backoff.next_delay()
+            } else {
+                state.backoff.fatal_delay()
+            };
+            let now = Instant::now();
+            state.last_failure = Some(now);
+            state.paused_until = Some(now + delay);
+            state.retry_now = false;
+            state.stopped = state.closing;
             state.pending.requeue(batch.events);
             state.compact_journal(&self.name);
-        }
+            (delay, state.backoff.failures())
+        };
+        self.wake.notify_all();
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        self.stats.retry_streak.store(attempt, Ordering::Relaxed);
+        self.record(|last| last.error = Some((SystemTime::now(), error.message.clone())));
         if error.is_retryable() {
-            tracing::warn!(lane = %self.name, attempt = backoff.failures(), retry_in_ms = delay.as_millis() as u64, "{}", error.message);
+            tracing::warn!(lane = %self.name, attempt, retry_in_ms = delay.as_millis() as u64, "{}", error.message);
         } else {
             tracing::error!(lane = %self.name, retry_in_ms = delay.as_millis() as u64, "{} — the changes are kept; fix the cause (or send SIGHUP after fixing the config)", error.message);
         }
-        delay
     }
 
     fn record(&self, update: impl FnOnce(&mut LastOutcome)) {
         update(&mut self.stats.last.lock().unwrap_or_else(|e| e.into_inner()));
     }
 }
+
+#[cfg(test)]
+#[path = "lane_tests.rs"]
+mod tests;

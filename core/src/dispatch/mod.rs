@@ -7,6 +7,7 @@
 
 mod backoff;
 mod histogram;
+mod in_flight;
 mod journal;
 mod lane;
 

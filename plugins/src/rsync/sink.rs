@@ -62,6 +62,11 @@ impl SinkSpec for RsyncSpec {
         )
     }
 
+    /// Each instance runs its own rsync process; batches over disjoint paths do not interfere.
+    fn allows_parallel_deliveries(&self) -> bool {
+        true
+    }
+
     fn replay_command(&self, batch: &Batch) -> Option<Vec<u8>> {
         Some(replay::command(
             &self.options,

@@ -6,9 +6,17 @@ use std::time::Duration;
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
 use super::values::{number_or, optional, Bounds, COUNT, MILLISECONDS, POSITIVE_MILLISECONDS};
+
+/// `transfersPerRemote`: rsync processes one remote of one watch may run at once.
+const TRANSFERS: Bounds = Bounds {
+    meaning: "a number of concurrent transfers",
+    min: 1,
+    max: 16,
+};
 use crate::config::EngineConfig;
 
-/// `<engine settleMs maxDelayMs maxPending retryInitialMs retryMaxMs stateDir>`, each optional.
+/// `<engine settleMs maxDelayMs maxPending retryInitialMs retryMaxMs transfersPerRemote
+/// stateDir>`, each optional.
 /// `stateDir` defaults to `sersync-state` beside the failLog script.
 pub fn engine(node: Option<&ConfigNode>, fail_log: &Path) -> Result<EngineConfig, ConfigError> {
     let millis = |attr: &str, bounds: &Bounds, default: u64| {
@@ -21,6 +29,7 @@ pub fn engine(node: Option<&ConfigNode>, fail_log: &Path) -> Result<EngineConfig
         max_pending: number_or(node, "maxpending", &COUNT, 100_000)? as usize,
         retry_initial: millis("retryinitialms", &POSITIVE_MILLISECONDS, 500)?,
         retry_max: millis("retrymaxms", &POSITIVE_MILLISECONDS, 60_000)?,
+        transfers_per_remote: number_or(node, "transfersperremote", &TRANSFERS, 2)? as usize,
         state_dir: state_dir.map_or_else(|| fail_log.with_file_name("sersync-state"), Into::into),
     };
     ordered(

@@ -24,6 +24,7 @@ pub fn spelled(name: &str) -> &str {
         "retryInitialMs",
         "retryMaxMs",
         "stateDir",
+        "transfersPerRemote",
     ];
     MIXED_CASE
         .iter()

@@ -1,0 +1,145 @@
+//! The batches a lane is delivering right now, and which pending changes must wait for them.
+//!
+//! A lane may deliver several batches at once (several rsync processes to one remote), but
+//! only batches that cannot interfere: a change waits while any batch in flight touches the
+//! same path, a directory above it, or anything below it. So changes to one path are
+//! delivered in order, and a directory delete never races a re-creation beneath it.
+
+use std::collections::BTreeMap;
+
+use sersync_plugin_sdk::{Event, RelPath};
+
+/// Identifies one batch in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+/// The batches in flight of one lane.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    next: u64,
+    /// Each batch's events, oldest first: the journal keeps them until they are delivered.
+    batches: Vec<(Ticket, Vec<Event>)>,
+    /// Every path the batches name (new and old names), counted, as raw bytes so that a
+    /// range query finds everything below a directory.
+    paths: BTreeMap<Vec<u8>, usize>,
+}
+
+impl InFlight {
+    /// Records `events` as a batch in flight.
+    pub fn begin(&mut self, events: &[Event]) -> Ticket {
+        let ticket = Ticket(self.next);
+        self.next += 1;
+        for path in events.iter().flat_map(touched) {
+            *self.paths.entry(path.as_bytes().to_vec()).or_default() += 1;
+        }
+        self.batches.push((ticket, events.to_vec()));
+        ticket
+    }
+
+    /// The batch `ticket` is over (delivered, or put back to pending).
+    pub fn end(&mut self, ticket: Ticket) {
+        let Some(index) = self.batches.iter().position(|(t, _)| *t == ticket) else {
+            return;
+        };
+        let (_, events) = self.batches.remove(index);
+        for path in events.iter().flat_map(touched) {
+            if let Some(count) = self.paths.get_mut(path.as_bytes()) {
+                *count -= 1;
+                if *count == 0 {
+                    self.paths.remove(path.as_bytes());
+                }
+            }
+        }
+    }
+
+    /// The events of every batch in flight, oldest batch first.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.batches.iter().flat_map(|(_, events)| events)
+    }
+
+    /// True when `path` is in flight, lies below a directory in flight, or has something in
+    /// flight below it.
+    pub fn blocks(&self, path: &RelPath) -> bool {
+        if self.paths.is_empty() {
+            return false;
+        }
+        if path.is_root() {
+            return true;
+        }
+        let mut cursor = Some(path.clone());
+        while let Some(p) = cursor {
+            if self.paths.contains_key(p.as_bytes()) {
+                return true;
+            }
+            cursor = p.parent();
+        }
+        // Everything below `path` sorts between "path/" and "path0" ('0' follows '/').
+        let mut below = path.as_bytes().to_vec();
+        below.push(b'/');
+        let mut past = path.as_bytes().to_vec();
+        past.push(b'0');
+        self.paths.range(below..past).next().is_some()
+    }
+}
+
+/// The paths an event names: its path, and the old name of a move.
+fn touched(event: &Event) -> impl Iterator<Item = &RelPath> {
+    std::iter::once(&event.path).chain(event.from.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sersync_plugin_sdk::{EventKind, WatchId};
+
+    fn ev(path: &str) -> Event {
+        Event::now(
+            EventKind::CloseWrite,
+            RelPath::from(path),
+            false,
+            WatchId(0),
+        )
+    }
+
+    #[test]
+    fn the_same_path_an_ancestor_or_a_descendant_is_blocked() {
+        let mut in_flight = InFlight::default();
+        in_flight.begin(&[ev("a/b")]);
+        for blocked in ["a/b", "a", "a/b/c", ""] {
+            assert!(in_flight.blocks(&RelPath::from(blocked)), "{blocked}");
+        }
+        for free in ["a/c", "a/b c", "a/b-", "a/b0", "ab", "b"] {
+            assert!(!in_flight.blocks(&RelPath::from(free)), "{free}");
+        }
+    }
+
+    #[test]
+    fn a_moves_old_name_is_in_flight_too_and_ending_releases_every_path() {
+        let mut in_flight = InFlight::default();
+        let moved = Event::moved("old".into(), "new".into(), true, WatchId(0));
+        let first = in_flight.begin(&[moved]);
+        let second = in_flight.begin(&[ev("new/x")]);
+        assert!(in_flight.blocks(&RelPath::from("old/f")));
+        in_flight.end(first);
+        assert!(!in_flight.blocks(&RelPath::from("old/f")));
+        assert!(
+            in_flight.blocks(&RelPath::from("new")),
+            "still held by the second"
+        );
+        in_flight.end(second);
+        assert!(in_flight.events().next().is_none() && !in_flight.blocks(&RelPath::ROOT));
+    }
+
+    #[test]
+    fn a_rescan_of_the_root_blocks_everything() {
+        let mut in_flight = InFlight::default();
+        in_flight.begin(&[Event::now(
+            EventKind::Rescan,
+            RelPath::ROOT,
+            true,
+            WatchId(0),
+        )]);
+        assert!(in_flight.blocks(&RelPath::from("any/where")));
+        assert_eq!(in_flight.events().count(), 1);
+    }
+}

@@ -1,0 +1,228 @@
+//! Lanes with several workers: disjoint batches overlap, overlapping ones never do, and
+//! nothing is lost.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use sersync_plugin_sdk::{Batch, Event, EventKind, RelPath, Sink, SinkError, WatchId};
+
+use super::{Lane, LaneTiming, Mode};
+
+/// Long enough for any scheduling hiccup; only reached when the lane misbehaves.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn timing() -> LaneTiming {
+    LaneTiming {
+        settle: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        retry_initial: Duration::from_millis(1),
+        retry_max: Duration::from_millis(5),
+    }
+}
+
+fn lane() -> Arc<Lane> {
+    Lane::new(
+        "test".into(),
+        WatchId(0),
+        "/w".into(),
+        timing(),
+        100_000,
+        None,
+    )
+}
+
+fn write(path: &str) -> Event {
+    Event::now(
+        EventKind::CloseWrite,
+        RelPath::from(path),
+        false,
+        WatchId(0),
+    )
+}
+
+fn paths(batch: &Batch) -> Vec<String> {
+    batch.events.iter().map(|e| e.path.to_string()).collect()
+}
+
+/// Reports each delivery as it starts, then waits to be released.
+struct Gated {
+    started: Sender<Vec<String>>,
+    release: Receiver<()>,
+}
+
+impl Sink for Gated {
+    fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.started.send(paths(batch)).unwrap();
+        self.release
+            .recv_timeout(PATIENCE)
+            .map_err(|_| SinkError::fatal("never released"))
+    }
+}
+
+fn gated_lane(workers: usize) -> (Arc<Lane>, Receiver<Vec<String>>, Sender<()>) {
+    let lane = lane();
+    let (started, starts) = unbounded();
+    let (release, released) = unbounded();
+    let sinks: Vec<Box<dyn Sink>> = (0..workers)
+        .map(|_| {
+            Box::new(Gated {
+                started: started.clone(),
+                release: released.clone(),
+            }) as Box<dyn Sink>
+        })
+        .collect();
+    let runner = lane.clone();
+    std::thread::spawn(move || runner.run(sinks, Mode::Deliver));
+    (lane, starts, release)
+}
+
+#[test]
+fn a_batch_of_other_paths_starts_while_one_is_in_flight() {
+    let (lane, starts, release) = gated_lane(2);
+    lane.push_all([&write("a/f")]);
+    assert_eq!(starts.recv_timeout(PATIENCE).unwrap(), ["a/f"]);
+    lane.push_all([&write("b/g")]);
+    assert_eq!(
+        starts.recv_timeout(PATIENCE).unwrap(),
+        ["b/g"],
+        "the second worker should not wait for the first transfer"
+    );
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    lane.close();
+}
+
+#[test]
+fn a_change_below_a_directory_in_flight_waits_for_it() {
+    let (lane, starts, release) = gated_lane(2);
+    lane.push_all([&Event::now(
+        EventKind::Create,
+        RelPath::from("d"),
+        true,
+        WatchId(0),
+    )]);
+    assert_eq!(starts.recv_timeout(PATIENCE).unwrap(), ["d"]);
+    lane.push_all([&write("d/x"), &write("e")]);
+    assert_eq!(starts.recv_timeout(PATIENCE).unwrap(), ["e"]);
+    assert!(
+        starts.recv_timeout(Duration::from_millis(300)).is_err(),
+        "d/x must not start while d is in flight"
+    );
+    release.send(()).unwrap();
+    assert_eq!(starts.recv_timeout(PATIENCE).unwrap(), ["d/x"]);
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    lane.close();
+}
+
+/// Records which paths are being delivered, and any two overlapping ones delivered side by
+/// side (a panic here would only be a failed delivery); fails now and then.
+struct Checking {
+    active: Arc<Mutex<Vec<RelPath>>>,
+    clashes: Arc<Mutex<Vec<String>>>,
+    inject_failures: Arc<AtomicBool>,
+    delivered: Arc<Mutex<HashSet<RelPath>>>,
+    calls: u64,
+}
+
+impl Sink for Checking {
+    fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let mine: Vec<RelPath> = batch
+            .events
+            .iter()
+            .flat_map(|e| std::iter::once(e.path.clone()).chain(e.from.clone()))
+            .collect();
+        {
+            let mut active = self.active.lock().unwrap();
+            for path in &mine {
+                if let Some(other) = active
+                    .iter()
+                    .find(|other| path.is_within(other) || other.is_within(path))
+                {
+                    self.clashes
+                        .lock()
+                        .unwrap()
+                        .push(format!("{path} beside {other}"));
+                }
+            }
+            active.extend(mine.iter().cloned());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        self.calls += 1;
+        let fail = self.calls % 7 == 0 && self.inject_failures.load(Ordering::Relaxed);
+        let mut active = self.active.lock().unwrap();
+        for path in &mine {
+            let at = active.iter().position(|p| p == path).unwrap();
+            active.swap_remove(at);
+        }
+        if fail {
+            return Err(SinkError::retryable("injected failure"));
+        }
+        self.delivered
+            .lock()
+            .unwrap()
+            .extend(batch.events.iter().map(|e| e.path.clone()));
+        Ok(())
+    }
+}
+
+#[test]
+fn overlapping_changes_are_never_delivered_side_by_side_and_all_arrive() {
+    let lane = lane();
+    let active = Arc::new(Mutex::new(Vec::new()));
+    let delivered = Arc::new(Mutex::new(HashSet::new()));
+    let clashes = Arc::new(Mutex::new(Vec::new()));
+    let inject_failures = Arc::new(AtomicBool::new(true));
+    let sinks: Vec<Box<dyn Sink>> = (0..3)
+        .map(|_| {
+            Box::new(Checking {
+                active: active.clone(),
+                clashes: clashes.clone(),
+                inject_failures: inject_failures.clone(),
+                delivered: delivered.clone(),
+                calls: 0,
+            }) as Box<dyn Sink>
+        })
+        .collect();
+    let runner = lane.clone();
+    let (done_tx, done) = bounded(1);
+    std::thread::spawn(move || done_tx.send(runner.run(sinks, Mode::Deliver)).unwrap());
+    let names = ["a", "a/b", "a/b/c", "a/c", "b", "b/a", "c"];
+    let mut expected = HashSet::new();
+    for round in 0..400 {
+        let path = RelPath::from(names[(round * 5 + round / 7) % names.len()]);
+        // Mostly new files, sometimes a change of a directory above others.
+        let changed = if round % 3 == 0 {
+            path
+        } else {
+            path.join(format!("f{round}").as_bytes())
+        };
+        lane.push_all([&write(&changed.to_string())]);
+        expected.insert(changed);
+        if round % 4 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // Injected failures are retried. A failure while closing would leave its batch for the
+    // next start, so failures stop before the lane is closed.
+    let deadline = std::time::Instant::now() + PATIENCE * 3;
+    let missing = loop {
+        let missing: Vec<RelPath> = expected
+            .difference(&delivered.lock().unwrap())
+            .cloned()
+            .collect();
+        if missing.is_empty() || std::time::Instant::now() > deadline {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
+    assert_eq!(*clashes.lock().unwrap(), Vec::<String>::new());
+    inject_failures.store(false, Ordering::Relaxed);
+    lane.close();
+    let left = done.recv_timeout(PATIENCE).expect("the lane stops");
+    assert!(left.is_empty(), "undelivered at close: {left:?}");
+}
