@@ -94,4 +94,56 @@ impl Cli {
     pub fn verbosity(&self) -> i8 {
         self.verbose.min(4) as i8 - self.quiet.min(4) as i8
     }
+
+    /// True when the start-up full sync (`-r`) shows its progress: for a person watching the
+    /// terminal on standard error (`stderr_is_terminal`; `term`, the value of `TERM`, must
+    /// know cursor movement), so not with `-d`, `--dry-run`, `-m` (no rsync), `-q`, nor with
+    /// JSON log lines on standard error (those are for a program).
+    pub fn shows_progress(&self, stderr_is_terminal: bool, term: Option<&str>) -> bool {
+        let json_on_stderr = self.log_file.is_none() && self.log_format == LogFormat::Json;
+        self.full_sync
+            && !self.daemon
+            && !self.dry_run
+            && self.plugin.is_none()
+            && self.quiet == 0
+            && !json_on_stderr
+            && stderr_is_terminal
+            && term.is_some_and(|t| !t.is_empty() && t != "dumb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shows(args: &[&str], tty: bool, term: Option<&str>) -> bool {
+        let mut argv = vec!["sersync"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().shows_progress(tty, term)
+    }
+
+    #[test]
+    fn progress_only_for_the_first_sync_of_a_foreground_run_on_a_terminal() {
+        let xterm = Some("xterm-256color");
+        assert!(shows(&["-r"], true, xterm));
+        assert!(shows(&["-r", "-v", "--log-file", "/l"], true, xterm));
+        assert!(shows(
+            &["-r", "--log-format", "json", "--log-file", "/l"],
+            true,
+            xterm
+        ));
+        assert!(!shows(&[], true, xterm));
+        assert!(!shows(&["-r"], false, xterm));
+        assert!(!shows(&["-r"], true, Some("dumb")));
+        assert!(!shows(&["-r"], true, None));
+        for refused in [
+            &["-r", "-d"][..],
+            &["-r", "--dry-run"],
+            &["-r", "-m", "http"],
+            &["-r", "-q"],
+            &["-r", "--log-format", "json"],
+        ] {
+            assert!(!shows(refused, true, xterm), "{refused:?}");
+        }
+    }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, Sink, SinkContext, WatchId};
+use sersync_plugins::rsync::progress::ProgressBoard;
 
 use crate::catchup::{self, Heartbeat};
 use crate::config::{Config, FailLogConfig};
@@ -22,7 +23,7 @@ use crate::topology::{LanePlan, Topology};
 use crate::watch::{limits::InotifyLimits, Root, WatchError, Watcher, WatcherStats};
 
 /// How the daemon was asked to run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     /// `-r`: push every watch root whole to every remote before watching.
     pub full_sync_first: bool,
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub mode: Mode,
     /// How long stopping waits for lanes to deliver what they hold.
     pub shutdown_deadline: Duration,
+    /// `-r` on a terminal: where every rsync lane shows its start-up full sync.
+    pub progress: Option<Arc<ProgressBoard>>,
 }
 
 impl Default for RunOptions {
@@ -44,6 +47,7 @@ impl Default for RunOptions {
             only_plugin: None,
             mode: Mode::Deliver,
             shutdown_deadline: Duration::from_secs(10),
+            progress: None,
         }
     }
 }
@@ -151,7 +155,12 @@ impl Engine {
         } else {
             options.workers
         };
-        let topology = Topology::plan(config, options.only_plugin.as_deref(), workers)?;
+        let topology = Topology::plan(
+            config,
+            options.only_plugin.as_deref(),
+            workers,
+            options.progress.as_ref(),
+        )?;
         let filter = Arc::new(Filter::new(&config.filter));
         let mut lanes = Vec::new();
         for plan in topology.lanes {

@@ -1,5 +1,6 @@
 //! The `sersync` binary.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use sersync::engine::RunOptions;
 use sersync::supervisor::{self, Hub};
 use sersync::topology::{configure_named, Topology};
 use sersync::{daemon, logging};
+use sersync_plugins::rsync::progress::ProgressBoard;
 
 /// Exit status for a configuration that cannot be used (sersync 2.5.4 used 255).
 const EXIT_CONFIG: u8 = 255;
@@ -47,11 +49,16 @@ fn main() -> ExitCode {
     if cli.check {
         return check(&config, &cli);
     }
+    let term = std::env::var("TERM").ok();
+    let progress = cli
+        .shows_progress(std::io::stderr().is_terminal(), term.as_deref())
+        .then(ProgressBoard::on_stderr);
     if let Err(e) = logging::init(
         cli.log_format,
         cli.verbosity(),
         config.debug,
         cli.log_file.as_deref(),
+        progress.as_ref(),
     ) {
         eprintln!("sersync: cannot open the log file: {e}");
         return ExitCode::from(1);
@@ -59,7 +66,16 @@ fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    match run(config, &cli, &options) {
+    let options = RunOptions {
+        progress: progress.clone(),
+        ..options
+    };
+    let outcome = run(config, &cli, &options);
+    // Erase what is left of the board before the last words and the shell prompt.
+    if let Some(board) = &progress {
+        board.close();
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -136,7 +152,7 @@ fn raise_limits(config: &Config) -> Result<(), String> {
 /// `--check`: print the effective configuration, including every plugin section's sink.
 fn check(config: &Config, cli: &Cli) -> ExitCode {
     let workers = if cli.threads == 0 { 10 } else { cli.threads };
-    let topology = match Topology::plan(config, cli.plugin.as_deref(), workers) {
+    let topology = match Topology::plan(config, cli.plugin.as_deref(), workers, None) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("sersync: {e}");

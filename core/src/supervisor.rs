@@ -64,6 +64,10 @@ pub fn supervise(
                 Ok(prepared) => {
                     let previous = engine.lane_ids();
                     engine.stop(options.shutdown_deadline);
+                    // The board shows the start-up full sync only, not the new lanes'.
+                    if let Some(board) = &options.progress {
+                        board.close();
+                    }
                     engine = start(prepared, FirstSync::NewLanes(previous), &tx);
                     hub.show(&engine);
                     tracing::info!(config = %path.display(), "configuration reloaded");
@@ -84,7 +88,11 @@ fn reload(path: &Path, options: &RunOptions) -> Result<engine::Prepared, String>
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    Engine::prepare(&config, options).map_err(|e| e.to_string())
+    let options = RunOptions {
+        progress: None,
+        ..options.clone()
+    };
+    Engine::prepare(&config, &options).map_err(|e| e.to_string())
 }
 
 fn start(prepared: engine::Prepared, first: FirstSync, tx: &Sender<Notice>) -> Engine {

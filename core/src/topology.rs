@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sersync_plugin_sdk::{ConfigError, WatchId};
+use sersync_plugins::rsync::progress::ProgressBoard;
 use sersync_plugins::rsync::{ProcessLimit, RsyncSpec};
 use sersync_plugins::{configure_plugin, SinkSpec};
 
@@ -33,11 +34,13 @@ pub struct Topology {
 
 impl Topology {
     /// Plans the watches and lanes. `only_plugin` is `-m NAME`: that plugin alone, no rsync.
-    /// `workers` bounds the rsync processes running at once.
+    /// `workers` bounds the rsync processes running at once. `progress` is the board of the
+    /// start-up full sync (`-r` on a terminal): every rsync lane gets a place on it.
     pub fn plan(
         config: &Config,
         only_plugin: Option<&str>,
         workers: usize,
+        progress: Option<&Arc<ProgressBoard>>,
     ) -> Result<Topology, ConfigError> {
         let mut topology = Topology {
             roots: Vec::new(),
@@ -50,12 +53,15 @@ impl Topology {
             for watch in &config.watches {
                 let id = topology.root_id(&watch.root);
                 for remote in &watch.remotes {
-                    let spec = RsyncSpec::new(
+                    let mut spec = RsyncSpec::new(
                         config.rsync.clone(),
                         remote.target(),
                         watch.root.clone(),
                         limit.clone(),
                     );
+                    if let Some(board) = progress {
+                        spec = spec.with_progress(board);
+                    }
                     topology.lanes.push(LanePlan {
                         watch: id,
                         spec: Arc::new(spec),

@@ -20,7 +20,7 @@ mod sersync;
 mod stage;
 
 pub use compare::tree_diff;
-pub use daemon::{free_port, RsyncDaemon};
+pub use daemon::{free_port, RsyncDaemon, USER};
 pub use examples::{build_example, wasm_target_installed, WASM_TARGET};
 pub use sersync::{sersync_bin, ConfigBuilder, Sersync};
 pub use stage::Stage;

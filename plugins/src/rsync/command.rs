@@ -48,6 +48,8 @@ pub struct RunShape<'a> {
     /// Skip rsync's quick check (`--ignore-times`): the listed files are known to have
     /// changed, even when size and whole-second mtime match.
     pub ignore_times: bool,
+    /// Report progress on standard output (`--info=progress2`), and nothing else there.
+    pub progress: bool,
 }
 
 /// The arguments (after the program name) for one run that reads its file list from stdin.
@@ -63,6 +65,19 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
     args.push(if shape.recursive { "-r" } else { "--no-r" }.into());
     if shape.ignore_times {
         args.push("--ignore-times".into());
+    }
+    if shape.progress {
+        // Only the whole run's progress on stdout, whatever the user's -v/-h/--progress: no
+        // file name, and plain numbers (-h's suffixes would be 1000- or 1024-based).
+        args.extend(
+            [
+                "--info=none,progress2",
+                "--debug=none",
+                "--no-human-readable",
+            ]
+            .iter()
+            .map(OsString::from),
+        );
     }
     if options.delete {
         args.push("--delete-missing-args".into());
@@ -177,6 +192,7 @@ mod tests {
                 recursive: true,
                 exclude_file: Some(Path::new("/tmp/x")),
                 ignore_times: false,
+                progress: false,
             },
         ));
         for expected in ["-r", "--delete", "--exclude-from=/tmp/x", "--exclude=*.php"] {
@@ -203,6 +219,26 @@ mod tests {
         assert!(!args.iter().any(|a| a.starts_with("--delete")));
         assert!(!args.iter().any(|a| a.starts_with("--sockopts")));
         assert_eq!(args[args.len() - 3..], ["ssh", "./", "[::1]:/srv/www"]);
+    }
+
+    #[test]
+    fn progress_runs_print_only_the_whole_runs_progress() {
+        let options = RsyncOptions {
+            common_params: vec!["-avh".into(), "--progress".into()],
+            ..RsyncOptions::default()
+        };
+        let shape = RunShape {
+            recursive: true,
+            progress: true,
+            ..RunShape::default()
+        };
+        let args = strings(arguments(&options, &target(), shape));
+        let at = |arg: &str| args.iter().position(|a| a == arg).unwrap();
+        assert!(at("--info=none,progress2") > at("--progress"));
+        assert!(at("--no-human-readable") > at("-avh"));
+        assert!(args.contains(&"--debug=none".to_string()));
+        let quiet = strings(arguments(&options, &target(), RunShape::default()));
+        assert!(!quiet.iter().any(|a| a.starts_with("--info")));
     }
 
     #[test]

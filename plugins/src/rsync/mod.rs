@@ -12,7 +12,8 @@
 //!   real directory.
 //!
 //! See [`plan`] for the mapping from events to the list, [`command`] for the argument list,
-//! [`exit`] for how rsync's exit status is classified, [`ancestry`] for the check above.
+//! [`exit`] for how rsync's exit status is classified, [`ancestry`] for the check above, and
+//! [`progress`] for the start-up full sync's progress on a terminal.
 
 mod ancestry;
 mod command;
@@ -20,6 +21,7 @@ mod excludes;
 mod exit;
 mod limit;
 mod plan;
+pub mod progress;
 mod replay;
 mod sink;
 

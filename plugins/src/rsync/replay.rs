@@ -51,6 +51,7 @@ pub fn command(options: &RsyncOptions, target: &Target, root: &Path, batch: &Bat
             recursive: run.is_recursive(),
             exclude_file: None,
             ignore_times: run.ignore_times,
+            progress: false,
         };
         for arg in arguments(options, target, shape) {
             out.push(b' ');

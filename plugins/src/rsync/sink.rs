@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use sersync_plugin_sdk::{Batch, PathFilter, Sink, SinkContext, SinkError};
+use sersync_plugin_sdk::{Batch, PathFilter, RelPath, Sink, SinkContext, SinkError};
 
 use super::command::{arguments, RunShape, Target};
 use super::plan::{Run, TransferPlan};
+use super::progress::{self, ProgressBoard, ProgressEntry};
 use super::{ancestry, excludes, exit, replay, ProcessLimit, RsyncOptions};
 use crate::SinkSpec;
 
@@ -20,6 +21,7 @@ pub struct RsyncSpec {
     target: Target,
     watch_root: PathBuf,
     limit: Arc<ProcessLimit>,
+    progress: Option<ProgressEntry>,
 }
 
 impl RsyncSpec {
@@ -35,7 +37,15 @@ impl RsyncSpec {
             target,
             watch_root,
             limit,
+            progress: None,
         }
+    }
+
+    /// Shows this remote's first full sync of the watch root on `board` (`-r` on a terminal).
+    pub fn with_progress(mut self, board: &Arc<ProgressBoard>) -> Self {
+        let remote = self.target.destination(&self.options);
+        self.progress = Some(board.register(&self.watch_root, &remote));
+        self
     }
 }
 
@@ -83,6 +93,7 @@ impl SinkSpec for RsyncSpec {
             root: ctx.root.clone(),
             filter: ctx.filter.clone(),
             limit: self.limit.clone(),
+            progress: self.progress.clone(),
         }))
     }
 }
@@ -94,6 +105,7 @@ pub struct RsyncSink {
     root: PathBuf,
     filter: Arc<dyn PathFilter>,
     limit: Arc<ProcessLimit>,
+    progress: Option<ProgressEntry>,
 }
 
 impl RsyncSink {
@@ -120,10 +132,20 @@ impl RsyncSink {
             recursive: run.is_recursive(),
             exclude_file,
             ignore_times: run.ignore_times,
+            progress: false,
         }
     }
 
-    fn execute(&self, run: &Run) -> Result<(), SinkError> {
+    /// Where `run` reports its progress: a run that sends the whole root, while this remote's
+    /// start-up full sync has not succeeded yet.
+    fn progress_for(&self, run: &Run) -> Option<&ProgressEntry> {
+        let whole_root = run.subtrees.iter().any(RelPath::is_root);
+        self.progress
+            .as_ref()
+            .filter(|p| whole_root && p.is_pending())
+    }
+
+    fn execute(&self, run: &Run, progress: Option<&ProgressEntry>) -> Result<(), SinkError> {
         let exclude_file = if run.is_recursive() {
             let rules = excludes::collect(&self.root, &run.subtrees, self.filter.as_ref())
                 .map_err(|e| {
@@ -141,18 +163,41 @@ impl RsyncSink {
         } else {
             None
         };
-        let args = arguments(
-            &self.options,
-            &self.target,
-            Self::shape(run, exclude_file.as_ref().map(|f| f.path())),
-        );
+        let shape = RunShape {
+            progress: progress.is_some(),
+            ..Self::shape(run, exclude_file.as_ref().map(|f| f.path()))
+        };
+        let args = arguments(&self.options, &self.target, shape);
         let list = Self::file_list(run);
         let _permit = self.limit.acquire();
+        if let Some(entry) = progress {
+            entry.started();
+        }
+        let outcome = self.spawn(&args, list, progress);
+        if let Some(entry) = progress {
+            entry.finished(outcome.is_ok());
+        }
+        outcome
+    }
+
+    /// Runs rsync with `args`, `list` on its standard input; with `progress`, its standard
+    /// output is read as progress lines.
+    fn spawn(
+        &self,
+        args: &[OsString],
+        list: Vec<u8>,
+        progress: Option<&ProgressEntry>,
+    ) -> Result<(), SinkError> {
+        let stdout = if progress.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         let mut child = Command::new(&self.options.program)
-            .args(&args)
+            .args(args)
             .current_dir(&self.root)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
@@ -165,6 +210,10 @@ impl RsyncSink {
         let mut stdin = child.stdin.take().expect("stdin is piped");
         // Written from another thread so that a large list never deadlocks against stderr.
         let writer = std::thread::spawn(move || stdin.write_all(&list));
+        let follower = progress.zip(child.stdout.take()).map(|(entry, pipe)| {
+            let entry = entry.clone();
+            std::thread::spawn(move || progress::parse::follow(pipe, |s| entry.update(s)))
+        });
         let mut stderr = String::new();
         if let Some(mut pipe) = child.stderr.take() {
             let mut bytes = Vec::new();
@@ -176,6 +225,9 @@ impl RsyncSink {
         })?;
         // A write error here means rsync exited early; its status says why.
         let _ = writer.join();
+        if let Some(follower) = follower {
+            let _ = follower.join();
+        }
         exit::classify(status, &stderr, &self.remote())
     }
 }
@@ -185,7 +237,7 @@ impl Sink for RsyncSink {
         let plan = TransferPlan::for_batch(batch, self.options.delete);
         for mut run in plan.runs {
             ancestry::list_below_real_directories(&mut run, &self.root);
-            self.execute(&run)?;
+            self.execute(&run, self.progress_for(&run))?;
         }
         Ok(())
     }
