@@ -17,10 +17,13 @@ pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), Si
         }
     };
     let detail = last_lines(stderr, 3);
-    let message = format!(
+    let mut message = format!(
         "rsync to {remote} failed with exit code {code} ({}): {detail}",
         meaning(code)
     );
+    if rejects_missing_args(stderr) {
+        message.push_str(MISSING_ARGS_HINT);
+    }
     if is_permanent(code, stderr) {
         Err(SinkError::fatal(message))
     } else {
@@ -28,12 +31,27 @@ pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), Si
     }
 }
 
+/// What the receiving rsync says when it cannot take `--delete-missing-args` entries from
+/// `--files-from`: rsync 3.4.3, and distribution builds with its security fix backported
+/// (e.g. Ubuntu's 3.2.7-1ubuntu1.4), reject them as files of mode 0
+/// (RsyncProject/rsync#910, fixed in 3.4.4).
+fn rejects_missing_args(stderr: &str) -> bool {
+    stderr.contains("invalid file mode 00")
+}
+
+const MISSING_ARGS_HINT: &str = " — the remote's rsync rejects the deletes sersync sends \
+    (--delete-missing-args with --files-from is broken in rsync 3.4.3 and in distribution builds \
+    that backported its security fix, RsyncProject/rsync#910). Upgrade the remote's rsync (3.4.4 \
+    or later, or a fixed distribution build), or set <inotify><delete start=\"false\"/> to stop \
+    propagating deletes; the changes are kept until then";
+
 /// Failures that retrying with the same configuration cannot cure.
 fn is_permanent(code: i32, stderr: &str) -> bool {
     let daemon_refused = |what: &str| stderr.contains(what);
     match code {
         // Syntax or usage error, protocol incompatibility, unsupported action.
         1 | 2 | 4 => true,
+        _ if rejects_missing_args(stderr) => true,
         // Error starting the client-server protocol: permanent for bad credentials or an
         // unknown module, passing for a daemon that is at its connection limit.
         5 => {
@@ -102,6 +120,23 @@ mod tests {
         assert!(!err.is_retryable());
         assert!(err.message.contains("u@h::www"));
         assert!(err.message.contains("auth failed on module www"));
+    }
+
+    #[test]
+    fn a_remote_that_rejects_missing_args_is_fatal_with_what_to_do() {
+        // As rsync 3.4.3 reports it (RsyncProject/rsync#910).
+        let stderr = "invalid file mode 00 for ghost.txt [Receiver]\n\
+            rsync error: protocol incompatibility (code 2) at flist.c(885) [Receiver=3.4.3]\n";
+        let err = classify(exit(2), stderr, "h::www").unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(
+            err.message.contains("Upgrade the remote's rsync"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("h::www") && err.message.contains("ghost.txt"));
+        let err = classify(exit(12), stderr, "h::www").unwrap_err();
+        assert!(!err.is_retryable(), "whatever the exit code the sender saw");
     }
 
     #[test]

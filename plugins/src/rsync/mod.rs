@@ -24,6 +24,7 @@ mod plan;
 pub mod progress;
 mod replay;
 mod sink;
+mod version;
 
 pub use command::Target;
 pub use limit::ProcessLimit;

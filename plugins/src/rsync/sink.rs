@@ -11,7 +11,7 @@ use sersync_plugin_sdk::{Batch, PathFilter, RelPath, Sink, SinkContext, SinkErro
 use super::command::{arguments, RunShape, Target};
 use super::plan::{Run, TransferPlan};
 use super::progress::{self, ProgressBoard, ProgressEntry};
-use super::{ancestry, excludes, exit, replay, ProcessLimit, RsyncOptions};
+use super::{ancestry, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
 use crate::SinkSpec;
 
 /// The rsync sink for one `<remote>` of one `<localpath>`.
@@ -86,7 +86,9 @@ impl SinkSpec for RsyncSpec {
         ))
     }
 
+    /// Checks once per program that rsync runs and is new enough (see [`version`]).
     fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        version::check(&self.options.program).map_err(SinkError::fatal)?;
         Ok(Box::new(RsyncSink {
             options: self.options.clone(),
             target: self.target.clone(),
