@@ -48,8 +48,16 @@ pub struct RunShape<'a> {
     /// Skip rsync's quick check (`--ignore-times`): the listed files are known to have
     /// changed, even when size and whole-second mtime match.
     pub ignore_times: bool,
+    /// rsync enforces the I/O inactivity timeout itself (`--timeout`). Off when sersync's
+    /// watchdog keeps it, which spares every run a delayed-ACK stall (see `watchdog.rs`).
+    pub rsync_keeps_timeout: bool,
     /// Report progress on standard output (`--info=progress2`), and nothing else there.
     pub progress: bool,
+}
+
+/// Seconds without I/O after which a run is abandoned: `<timeout time>`, or 120.
+pub fn io_timeout_secs(options: &RsyncOptions) -> u32 {
+    options.timeout.unwrap_or(DEFAULT_IO_TIMEOUT_SECS)
 }
 
 /// The arguments (after the program name) for one run that reads its file list from stdin.
@@ -101,9 +109,8 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
     if let Some(port) = options.port {
         args.push(format!("--port={port}").into());
     }
-    let timeout = options.timeout.unwrap_or(DEFAULT_IO_TIMEOUT_SECS);
-    if !user_sets("--timeout") {
-        args.push(format!("--timeout={timeout}").into());
+    if shape.rsync_keeps_timeout && !user_sets("--timeout") {
+        args.push(format!("--timeout={}", io_timeout_secs(options)).into());
     }
     if options.ssh {
         if !user_sets("-e") && !user_sets("--rsh") {
@@ -157,7 +164,11 @@ mod tests {
             timeout: Some(100),
             ..RsyncOptions::default()
         };
-        let args = strings(arguments(&options, &target(), RunShape::default()));
+        let shape = RunShape {
+            rsync_keeps_timeout: true,
+            ..RunShape::default()
+        };
+        let args = strings(arguments(&options, &target(), shape));
         assert_eq!(
             args,
             [
@@ -191,8 +202,7 @@ mod tests {
             RunShape {
                 recursive: true,
                 exclude_file: Some(Path::new("/tmp/x")),
-                ignore_times: false,
-                progress: false,
+                ..RunShape::default()
             },
         ));
         for expected in ["-r", "--delete", "--exclude-from=/tmp/x", "--exclude=*.php"] {
@@ -239,6 +249,22 @@ mod tests {
         assert!(args.contains(&"--debug=none".to_string()));
         let quiet = strings(arguments(&options, &target(), RunShape::default()));
         assert!(!quiet.iter().any(|a| a.starts_with("--info")));
+    }
+
+    #[test]
+    fn the_timeout_is_left_to_the_watchdog_unless_rsync_must_keep_it() {
+        let options = RsyncOptions::default();
+        let watched = strings(arguments(&options, &target(), RunShape::default()));
+        assert!(!watched.iter().any(|a| a.starts_with("--timeout")));
+        let kept = strings(arguments(
+            &options,
+            &target(),
+            RunShape {
+                rsync_keeps_timeout: true,
+                ..RunShape::default()
+            },
+        ));
+        assert!(kept.contains(&"--timeout=120".to_string()));
     }
 
     #[test]

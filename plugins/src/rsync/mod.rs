@@ -25,6 +25,7 @@ pub mod progress;
 mod replay;
 mod sink;
 mod version;
+mod watchdog;
 
 pub use command::Target;
 pub use limit::ProcessLimit;

@@ -52,6 +52,8 @@ pub fn command(options: &RsyncOptions, target: &Target, root: &Path, batch: &Bat
             exclude_file: None,
             ignore_times: run.ignore_times,
             progress: false,
+            // Run by hand, there is no watchdog: rsync keeps the timeout.
+            rsync_keeps_timeout: true,
         };
         for arg in arguments(options, target, shape) {
             out.push(b' ');

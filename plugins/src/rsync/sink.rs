@@ -5,12 +5,15 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sersync_plugin_sdk::{Batch, PathFilter, RelPath, Sink, SinkContext, SinkError};
 
+use super::command::io_timeout_secs;
 use super::command::{arguments, RunShape, Target};
 use super::plan::{Run, TransferPlan};
 use super::progress::{self, ProgressBoard, ProgressEntry};
+use super::watchdog::{self, Watchdog};
 use super::{ancestry, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
 use crate::SinkSpec;
 
@@ -135,6 +138,7 @@ impl RsyncSink {
             exclude_file,
             ignore_times: run.ignore_times,
             progress: false,
+            rsync_keeps_timeout: !watchdog::available(),
         }
     }
 
@@ -209,6 +213,11 @@ impl RsyncSink {
                     self.remote()
                 ))
             })?;
+        // Unless rsync keeps the I/O timeout itself (or there is none: `<timeout time="0">`).
+        // Stopped before the child is reaped, so that its pid cannot be reused meanwhile.
+        let timeout = Duration::from_secs(io_timeout_secs(&self.options).into());
+        let watchdog = (!timeout.is_zero() && watchdog::available())
+            .then(|| Watchdog::start(child.id(), timeout));
         let mut stdin = child.stdin.take().expect("stdin is piped");
         // Written from another thread so that a large list never deadlocks against stderr.
         let writer = std::thread::spawn(move || stdin.write_all(&list));
@@ -222,6 +231,7 @@ impl RsyncSink {
             let _ = pipe.read_to_end(&mut bytes);
             stderr = String::from_utf8_lossy(&bytes).into_owned();
         }
+        let timed_out = watchdog.is_some_and(Watchdog::stop);
         let status = child.wait().map_err(|e| {
             SinkError::retryable(format!("waiting for rsync to {}: {e}", self.remote()))
         })?;
@@ -229,6 +239,13 @@ impl RsyncSink {
         let _ = writer.join();
         if let Some(follower) = follower {
             let _ = follower.join();
+        }
+        if timed_out {
+            return Err(SinkError::retryable(format!(
+                "rsync to {} moved no data for {} s and was stopped (<timeout>)",
+                self.remote(),
+                timeout.as_secs()
+            )));
         }
         exit::classify(status, &stderr, &self.remote())
     }
