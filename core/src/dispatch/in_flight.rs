@@ -6,8 +6,9 @@
 //! delivered in order, and a directory delete never races a re-creation beneath it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use sersync_plugin_sdk::{Event, RelPath};
+use sersync_plugin_sdk::{Batch, Event, RelPath};
 
 /// Identifies one batch in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,22 +18,23 @@ pub struct Ticket(u64);
 #[derive(Debug, Default)]
 pub struct InFlight {
     next: u64,
-    /// Each batch's events, oldest first: the journal keeps them until they are delivered.
-    batches: Vec<(Ticket, Vec<Event>)>,
+    /// Each batch, oldest first, shared with the worker delivering it (not copied): the
+    /// journal keeps its events until they are delivered.
+    batches: Vec<(Ticket, Arc<Batch>)>,
     /// Every path the batches name (new and old names), counted, as raw bytes so that a
     /// range query finds everything below a directory.
     paths: BTreeMap<Vec<u8>, usize>,
 }
 
 impl InFlight {
-    /// Records `events` as a batch in flight.
-    pub fn begin(&mut self, events: &[Event]) -> Ticket {
+    /// Records `batch` as in flight.
+    pub fn begin(&mut self, batch: Arc<Batch>) -> Ticket {
         let ticket = Ticket(self.next);
         self.next += 1;
-        for path in events.iter().flat_map(touched) {
+        for path in batch.events.iter().flat_map(touched) {
             *self.paths.entry(path.as_bytes().to_vec()).or_default() += 1;
         }
-        self.batches.push((ticket, events.to_vec()));
+        self.batches.push((ticket, batch));
         ticket
     }
 
@@ -41,8 +43,8 @@ impl InFlight {
         let Some(index) = self.batches.iter().position(|(t, _)| *t == ticket) else {
             return;
         };
-        let (_, events) = self.batches.remove(index);
-        for path in events.iter().flat_map(touched) {
+        let (_, batch) = self.batches.remove(index);
+        for path in batch.events.iter().flat_map(touched) {
             if let Some(count) = self.paths.get_mut(path.as_bytes()) {
                 *count -= 1;
                 if *count == 0 {
@@ -54,7 +56,7 @@ impl InFlight {
 
     /// The events of every batch in flight, oldest batch first.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
-        self.batches.iter().flat_map(|(_, events)| events)
+        self.batches.iter().flat_map(|(_, batch)| &batch.events)
     }
 
     /// True when `path` is in flight, lies below a directory in flight, or has something in
@@ -101,10 +103,18 @@ mod tests {
         )
     }
 
+    fn batch(events: Vec<Event>) -> Arc<Batch> {
+        Arc::new(Batch {
+            watch: WatchId(0),
+            root: "/w".into(),
+            events,
+        })
+    }
+
     #[test]
     fn the_same_path_an_ancestor_or_a_descendant_is_blocked() {
         let mut in_flight = InFlight::default();
-        in_flight.begin(&[ev("a/b")]);
+        in_flight.begin(batch(vec![ev("a/b")]));
         for blocked in ["a/b", "a", "a/b/c", ""] {
             assert!(in_flight.blocks(&RelPath::from(blocked)), "{blocked}");
         }
@@ -117,8 +127,8 @@ mod tests {
     fn a_moves_old_name_is_in_flight_too_and_ending_releases_every_path() {
         let mut in_flight = InFlight::default();
         let moved = Event::moved("old".into(), "new".into(), true, WatchId(0));
-        let first = in_flight.begin(&[moved]);
-        let second = in_flight.begin(&[ev("new/x")]);
+        let first = in_flight.begin(batch(vec![moved]));
+        let second = in_flight.begin(batch(vec![ev("new/x")]));
         assert!(in_flight.blocks(&RelPath::from("old/f")));
         in_flight.end(first);
         assert!(!in_flight.blocks(&RelPath::from("old/f")));
@@ -133,12 +143,12 @@ mod tests {
     #[test]
     fn a_rescan_of_the_root_blocks_everything() {
         let mut in_flight = InFlight::default();
-        in_flight.begin(&[Event::now(
+        in_flight.begin(batch(vec![Event::now(
             EventKind::Rescan,
             RelPath::ROOT,
             true,
             WatchId(0),
-        )]);
+        )]));
         assert!(in_flight.blocks(&RelPath::from("any/where")));
         assert_eq!(in_flight.events().count(), 1);
     }

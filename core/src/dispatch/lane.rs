@@ -256,7 +256,7 @@ impl Lane {
     /// Waits for the next batch a worker may deliver: until the lane is not paused, something
     /// is pending and has settled, and some of it is not held back by a batch in flight (or
     /// the lane is closing). `None` when this worker has nothing left to do.
-    fn next_batch(&self) -> Option<(Ticket, Vec<Event>)> {
+    fn next_batch(&self) -> Option<(Ticket, Arc<Batch>)> {
         let mut state = self.lock();
         loop {
             if state.stopped {
@@ -288,8 +288,13 @@ impl Lane {
             } = &mut *state;
             let events = pending.take_unblocked(|path| in_flight.blocks(path));
             if !events.is_empty() {
-                let ticket = state.in_flight.begin(&events);
-                return Some((ticket, events));
+                let batch = Arc::new(Batch {
+                    watch: self.watch,
+                    root: self.root.clone(),
+                    events,
+                });
+                let ticket = state.in_flight.begin(batch.clone());
+                return Some((ticket, batch));
             }
             // Everything pending waits for a batch in flight; its end wakes us.
             state = self.wait(state);
@@ -327,12 +332,7 @@ impl Lane {
 
     /// One worker: delivers batches through `sink` until [`Lane::next_batch`] has none.
     fn work(&self, mut sink: Box<dyn Sink>, mode: Mode) {
-        while let Some((ticket, events)) = self.next_batch() {
-            let batch = Batch {
-                watch: self.watch,
-                root: self.root.clone(),
-                events,
-            };
+        while let Some((ticket, batch)) = self.next_batch() {
             if mode == Mode::DryRun {
                 for line in sink.describe(&batch) {
                     println!("[{}] {line}", self.name);
@@ -390,7 +390,7 @@ impl Lane {
 
     /// Bookkeeping after a delivery of `batch` failed: the batch goes back (older than what
     /// is pending), the failure is counted and logged, and the lane pauses for the backoff.
-    fn on_failed(&self, ticket: Ticket, batch: Batch, error: &SinkError) {
+    fn on_failed(&self, ticket: Ticket, batch: Arc<Batch>, error: &SinkError) {
         if let Some(recorder) = self.recorder.get() {
             recorder.failed(&self.name, &batch);
         }
@@ -407,7 +407,9 @@ impl Lane {
             state.paused_until = Some(now + delay);
             state.retry_now = false;
             state.stopped = state.closing;
-            state.pending.requeue(batch.events);
+            // Ending the ticket dropped the other reference: the events are not copied.
+            let events = Arc::try_unwrap(batch).map_or_else(|b| b.events.clone(), |b| b.events);
+            state.pending.requeue(events);
             state.compact_journal(&self.name);
             (delay, state.backoff.failures())
         };
