@@ -3,39 +3,17 @@
 
 mod support;
 
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sersync_plugin_sdk::{Batch, Event, EventKind, RelPath, Sink, WatchId};
 use sersync_plugins::rsync::progress::ProgressBoard;
 use sersync_plugins::rsync::{ProcessLimit, RsyncAuth, RsyncOptions, RsyncSpec, Target};
 use sersync_plugins::SinkSpec;
-use sersync_tests::{tree_diff, RsyncDaemon, USER};
+use sersync_tests::{tree_diff, RsyncDaemon, SharedBuffer, USER};
 
-/// What the board drew.
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Shared {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).expect("UTF-8")
-    }
-}
-
-/// A board 400 columns wide drawing into the returned buffer.
-fn board() -> (Arc<ProgressBoard>, Shared) {
-    let out = Shared::default();
+fn board() -> (Arc<ProgressBoard>, SharedBuffer) {
+    let out = SharedBuffer::default();
     (ProgressBoard::new(Box::new(out.clone()), 400), out)
 }
 

@@ -12,6 +12,7 @@
 //! - [`bench`]: the benchmark harness (the `bench` binary).
 
 pub mod bench;
+mod capture;
 mod compare;
 mod daemon;
 mod examples;
@@ -19,6 +20,7 @@ pub mod peers;
 mod sersync;
 mod stage;
 
+pub use capture::SharedBuffer;
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon, USER};
 pub use examples::{build_example, wasm_target_installed, WASM_TARGET};

@@ -367,30 +367,11 @@ fn stderr_columns() -> Option<usize> {
 mod tests {
     use super::*;
     use crate::rsync::progress::parse::FileCounts;
+    use sersync_tests::SharedBuffer;
 
-    /// What the board wrote, shared with the test.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Shared {
-        fn bytes(&self) -> Vec<u8> {
-            self.0.lock().unwrap().clone()
-        }
-
-        /// The terminal after all that was written: see [`screen`].
-        fn screen(&self) -> Vec<String> {
-            screen(&self.bytes())
-        }
+    /// The terminal after all that was written: see [`screen`].
+    fn screen_of(out: &SharedBuffer) -> Vec<String> {
+        screen(&out.bytes())
     }
 
     /// A small terminal: text, `\r`, `\n` (as the tty turns it into `\r\n`), and the two
@@ -461,8 +442,8 @@ mod tests {
         }
     }
 
-    fn board(width: usize) -> (Arc<ProgressBoard>, Shared) {
-        let out = Shared::default();
+    fn board(width: usize) -> (Arc<ProgressBoard>, SharedBuffer) {
+        let out = SharedBuffer::default();
         (ProgressBoard::new(Box::new(out.clone()), width), out)
     }
 
@@ -476,7 +457,7 @@ mod tests {
         a.update(snapshot(1, 3, 10));
         b.started();
         board.print_above(b"a log line\n").unwrap();
-        let screen = out.screen();
+        let screen = screen_of(&out);
         assert_eq!(screen.len(), 4, "{screen:#?}");
         assert_eq!(screen[..2], ["before", "a log line"]);
         assert!(
@@ -489,7 +470,7 @@ mod tests {
 
         b.update(snapshot(4, 0, 4));
         b.finished(true);
-        let screen = out.screen();
+        let screen = screen_of(&out);
         assert_eq!(screen.len(), 4, "{screen:#?}");
         assert!(screen[2].starts_with("full sync  backup@bb::www  done in "));
         assert!(screen[2].contains(": 4 files, 4 sent, 2.0 KiB"));
@@ -498,7 +479,7 @@ mod tests {
 
         a.finished(true);
         board.print_above(b"after\n").unwrap();
-        let screen = out.screen();
+        let screen = screen_of(&out);
         assert_eq!(screen.len(), 5, "{screen:#?}");
         assert!(screen[3].starts_with("full sync  backup@a::www   done in "));
         assert_eq!(screen[4], "after");
@@ -528,15 +509,15 @@ mod tests {
         a.started();
         a.finished(false);
         assert!(a.is_pending());
-        let screen = out.screen();
+        let screen = screen_of(&out);
         assert_eq!(screen.len(), 1);
         assert!(screen[0].contains("  failed after "), "{screen:#?}");
         assert!(screen[0].ends_with("will retry (see the log)"));
         a.started();
-        assert!(out.screen()[0].starts_with("full sync  a  starting"));
+        assert!(screen_of(&out)[0].starts_with("full sync  a  starting"));
         a.finished(true);
-        assert_eq!(out.screen().len(), 1);
-        assert!(out.screen()[0].starts_with("full sync  a  done in "));
+        assert_eq!(screen_of(&out).len(), 1);
+        assert!(screen_of(&out)[0].starts_with("full sync  a  done in "));
     }
 
     #[test]
@@ -545,7 +526,7 @@ mod tests {
         let a = board.register(Path::new("/srv/www"), "backup@10.0.0.2::www");
         board.register(Path::new("/srv/img"), "backup@10.0.0.2::img");
         a.started();
-        let screen = out.screen();
+        let screen = screen_of(&out);
         assert_eq!(screen, ["full sync  /srv/www -> backup"]);
     }
 
@@ -556,11 +537,11 @@ mod tests {
         board.print_above(b"log\n").unwrap();
         a.started();
         board.close();
-        assert_eq!(out.screen(), ["log"]);
+        assert_eq!(screen_of(&out), ["log"]);
         assert!(!a.is_pending());
         a.started();
         a.finished(false);
-        assert_eq!(out.screen(), ["log"]);
+        assert_eq!(screen_of(&out), ["log"]);
     }
 
     #[test]
@@ -570,7 +551,7 @@ mod tests {
         a.started();
         let mut log = board.log_writer();
         log.write_all(b"no newline").unwrap();
-        let screen = out.screen();
+        let screen = screen_of(&out);
         assert_eq!(screen[0], "no newline");
         assert!(screen[1].starts_with("full sync  a  starting"));
     }
