@@ -13,5 +13,6 @@ pub mod filter;
 pub mod logging;
 pub mod naming;
 pub mod supervisor;
+pub mod systemd;
 pub mod topology;
 pub mod watch;

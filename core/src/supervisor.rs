@@ -11,6 +11,7 @@ use crate::config::{self, Config};
 use crate::control::{Control, LaneStatus, StatusSnapshot, WatchStatus};
 use crate::dispatch::Lane;
 use crate::engine::{self, Engine, FirstSync, RunOptions};
+use crate::systemd;
 use crate::watch::WatchError;
 
 /// What the main loop reacts to.
@@ -53,10 +54,12 @@ pub fn supervise(
     };
     let mut engine = start(prepared, first, &tx);
     hub.show(&engine);
+    systemd::ready(&running_status(&engine));
     for notice in rx {
         match notice {
             Notice::Stop => break,
             Notice::ReaderFailed(error) => {
+                systemd::stopping();
                 engine.stop(options.shutdown_deadline);
                 return Err(error.to_string());
             }
@@ -71,19 +74,36 @@ pub fn supervise(
                     engine = start(prepared, FirstSync::NewLanes(previous), &tx);
                     hub.show(&engine);
                     tracing::info!(config = %path.display(), "configuration reloaded");
+                    systemd::ready(&running_status(&engine));
                 }
                 Err(message) => {
-                    tracing::error!("reload refused, the running configuration stays: {message}")
+                    tracing::error!("reload refused, the running configuration stays: {message}");
+                    systemd::ready(&format!(
+                        "{} (reload refused: {message})",
+                        running_status(&engine)
+                    ));
                 }
             },
         }
     }
+    systemd::stopping();
     engine.stop(options.shutdown_deadline);
     Ok(())
 }
 
+/// One line for `systemctl status`: what is watched and how many lanes deliver.
+fn running_status(engine: &Engine) -> String {
+    format!(
+        "watching {} directories in {} roots, {} lanes",
+        engine.watcher_stats().directories(),
+        engine.roots().len(),
+        engine.lane_ids().len()
+    )
+}
+
 fn reload(path: &Path, options: &RunOptions) -> Result<engine::Prepared, String> {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
+    systemd::reloading();
     let config = load_config(path, options)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");

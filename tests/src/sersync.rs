@@ -242,12 +242,23 @@ impl Sersync {
     /// Starts `sersync -o config ARGS…` with its log in `log_dir`, and waits until its watches
     /// are established.
     pub fn start(config: &Path, args: &[&str], log_dir: &Path) -> Sersync {
+        Sersync::start_with_env(config, args, log_dir, &[])
+    }
+
+    /// As [`Sersync::start`], with extra environment variables.
+    pub fn start_with_env(
+        config: &Path,
+        args: &[&str],
+        log_dir: &Path,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Sersync {
         let log = log_dir.join("sersync.log");
         let out = File::create(&log).expect("log file");
         let child = Command::new(sersync_bin())
             .arg("-o")
             .arg(config)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))

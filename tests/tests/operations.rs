@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sersync_tests::{assert_converges, free_port, sersync_bin, wait_for, Stage};
+use sersync_tests::{assert_converges, free_port, sersync_bin, wait_for, Sersync, Stage};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -200,4 +200,40 @@ fn a_second_daemon_on_the_same_configuration_is_refused_without_a_pid_file_flag(
         .unwrap_or_else(|| panic!("/status names no pid: {status}"));
     assert!(pid_alive(pid));
     terminate(pid);
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping_on_its_notify_socket() {
+    let stage = Stage::new(&["www"]);
+    let config = stage.config("www", |c| c);
+    let socket = stage.path().join("notify");
+    let listener = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    listener.set_read_timeout(Some(WAIT)).unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = listener
+            .recv(&mut buf)
+            .expect("a notification within the wait");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut sersync = Sersync::start_with_env(
+        &config,
+        &[],
+        stage.path(),
+        &[("NOTIFY_SOCKET", socket.as_os_str())],
+    );
+    let ready = next();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=watching 1 directories in 1 roots, 1 lanes"),
+        "{ready}"
+    );
+    sersync.signal(libc::SIGHUP);
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert!(next().starts_with("READY=1\n"));
+    assert!(sersync.terminate(WAIT).is_some_and(|s| s.success()));
+    assert_eq!(next(), "STOPPING=1");
 }
