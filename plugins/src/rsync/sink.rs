@@ -62,12 +62,21 @@ impl SinkSpec for RsyncSpec {
     }
 
     fn summary(&self) -> String {
-        let args: Vec<String> = arguments(&self.options, &self.target, RunShape::default())
+        let shape = RunShape {
+            rsync_keeps_timeout: !watchdog::available(),
+            ..RunShape::default()
+        };
+        let args: Vec<String> = arguments(&self.options, &self.target, shape)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
+        let timeout = match io_timeout_secs(&self.options) {
+            0 => String::new(),
+            _ if shape.rsync_keeps_timeout => String::new(),
+            secs => format!("; a run that moves no data for {secs} s is stopped and retried"),
+        };
         format!(
-            "{} -> {}: {} {} (file list on stdin)",
+            "{} -> {}: {} {} (file list on stdin{timeout})",
             self.watch_root.display(),
             self.target.destination(&self.options),
             self.options.program.display(),
