@@ -93,6 +93,9 @@ struct State {
     /// started after that, so a batch that keeps failing beside others that succeed still
     /// backs off.
     last_failure: Option<Instant>,
+    /// Workers waiting because everything pending is held back by a batch in flight: a new
+    /// change may be one they can take, so pushes wake them.
+    blocked_workers: usize,
     journal: Option<Journal>,
 }
 
@@ -165,6 +168,7 @@ impl Lane {
                 paused_until: None,
                 backoff: Backoff::new(timing.retry_initial, timing.retry_max),
                 last_failure: None,
+                blocked_workers: 0,
                 journal,
             }),
             wake: Condvar::new(),
@@ -213,11 +217,15 @@ impl Lane {
         }
         let mut state = self.lock();
         state.journal(&self.name, |j| j.append(mine.iter().copied()));
+        // Workers waiting for a batch to settle need no wake-up: a new change only delays it.
+        let wake = state.pending.is_empty() || state.blocked_workers > 0;
         for event in mine {
             state.pending.push(event.clone());
         }
         drop(state);
-        self.wake.notify_all();
+        if wake {
+            self.wake.notify_all();
+        }
     }
 
     /// Reports this lane's failures and recoveries to `recorder` (set once, before `run`).
@@ -296,8 +304,10 @@ impl Lane {
                 let ticket = state.in_flight.begin(batch.clone());
                 return Some((ticket, batch));
             }
-            // Everything pending waits for a batch in flight; its end wakes us.
+            // Everything pending waits for a batch in flight: its end, or a new change, wakes us.
+            state.blocked_workers += 1;
             state = self.wait(state);
+            state.blocked_workers -= 1;
         }
     }
 
