@@ -49,7 +49,8 @@ pub struct RunShape<'a> {
     /// changed, even when size and whole-second mtime match.
     pub ignore_times: bool,
     /// rsync enforces the I/O inactivity timeout itself (`--timeout`). Off when sersync's
-    /// watchdog keeps it, which spares every run a delayed-ACK stall (see `watchdog.rs`).
+    /// watchdog keeps it ([`watchdog::limit`](super::watchdog::limit)), which spares every
+    /// run a delayed-ACK stall.
     pub rsync_keeps_timeout: bool,
     /// Report progress on standard output (`--info=progress2`), and nothing else there.
     pub progress: bool,
@@ -63,7 +64,7 @@ pub fn io_timeout_secs(options: &RsyncOptions) -> u32 {
 /// The arguments (after the program name) for one run that reads its file list from stdin.
 pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = options.common_params.iter().map(OsString::from).collect();
-    let user_sets = |prefix: &str| options.common_params.iter().any(|p| p.starts_with(prefix));
+    let user_sets = |prefix: &str| options.params_set(prefix);
     args.extend(
         ["-R", "--files-from=-", "--from0"]
             .iter()

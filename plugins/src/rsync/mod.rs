@@ -55,6 +55,14 @@ pub struct RsyncOptions {
     pub full_sync_excludes: Vec<String>,
 }
 
+impl RsyncOptions {
+    /// True when `<commonParams>` already has an option starting with `prefix` (e.g.
+    /// `--timeout`): the user's choice wins over sersync's default for it.
+    pub fn params_set(&self, prefix: &str) -> bool {
+        self.common_params.iter().any(|p| p.starts_with(prefix))
+    }
+}
+
 impl Default for RsyncOptions {
     fn default() -> Self {
         RsyncOptions {

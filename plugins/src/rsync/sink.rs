@@ -1,15 +1,12 @@
 //! The rsync spec (one per remote) and sink (one per lane).
 
+use sersync_plugin_sdk::{Batch, PathFilter, RelPath, Sink, SinkContext, SinkError};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
-use sersync_plugin_sdk::{Batch, PathFilter, RelPath, Sink, SinkContext, SinkError};
-
-use super::command::io_timeout_secs;
 use super::command::{arguments, RunShape, Target};
 use super::plan::{Run, TransferPlan};
 use super::progress::{self, ProgressBoard, ProgressEntry};
@@ -62,19 +59,21 @@ impl SinkSpec for RsyncSpec {
     }
 
     fn summary(&self) -> String {
+        let limit = watchdog::limit(&self.options);
         let shape = RunShape {
-            rsync_keeps_timeout: !watchdog::available(),
+            rsync_keeps_timeout: limit.is_none(),
             ..RunShape::default()
         };
         let args: Vec<String> = arguments(&self.options, &self.target, shape)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        let timeout = match io_timeout_secs(&self.options) {
-            0 => String::new(),
-            _ if shape.rsync_keeps_timeout => String::new(),
-            secs => format!("; a run that moves no data for {secs} s is stopped and retried"),
-        };
+        let timeout = limit.map_or_else(String::new, |limit| {
+            format!(
+                "; a run that moves no data for {} s is stopped and retried",
+                limit.as_secs()
+            )
+        });
         format!(
             "{} -> {}: {} {} (file list on stdin{timeout})",
             self.watch_root.display(),
@@ -141,13 +140,13 @@ impl RsyncSink {
         list
     }
 
-    fn shape<'a>(run: &Run, exclude_file: Option<&'a std::path::Path>) -> RunShape<'a> {
+    fn shape<'a>(&self, run: &Run, exclude_file: Option<&'a std::path::Path>) -> RunShape<'a> {
         RunShape {
             recursive: run.is_recursive(),
             exclude_file,
             ignore_times: run.ignore_times,
             progress: false,
-            rsync_keeps_timeout: !watchdog::available(),
+            rsync_keeps_timeout: watchdog::limit(&self.options).is_none(),
         }
     }
 
@@ -180,7 +179,7 @@ impl RsyncSink {
         };
         let shape = RunShape {
             progress: progress.is_some(),
-            ..Self::shape(run, exclude_file.as_ref().map(|f| f.path()))
+            ..self.shape(run, exclude_file.as_ref().map(|f| f.path()))
         };
         let args = arguments(&self.options, &self.target, shape);
         let list = Self::file_list(run);
@@ -222,11 +221,9 @@ impl RsyncSink {
                     self.remote()
                 ))
             })?;
-        // Unless rsync keeps the I/O timeout itself (or there is none: `<timeout time="0">`).
         // Stopped before the child is reaped, so that its pid cannot be reused meanwhile.
-        let timeout = Duration::from_secs(io_timeout_secs(&self.options).into());
-        let watchdog = (!timeout.is_zero() && watchdog::available())
-            .then(|| Watchdog::start(child.id(), timeout));
+        let limit = watchdog::limit(&self.options);
+        let watchdog = limit.map(|limit| Watchdog::start(child.id(), limit));
         let mut stdin = child.stdin.take().expect("stdin is piped");
         // Written from another thread so that a large list never deadlocks against stderr.
         let writer = std::thread::spawn(move || stdin.write_all(&list));
@@ -249,11 +246,11 @@ impl RsyncSink {
         if let Some(follower) = follower {
             let _ = follower.join();
         }
-        if timed_out {
+        if let (true, Some(limit)) = (timed_out, limit) {
             return Err(SinkError::retryable(format!(
                 "rsync to {} moved no data for {} s and was stopped (<timeout>)",
                 self.remote(),
-                timeout.as_secs()
+                limit.as_secs()
             )));
         }
         exit::classify(status, &stderr, &self.remote())
@@ -281,7 +278,7 @@ impl Sink for RsyncSink {
             command.extend(arguments(
                 &self.options,
                 &self.target,
-                Self::shape(run, None),
+                self.shape(run, None),
             ));
             lines.push(format!(
                 "would run in {}: {}",

@@ -14,8 +14,20 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::command::io_timeout_secs;
+use super::RsyncOptions;
+
+/// How long a run may move no data before the watchdog stops it. `None` when the watchdog
+/// does not run: rsync keeps the timeout (`<commonParams>` sets `--timeout`, or `/proc/PID/io`
+/// is unreadable here) or there is none (`<timeout time="0">`).
+pub fn limit(options: &RsyncOptions) -> Option<Duration> {
+    let secs = io_timeout_secs(options);
+    (secs > 0 && !options.params_set("--timeout") && available())
+        .then(|| Duration::from_secs(secs.into()))
+}
+
 /// True when this process can read I/O counters from `/proc` (checked once).
-pub fn available() -> bool {
+fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| io_counters(std::process::id()).is_some())
 }
@@ -86,6 +98,27 @@ mod tests {
     #[test]
     fn this_machine_exposes_io_counters() {
         assert!(available(), "/proc/self/io is not readable here");
+    }
+
+    #[test]
+    fn the_limit_is_the_configured_timeout_unless_rsync_keeps_it_or_there_is_none() {
+        let default = RsyncOptions::default();
+        assert_eq!(limit(&default), Some(Duration::from_secs(120)));
+        let configured = RsyncOptions {
+            timeout: Some(30),
+            ..RsyncOptions::default()
+        };
+        assert_eq!(limit(&configured), Some(Duration::from_secs(30)));
+        let none = RsyncOptions {
+            timeout: Some(0),
+            ..RsyncOptions::default()
+        };
+        assert_eq!(limit(&none), None);
+        let users_own = RsyncOptions {
+            common_params: vec!["-a".into(), "--timeout=30".into()],
+            ..RsyncOptions::default()
+        };
+        assert_eq!(limit(&users_own), None);
     }
 
     #[test]
