@@ -139,32 +139,14 @@ fn own_watches_come_from_localpath_children() {
 #[test]
 fn bad_limits_and_missing_grants_are_config_errors() {
     let Some(wasm) = wasm_misbehave() else { return };
-    let err = configure(&plugin_node(
-        "wasm",
-        &wasm,
-        &[("timeout_ms", "0")],
-        &[],
-        vec![],
-    ))
-    .unwrap_err();
+    let param_error = |name: &str, value: &str| {
+        configure(&plugin_node("wasm", &wasm, &[(name, value)], &[], vec![])).unwrap_err()
+    };
+    let err = param_error("timeout_ms", "0");
     assert!(err.message.contains("must be above 0"), "{err}");
-    let err = configure(&plugin_node(
-        "wasm",
-        &wasm,
-        &[("memory_mb", "lots")],
-        &[],
-        vec![],
-    ))
-    .unwrap_err();
+    let err = param_error("memory_mb", "lots");
     assert!(err.message.contains("expected a number of MiB"), "{err}");
-    let err = configure(&plugin_node(
-        "wasm",
-        &wasm,
-        &[("memory_mb", "18446744073709551615")],
-        &[],
-        vec![],
-    ))
-    .unwrap_err();
+    let err = param_error("memory_mb", "18446744073709551615");
     assert!(err.message.contains("too large"), "{err}");
     let grant = element("allow_dir", &[("path", "/nonexistent/dir")], vec![]);
     let err = configure(&plugin_node("wasm", &wasm, &[], &[], vec![grant])).unwrap_err();
