@@ -68,12 +68,19 @@ impl InFlight {
         if path.is_root() {
             return true;
         }
-        let mut cursor = Some(path.clone());
-        while let Some(p) = cursor {
-            if self.paths.contains_key(p.as_bytes()) {
-                return true;
-            }
-            cursor = p.parent();
+        // The path itself, then each ancestor down to the root (the empty prefix), as slices
+        // of its bytes: this runs for every pending path at every cut, so nothing is copied.
+        let bytes = path.as_bytes();
+        let ancestors = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'/')
+            .map(|(i, _)| &bytes[..i]);
+        let mut lineage = std::iter::once(bytes)
+            .chain(ancestors)
+            .chain(std::iter::once(&bytes[..0]));
+        if lineage.any(|prefix| self.paths.contains_key(prefix)) {
+            return true;
         }
         // Everything below `path` sorts between "path/" and "path0" ('0' follows '/').
         let mut below = path.as_bytes().to_vec();
