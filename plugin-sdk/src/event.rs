@@ -82,6 +82,16 @@ impl RelPath {
         }
     }
 
+    /// The directories above this path, outermost first, as prefixes of its bytes; the root
+    /// (the empty prefix) is not included. `a/b/c` gives `a`, `a/b`.
+    pub fn ancestors(&self) -> impl Iterator<Item = &[u8]> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'/')
+            .map(|(i, _)| &self.0[..i])
+    }
+
     /// True when `self` is `ancestor` or lies below it.
     pub fn is_within(&self, ancestor: &RelPath) -> bool {
         ancestor.is_root()
@@ -260,6 +270,14 @@ mod tests {
         assert_eq!(p.parent(), Some(RelPath::from("a")));
         assert_eq!(RelPath::from("a").parent(), Some(RelPath::ROOT));
         assert_eq!(RelPath::ROOT.parent(), None);
+    }
+
+    #[test]
+    fn ancestors_are_the_directories_above_outermost_first() {
+        let path = RelPath::from("a/b c/d\n");
+        assert_eq!(path.ancestors().collect::<Vec<_>>(), [&b"a"[..], b"a/b c"]);
+        assert_eq!(RelPath::from("top").ancestors().count(), 0);
+        assert_eq!(RelPath::ROOT.ancestors().count(), 0);
     }
 
     #[test]

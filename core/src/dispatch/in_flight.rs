@@ -68,17 +68,11 @@ impl InFlight {
         if path.is_root() {
             return true;
         }
-        // The path itself, then each ancestor down to the root (the empty prefix), as slices
-        // of its bytes: this runs for every pending path at every cut, so nothing is copied.
-        let bytes = path.as_bytes();
-        let ancestors = bytes
-            .iter()
-            .enumerate()
-            .filter(|&(_, &b)| b == b'/')
-            .map(|(i, _)| &bytes[..i]);
-        let mut lineage = std::iter::once(bytes)
-            .chain(ancestors)
-            .chain(std::iter::once(&bytes[..0]));
+        // The path itself, its ancestors and the root (the empty prefix), as slices of its
+        // bytes: this runs for every pending path at every cut, so nothing is copied.
+        let mut lineage = std::iter::once(path.as_bytes())
+            .chain(path.ancestors())
+            .chain(std::iter::once(&b""[..]));
         if lineage.any(|prefix| self.paths.contains_key(prefix)) {
             return true;
         }

@@ -51,14 +51,8 @@ fn first_non_directory_ancestor(
     root: &Path,
     is_real_dir: &mut HashMap<RelPath, bool>,
 ) -> Option<RelPath> {
-    let bytes = path.as_bytes();
-    let separators = bytes
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'/')
-        .map(|(i, _)| i);
-    for end in separators {
-        let ancestor = RelPath::new(&bytes[..end]);
+    for ancestor in path.ancestors() {
+        let ancestor = RelPath::new(ancestor);
         let real = *is_real_dir.entry(ancestor.clone()).or_insert_with(|| {
             std::fs::symlink_metadata(ancestor.absolute(root)).is_ok_and(|m| m.is_dir())
         });
