@@ -296,6 +296,28 @@ impl Sersync {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Stops the whole process (SIGSTOP) and waits until it is stopped: what is done to the
+    /// tree from now on is only queued by the kernel, so a test can make the reader meet
+    /// any sequence of operations at once, late, as a loaded reader would.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+        let stat = format!("/proc/{}/stat", self.pid());
+        crate::wait_for(Duration::from_secs(10), || {
+            let text = fs::read_to_string(&stat).map_err(|e| e.to_string())?;
+            // The state follows the parenthesised command name.
+            match text.rsplit_once(") ").map(|(_, rest)| rest.as_bytes()[0]) {
+                Some(b'T') | Some(b't') => Ok(()),
+                other => Err(format!("state {other:?}")),
+            }
+        })
+        .expect("sersync stops on SIGSTOP");
+    }
+
+    /// Lets a paused process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
