@@ -186,6 +186,15 @@ impl Engine {
                 })?;
             lanes.push(ReadyLane { plan, name, sinks });
         }
+        for watch in &config.watches {
+            if let Some(configured) = &watch.configured_as {
+                tracing::info!(
+                    configured = %configured.display(),
+                    real = %watch.root.display(),
+                    "watch root is reached through a symlink; the real directory is watched (a link re-pointed later needs a reload)"
+                );
+            }
+        }
         let started = Instant::now();
         let watcher = Watcher::new(
             topology.roots.clone(),

@@ -561,6 +561,44 @@ fn a_localpath_without_watch_or_watched_twice_is_located() {
 }
 
 #[test]
+fn two_watch_roots_that_are_one_directory_through_a_symlink_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let file = dir.path().join("confxml.xml");
+    std::fs::write(
+        &file,
+        format!(
+            "<head><sersync>\n<localpath watch=\"{}\"/>\n<localpath watch=\"{}\"/>\n</sersync></head>",
+            real.display(),
+            link.display()
+        ),
+    )
+    .unwrap();
+    let e = sersync::config::load(&file).unwrap_err();
+    let position = e.position.expect("located");
+    assert_eq!((position.line, position.column), (3, 1), "{e}");
+    assert!(e.message.contains("are the same directory"), "{e}");
+    // One root through a link is followed to the real directory, the link remembered.
+    std::fs::write(
+        &file,
+        format!(
+            "<head><sersync><localpath watch=\"{}\"/></sersync></head>",
+            link.display()
+        ),
+    )
+    .unwrap();
+    let config = sersync::config::load(&file).unwrap();
+    assert_eq!(config.watches[0].root, real.canonicalize().unwrap());
+    assert_eq!(
+        config.watches[0].configured_as.as_deref(),
+        Some(link.as_path())
+    );
+}
+
+#[test]
 fn a_bad_regex_shows_the_regex_error_at_the_expression() {
     let e = err(
         "<head>\n<filter start=\"true\">\n\t<exclude expression=\"(.*\\.svn\"/>\n</filter></head>",

@@ -133,8 +133,11 @@ pub struct EventSwitches {
 /// One `<localpath watch>` of `<sersync>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchConfig {
-    /// The watched directory, absolute, without a trailing `/`.
+    /// The watched directory, absolute, without a trailing `/`; once loaded, the real
+    /// directory (symlinks resolved).
     pub root: PathBuf,
+    /// The path the file gave, when it was not the real directory (a symlink in it).
+    pub configured_as: Option<PathBuf>,
     /// Its `<remote ip name>` children.
     pub remotes: Vec<Remote>,
     /// Where the element stands.

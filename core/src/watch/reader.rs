@@ -543,7 +543,7 @@ impl Watcher {
         if self.warned.len() < WARNED_PATHS && self.warned.insert(rel.clone()) {
             tracing::warn!(
                 root = %self.root_path(watch).display(),
-                path = %rel,
+                path = %shortened(rel),
                 reason,
                 "not watched or synced"
             );
@@ -569,6 +569,17 @@ impl Watcher {
         }
         Ok(())
     }
+}
+
+/// A path for a log line: whole up to 256 bytes, else its start and its length.
+fn shortened(rel: &RelPath) -> String {
+    const SHOWN: usize = 256;
+    let bytes = rel.as_bytes();
+    if bytes.len() <= SHOWN {
+        return rel.to_string();
+    }
+    let start = RelPath::new(&bytes[..SHOWN]);
+    format!("{start}… ({} bytes)", bytes.len())
 }
 
 /// True for a regular file with one link: its writer's close will be reported. Anything

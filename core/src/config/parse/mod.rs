@@ -105,6 +105,7 @@ fn watch(node: &ConfigNode) -> Result<WatchConfig, ConfigError> {
     let root = required(node, "watch", "<localpath watch=\"/opt/tongbu\">")?;
     Ok(WatchConfig {
         root: without_trailing_slash(root),
+        configured_as: None,
         remotes: node
             .children_named("remote")
             .map(remote)
