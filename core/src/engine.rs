@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, Sink, SinkContext, WatchId};
+use sersync_plugins::audit::Auditor;
 use sersync_plugins::rsync::progress::ProgressBoard;
 
+use crate::audit::LaneAudit;
 use crate::catchup::{self, Heartbeat};
 use crate::config::{Config, FailLogConfig};
 use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode};
@@ -98,6 +100,8 @@ struct ReadyLane {
     name: String,
     /// One instance per concurrent delivery the lane may make.
     sinks: Vec<Box<dyn Sink>>,
+    /// The instance that audits the lane's remote, with `<engine auditSeconds>`.
+    auditor: Option<Box<dyn Auditor>>,
 }
 
 /// Everything a configuration needs, set up and checked, with nothing delivering yet.
@@ -110,6 +114,7 @@ pub struct Prepared {
     max_pending: usize,
     state_dir: std::path::PathBuf,
     crontab: Option<Duration>,
+    audit: Option<Duration>,
     fail_log: FailLogConfig,
     mode: Mode,
 }
@@ -184,7 +189,21 @@ impl Engine {
                     lane: name.clone(),
                     message: e.to_string(),
                 })?;
-            lanes.push(ReadyLane { plan, name, sinks });
+            let auditor = match (config.engine.audit, options.mode) {
+                (Some(_), Mode::Deliver) => plan.spec.auditor(&ctx).transpose().map_err(|e| {
+                    EngineError::Sink {
+                        lane: name.clone(),
+                        message: e.to_string(),
+                    }
+                })?,
+                _ => None,
+            };
+            lanes.push(ReadyLane {
+                plan,
+                name,
+                sinks,
+                auditor,
+            });
         }
         for watch in &config.watches {
             if let Some(configured) = &watch.configured_as {
@@ -223,6 +242,7 @@ impl Engine {
             max_pending: config.engine.max_pending,
             state_dir: config.engine.state_dir.clone(),
             crontab: config.crontab.as_ref().map(|c| c.every),
+            audit: config.engine.audit,
             fail_log: config.fail_log.clone(),
             mode: options.mode,
         })
@@ -245,13 +265,14 @@ impl Engine {
             max_pending,
             state_dir,
             crontab,
+            audit,
             fail_log,
             mode,
         } = prepared;
         let has_rsync = ready.iter().any(|r| r.plan.full_syncs);
         let script =
             (has_rsync && mode == Mode::Deliver).then(|| Arc::new(FailLog::new(&fail_log.path)));
-        let lanes = start_lanes(
+        let (lanes, audits) = start_lanes(
             ready,
             &roots,
             &state_dir,
@@ -290,8 +311,11 @@ impl Engine {
         let stop_reading = Arc::new(AtomicBool::new(false));
         let reader = spawn_reader(watcher, tx, stop_reading.clone(), on_reader_exit);
         let schedules = start_schedules(
-            crontab,
-            script.is_some().then_some(fail_log.every),
+            Schedules {
+                crontab,
+                fail_log_every: script.is_some().then_some(fail_log.every),
+                audit: audit.map(|every| (every, audits)),
+            },
             rsync_lanes,
             roots.len(),
             &stop_reading,
@@ -386,9 +410,16 @@ fn start_lanes(
     max_pending: usize,
     mode: Mode,
     script: Option<&Arc<FailLog>>,
-) -> Vec<RunningLane> {
+) -> (Vec<RunningLane>, Vec<LaneAudit>) {
     let mut lanes = Vec::new();
-    for ReadyLane { plan, name, sinks } in ready {
+    let mut audits = Vec::new();
+    for ReadyLane {
+        plan,
+        name,
+        sinks,
+        auditor,
+    } in ready
+    {
         let root = &roots[plan.watch.0 as usize];
         tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
         let journal = open_journal(state_dir, &name, root);
@@ -406,6 +437,9 @@ fn start_lanes(
                 spec: plan.spec.clone(),
             }));
         }
+        if let Some(auditor) = auditor {
+            audits.push(LaneAudit::new(lane.clone(), auditor, root.path.clone()));
+        }
         let worker = lane.clone();
         let thread = thread::Builder::new()
             .name(format!("lane {name}"))
@@ -417,7 +451,7 @@ fn start_lanes(
             thread,
         });
     }
-    lanes
+    (lanes, audits)
 }
 
 /// What the lanes do first: full syncs where `first` asks for them, and otherwise a catch-up
@@ -461,14 +495,34 @@ fn first_syncs(
 
 /// The periodic tasks: the `<crontab>` full sync, and the `<failLog timeToExecute>` wake-up
 /// that makes failing rsync lanes retry now, whatever their backoff.
-fn start_schedules(
+/// What runs on a timer, each `None` when off.
+struct Schedules {
+    /// `<crontab>`: a full sync of every root.
     crontab: Option<Duration>,
+    /// `<failLog timeToExecute>`: failing lanes retried at once.
     fail_log_every: Option<Duration>,
+    /// `<engine auditSeconds>`, with the lanes to audit (one after the other, on one thread).
+    audit: Option<(Duration, Vec<LaneAudit>)>,
+}
+
+fn start_schedules(
+    Schedules {
+        crontab,
+        fail_log_every,
+        audit,
+    }: Schedules,
     rsync_lanes: Vec<Arc<Lane>>,
     roots: usize,
     stop: &Arc<AtomicBool>,
 ) -> Vec<JoinHandle<()>> {
     let mut schedules = Vec::new();
+    if let Some((every, mut audits)) = audit.filter(|(_, audits)| !audits.is_empty()) {
+        schedules.push(periodic("audit", every, stop.clone(), move || {
+            for audit in &mut audits {
+                audit.run();
+            }
+        }));
+    }
     if let Some(every) = crontab {
         let lanes = rsync_lanes.clone();
         schedules.push(periodic("crontab", every, stop.clone(), move || {
@@ -519,7 +573,7 @@ fn periodic(
     name: &str,
     every: Duration,
     stop: Arc<AtomicBool>,
-    task: impl Fn() + Send + 'static,
+    mut task: impl FnMut() + Send + 'static,
 ) -> JoinHandle<()> {
     thread::Builder::new()
         .name(name.into())

@@ -1,5 +1,6 @@
 //! The sersync engine: configuration, watch, filter, coalesce, dispatch.
 
+pub mod audit;
 pub mod catchup;
 pub mod cli;
 pub mod coalesce;

@@ -218,6 +218,9 @@ pub struct EngineConfig {
     /// on changes whose paths do not overlap with the others'. Default 2; `-n` still bounds
     /// the processes across all remotes.
     pub transfers_per_remote: usize,
+    /// `auditSeconds`: how often each rsync remote is asked what differs from the source
+    /// (a dry run), what differs logged, counted and sent again. `None` (0, the default): never.
+    pub audit: Option<Duration>,
     /// `stateDir`: where lane journals live. Default: a directory `sersync-state` beside the
     /// failLog script.
     pub state_dir: PathBuf,

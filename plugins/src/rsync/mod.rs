@@ -16,6 +16,7 @@
 //! [`progress`] for the start-up full sync's progress on a terminal.
 
 mod ancestry;
+mod audit;
 mod command;
 mod excludes;
 mod exit;

@@ -11,7 +11,8 @@ use super::command::{arguments, RunShape, Target};
 use super::plan::{Run, TransferPlan};
 use super::progress::{self, ProgressBoard, ProgressEntry};
 use super::watchdog::{self, Watchdog};
-use super::{ancestry, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
+use super::{ancestry, audit, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
+use crate::audit::{Auditor, Drift};
 use crate::SinkSpec;
 
 /// The rsync sink for one `<remote>` of one `<localpath>`.
@@ -99,15 +100,29 @@ impl SinkSpec for RsyncSpec {
 
     /// Checks once per program that rsync runs and is new enough (see [`version`]).
     fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(self.instance(ctx)?))
+    }
+
+    /// An instance of its own, asking rsync what a full sync would change (a dry run).
+    fn auditor(&self, ctx: &SinkContext) -> Option<Result<Box<dyn Auditor>, SinkError>> {
+        Some(
+            self.instance(ctx)
+                .map(|sink| Box::new(sink) as Box<dyn Auditor>),
+        )
+    }
+}
+
+impl RsyncSpec {
+    fn instance(&self, ctx: &SinkContext) -> Result<RsyncSink, SinkError> {
         version::check(&self.options.program).map_err(SinkError::fatal)?;
-        Ok(Box::new(RsyncSink {
+        Ok(RsyncSink {
             options: self.options.clone(),
             target: self.target.clone(),
             root: ctx.root.clone(),
             filter: ctx.filter.clone(),
             limit: self.limit.clone(),
             progress: self.progress.clone(),
-        }))
+        })
     }
 }
 
@@ -160,6 +175,25 @@ impl RsyncSink {
     }
 
     fn execute(&self, run: &Run, progress: Option<&ProgressEntry>) -> Result<(), SinkError> {
+        let output = match progress {
+            Some(entry) => Output::Progress(entry),
+            None => Output::Discard,
+        };
+        self.run_rsync(run, output, &[]).map(drop)
+    }
+
+    /// Runs rsync for `run` with `extra` arguments; returns what it printed when `output`
+    /// asks for it.
+    fn run_rsync(
+        &self,
+        run: &Run,
+        output: Output<'_>,
+        extra: &[&str],
+    ) -> Result<Vec<u8>, SinkError> {
+        let progress = match output {
+            Output::Progress(entry) => Some(entry),
+            _ => None,
+        };
         let exclude_file = if run.is_recursive() {
             let rules = excludes::collect(&self.root, &run.subtrees, self.filter.as_ref())
                 .map_err(|e| {
@@ -181,28 +215,36 @@ impl RsyncSink {
             progress: progress.is_some(),
             ..self.shape(run, exclude_file.as_ref().map(|f| f.path()))
         };
-        let args = arguments(&self.options, &self.target, shape);
+        let mut args = arguments(&self.options, &self.target, shape);
+        // Before the source and destination, which stay last.
+        let operands = args.len() - 2;
+        args.splice(operands..operands, extra.iter().map(OsString::from));
         let list = Self::file_list(run);
         let _permit = self.limit.acquire();
         if let Some(entry) = progress {
             entry.started();
         }
-        let outcome = self.spawn(&args, list, progress);
+        let outcome = self.spawn(&args, list, output);
         if let Some(entry) = progress {
             entry.finished(outcome.is_ok());
         }
         outcome
     }
 
-    /// Runs rsync with `args`, `list` on its standard input; with `progress`, its standard
-    /// output is read as progress lines.
+    /// Runs rsync with `args`, `list` on its standard input; its standard output goes where
+    /// `output` says.
     fn spawn(
         &self,
         args: &[OsString],
         list: Vec<u8>,
-        progress: Option<&ProgressEntry>,
-    ) -> Result<(), SinkError> {
-        let stdout = if progress.is_some() {
+        output: Output<'_>,
+    ) -> Result<Vec<u8>, SinkError> {
+        let (progress, capture) = match output {
+            Output::Discard => (None, false),
+            Output::Progress(entry) => (Some(entry), false),
+            Output::Capture => (None, true),
+        };
+        let stdout = if progress.is_some() || capture {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -231,6 +273,18 @@ impl RsyncSink {
             let entry = entry.clone();
             std::thread::spawn(move || progress::parse::follow(pipe, |s| entry.update(s)))
         });
+        // Read beside stderr, so that neither pipe can fill up and stall rsync.
+        let captured = child
+            .stdout
+            .take()
+            .filter(|_| capture)
+            .map(|mut pipe| {
+                std::thread::spawn(move || {
+                    let mut bytes = Vec::new();
+                    let _ = pipe.read_to_end(&mut bytes);
+                    bytes
+                })
+            });
         let mut stderr = String::new();
         if let Some(mut pipe) = child.stderr.take() {
             let mut bytes = Vec::new();
@@ -246,6 +300,9 @@ impl RsyncSink {
         if let Some(follower) = follower {
             let _ = follower.join();
         }
+        let captured = captured
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default();
         if let (true, Some(limit)) = (timed_out, limit) {
             return Err(SinkError::retryable(format!(
                 "rsync to {} moved no data for {} s and was stopped (<timeout>)",
@@ -253,7 +310,30 @@ impl RsyncSink {
                 limit.as_secs()
             )));
         }
-        exit::classify(status, &stderr, &self.remote())
+        exit::classify(status, &stderr, &self.remote()).map(|()| captured)
+    }
+}
+
+/// Where a run's standard output goes.
+enum Output<'a> {
+    /// Nowhere.
+    Discard,
+    /// Read as progress lines into the entry.
+    Progress(&'a ProgressEntry),
+    /// Returned to the caller.
+    Capture,
+}
+
+impl Auditor for RsyncSink {
+    /// A dry run of the full sync of the root, its changes itemized (`%i %n`).
+    fn audit(&mut self) -> Result<Vec<Drift>, SinkError> {
+        let run = Run {
+            paths: vec![RelPath::ROOT],
+            subtrees: vec![RelPath::ROOT],
+            ignore_times: false,
+        };
+        let out = self.run_rsync(&run, Output::Capture, &["--dry-run", "--out-format=%i %n"])?;
+        Ok(audit::parse_itemized(&out))
     }
 }
 

@@ -15,8 +15,15 @@ const TRANSFERS: Bounds = Bounds {
 };
 use crate::config::EngineConfig;
 
+/// `auditSeconds`: up to a year between audits; 0 turns them off.
+const AUDIT_SECONDS: Bounds = Bounds {
+    meaning: "a number of seconds between audits (0: none)",
+    min: 0,
+    max: 31_536_000,
+};
+
 /// `<engine settleMs maxDelayMs maxPending retryInitialMs retryMaxMs transfersPerRemote
-/// stateDir>`, each optional.
+/// auditSeconds stateDir>`, each optional.
 /// `stateDir` defaults to `sersync-state` beside the failLog script.
 pub fn engine(node: Option<&ConfigNode>, fail_log: &Path) -> Result<EngineConfig, ConfigError> {
     let millis = |attr: &str, bounds: &Bounds, default: u64| {
@@ -27,6 +34,9 @@ pub fn engine(node: Option<&ConfigNode>, fail_log: &Path) -> Result<EngineConfig
         settle: millis("settlems", &MILLISECONDS, 10)?,
         max_delay: millis("maxdelayms", &POSITIVE_MILLISECONDS, 40)?,
         max_pending: number_or(node, "maxpending", &COUNT, 100_000)? as usize,
+        audit: Some(number_or(node, "auditseconds", &AUDIT_SECONDS, 0)?)
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs),
         retry_initial: millis("retryinitialms", &POSITIVE_MILLISECONDS, 500)?,
         retry_max: millis("retrymaxms", &POSITIVE_MILLISECONDS, 60_000)?,
         transfers_per_remote: number_or(node, "transfersperremote", &TRANSFERS, 2)? as usize,
