@@ -55,16 +55,26 @@ pub fn build_example(dir: &str, target: Option<&str>, file: &str) -> PathBuf {
 /// `<name>.wasm` in the examples' target dir, and returns its path. Needs no wasm32 target:
 /// such components are what the WASM tests run when the target is missing.
 pub fn build_wat_example(dir: &str, name: &str) -> PathBuf {
-    let source = workspace().join("examples").join(dir).join(format!("{name}.wat"));
+    static BUILT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir = target_dir().join("wat");
+    let out = out_dir.join(format!("{name}.wasm"));
+    if built.contains(&out) {
+        return out;
+    }
+    let source = workspace()
+        .join("examples")
+        .join(dir)
+        .join(format!("{name}.wat"));
     let binary = wat::parse_file(&source)
         .unwrap_or_else(|e| panic!("{} is not a valid component: {e}", source.display()));
-    let out_dir = target_dir().join("wat");
     std::fs::create_dir_all(&out_dir).expect("creating the examples' target dir");
-    let out = out_dir.join(format!("{name}.wasm"));
-    // Written under a name of its own first: parallel tests may build it at the same time.
+    // Written under a name of its own first: other test binaries may build it at the same
+    // time, and may be loading it.
     let partial = out_dir.join(format!("{name}.wasm.{}", std::process::id()));
     std::fs::write(&partial, binary).expect("writing the component");
     std::fs::rename(&partial, &out).expect("renaming the component");
+    built.push(out.clone());
     out
 }
 
