@@ -498,16 +498,20 @@ fn sighup_during_a_sleeping_plugin_call_does_not_stall_rsync() {
     std::thread::sleep(Duration::from_millis(600));
     sersync.signal(libc::SIGHUP);
     let started = std::time::Instant::now();
-    fs::write(src.join("after-sighup"), b"a").unwrap();
+    // Changes all through the reload: some land while the old engine stops, and wait for it.
+    sersync_tests::paced_writer(src.clone(), "during-reload-", 30, 10)
+        .join()
+        .unwrap();
     assert_converges(src, &stage.dst("www"), WAIT);
     let took = started.elapsed();
     sersync
         .wait_for_log("configuration reloaded", WAIT)
         .unwrap();
-    // The reload waits for the sleeping call, which ends at its deadline (1 s); once more if
-    // the lane retries while closing. Before the deadline held, it waited 10 s.
+    // Writing takes 3 s. The reload waits for the sleeping call, which ends at its deadline
+    // (1 s), and once more if the lane retries while closing; before the deadline held, it
+    // waited for the 10 s stop deadline.
     assert!(
-        took < Duration::from_secs(6),
+        took < Duration::from_secs(8),
         "rsync stalled {took:?} behind the plugin"
     );
 }
