@@ -508,8 +508,8 @@ fn sighup_during_a_sleeping_plugin_call_does_not_stall_rsync() {
         .wait_for_log("configuration reloaded", WAIT)
         .unwrap();
     // Writing takes 3 s. The reload waits for the sleeping call, which ends at its deadline
-    // (1 s), and once more if the lane retries while closing; before the deadline held, it
-    // waited for the 10 s stop deadline.
+    // (1 s), or for one last retry of the same length; before the deadline held, it waited
+    // for the 10 s stop deadline.
     assert!(
         took < Duration::from_secs(8),
         "rsync stalled {took:?} behind the plugin"
