@@ -9,14 +9,18 @@
 //! - [`peers`]: an HTTP peer that records requests (plain or TLS) and a TCP peer.
 //! - [`build_example`]: builds an example plugin from source as its author would.
 //! - [`wait_for`]: bounded polling.
+//! - [`random`]: the seeded generator and random operations of the randomized suites;
+//!   [`churn`]: lsyncd's churn workload and the runner that plays many seeds.
 //! - [`bench`]: the benchmark harness (the `bench` binary).
 
 pub mod bench;
 mod capture;
+pub mod churn;
 mod compare;
 mod daemon;
 mod examples;
 pub mod peers;
+pub mod random;
 mod sersync;
 mod stage;
 
@@ -24,7 +28,7 @@ pub use capture::SharedBuffer;
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon, USER};
 pub use examples::{build_example, wasm_target_installed, WASM_TARGET};
-pub use sersync::{sersync_bin, ConfigBuilder, Sersync};
+pub use sersync::{sersync_bin, ConfigBuilder, Frozen, Sersync};
 pub use stage::Stage;
 
 use std::time::{Duration, Instant};
