@@ -51,17 +51,18 @@ impl Attempt {
             Err(problems.join("\n    "))
         }
     }
+}
 
-    /// The warnings and errors `sersync` logged, the last `n` of them.
-    fn complaints(&self, n: usize) -> Vec<String> {
-        let log = self.sersync.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-            .collect();
-        let skip = lines.len().saturating_sub(n);
-        lines[skip..].iter().map(|l| l.to_string()).collect()
-    }
+/// The last `n` warnings and errors in `sersync`'s log (less the control endpoint's, which
+/// only says that another instance on the machine has its port).
+pub fn complaints(sersync: &Sersync, n: usize) -> Vec<String> {
+    let log = sersync.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| (l.contains("WARN") || l.contains("ERROR")) && !l.contains("control endpoint"))
+        .collect();
+    let skip = lines.len().saturating_sub(n);
+    lines[skip..].iter().map(|l| l.to_string()).collect()
 }
 
 /// The seeds a randomized test plays: `SERSYNC_CHURN_SEED` (or `SERSYNC_RANDOM_SEED`)
@@ -144,7 +145,7 @@ fn settle(test: &str, attempt: &Attempt, deadline: Instant) -> Option<String> {
         attempt.seed,
         replay_command(test, attempt.seed)
     );
-    for line in attempt.complaints(5) {
+    for line in complaints(&attempt.sersync, 5) {
         let _ = write!(report, "\n    log: {line}");
     }
     eprintln!("{report}");

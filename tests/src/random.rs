@@ -70,9 +70,7 @@ pub fn random_path(rng: &mut Rng) -> PathBuf {
 /// A random relative path of one to `max_depth` components from `names`.
 pub fn random_path_from(rng: &mut Rng, names: &[&[u8]], max_depth: usize) -> PathBuf {
     let depth = 1 + rng.below(max_depth);
-    (0..depth)
-        .map(|_| random_name(rng, names))
-        .collect()
+    (0..depth).map(|_| random_name(rng, names)).collect()
 }
 
 /// One name of `names`, at random.

@@ -21,7 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sersync_tests::churn::{run_seeds, Attempt, Churn, CONVERGE};
+use sersync_tests::churn::{complaints, run_seeds, Attempt, Churn, CONVERGE};
 use sersync_tests::random::Walk;
 use sersync_tests::{tree_diff, wait_for, ConfigBuilder, Sersync, Stage};
 
@@ -138,19 +138,9 @@ fn converge(stage: &Stage, sersync: &Sersync) {
     if let Err(e) = wait_for(CONVERGE, || tree_diff(&stage.src, &stage.dst("www"))) {
         panic!(
             "the remote did not converge: {e}\nsersync warnings:\n{}",
-            warnings(sersync)
+            complaints(sersync, 10).join("\n")
         );
     }
-}
-
-/// The warning and error lines of `sersync`'s log.
-fn warnings(sersync: &Sersync) -> String {
-    sersync
-        .log()
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// `mkdir SRC/x && mv SRC/x SRC/y`, then a second later `echo hello > SRC/y/f`.
@@ -236,7 +226,7 @@ fn two_thousand_made_then_moved_directories_all_receive_their_file() {
     if let Err(e) = converged {
         panic!(
             "{landed} of {N} files arrived; the remote did not converge: {e}\nsersync warnings:\n{}",
-            warnings(&sersync)
+            complaints(&sersync, 10).join("\n")
         );
     }
 }
