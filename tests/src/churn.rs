@@ -109,16 +109,18 @@ pub fn run_seeds(test: &str, base: u64, count: usize, mut play: impl FnMut(u64) 
             "{test}: SERSYNC_RANDOM_SEED={seed} (replay: {})",
             replay_command(test, seed)
         );
+        let playing = Instant::now();
         let attempt = play(seed);
-        waiting.push_back((attempt, Instant::now() + CONVERGE));
-        waiting.retain(|(attempt, _)| attempt.diff().is_err());
+        eprintln!("{test}: seed {seed} played in {:.1?}", playing.elapsed());
+        waiting.push_back((attempt, Instant::now()));
+        waiting.retain(|(attempt, quiet)| settle(test, attempt, *quiet, *quiet).is_err());
         while waiting.len() > IN_FLIGHT {
-            let (attempt, deadline) = waiting.pop_front().expect("not empty");
-            failures.extend(settle(test, &attempt, deadline));
+            let (attempt, quiet) = waiting.pop_front().expect("not empty");
+            failures.extend(settle(test, &attempt, quiet, quiet + CONVERGE).err());
         }
     }
-    for (attempt, deadline) in waiting {
-        failures.extend(settle(test, &attempt, deadline));
+    for (attempt, quiet) in waiting {
+        failures.extend(settle(test, &attempt, quiet, quiet + CONVERGE).err());
     }
     eprintln!(
         "{test}: {} of {} seeds converged, {:.1?} in all",
@@ -136,20 +138,33 @@ pub fn run_seeds(test: &str, base: u64, count: usize, mut play: impl FnMut(u64) 
     }
 }
 
-/// Waits until `attempt` converges or `deadline` passes; the failure report otherwise.
-fn settle(test: &str, attempt: &Attempt, deadline: Instant) -> Option<String> {
+/// Waits until `attempt`, whose operations ended at `quiet`, converges (`Ok`, printed with
+/// the time it took) or `deadline` passes (`Err`: the failure report, also printed once the
+/// deadline is `quiet + CONVERGE`).
+fn settle(test: &str, attempt: &Attempt, quiet: Instant, deadline: Instant) -> Result<(), String> {
     let wait = deadline.saturating_duration_since(Instant::now());
-    let error = wait_for(wait, || attempt.diff()).err()?;
-    let mut report = format!(
-        "  seed SERSYNC_RANDOM_SEED={} — replay: {}\n    {error}",
-        attempt.seed,
-        replay_command(test, attempt.seed)
-    );
-    for line in complaints(&attempt.sersync, 5) {
-        let _ = write!(report, "\n    log: {line}");
+    let seed = attempt.seed;
+    match wait_for(wait, || attempt.diff()) {
+        Ok(()) => {
+            eprintln!(
+                "{test}: seed {seed} converged {:.1?} after its last operation",
+                quiet.elapsed()
+            );
+            Ok(())
+        }
+        Err(error) if deadline < quiet + CONVERGE => Err(error),
+        Err(error) => {
+            let mut report = format!(
+                "  seed SERSYNC_RANDOM_SEED={seed} — replay: {}\n    {error}",
+                replay_command(test, seed)
+            );
+            for line in complaints(&attempt.sersync, 5) {
+                let _ = write!(report, "\n    log: {line}");
+            }
+            eprintln!("{report}");
+            Err(report)
+        }
     }
-    eprintln!("{report}");
-    Some(report)
 }
 
 /// One directory of the churn model: its place and what the workload made in it.

@@ -57,7 +57,8 @@ fn snapshot(root: &Path) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
 }
 
 /// `Ok` when `dst` holds exactly what `src` holds (names, types, contents, permission bits,
-/// symlink targets); otherwise the first few differences, named.
+/// symlink targets); otherwise the first few differences, named (bytes outside printable
+/// ASCII escaped, so a name with a newline stays on one line).
 pub fn tree_diff(src: &Path, dst: &Path) -> Result<(), String> {
     let (a, b) = (snapshot(src)?, snapshot(dst)?);
     if a == b {
@@ -66,21 +67,15 @@ pub fn tree_diff(src: &Path, dst: &Path) -> Result<(), String> {
     let mut problems = Vec::new();
     for (name, entry) in &a {
         match b.get(name) {
-            None => problems.push(format!(
-                "missing on the remote: {}",
-                String::from_utf8_lossy(name)
-            )),
+            None => problems.push(format!("missing on the remote: {}", name.escape_ascii())),
             Some(other) if other != entry => {
-                problems.push(format!("differs: {}", String::from_utf8_lossy(name)))
+                problems.push(format!("differs: {}", name.escape_ascii()))
             }
             _ => {}
         }
     }
     for name in b.keys().filter(|n| !a.contains_key(*n)) {
-        problems.push(format!(
-            "extra on the remote: {}",
-            String::from_utf8_lossy(name)
-        ));
+        problems.push(format!("extra on the remote: {}", name.escape_ascii()));
     }
     let total = problems.len();
     problems.truncate(8);
