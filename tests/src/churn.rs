@@ -77,8 +77,10 @@ pub fn seeds(base: u64, count: usize) -> Vec<u64> {
         .ok()
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(count);
+    // Hashed twice, so that the streams of nearby bases do not overlap.
+    let start = splitmix(base);
     (0..count as u64)
-        .map(|i| splitmix(base.wrapping_add(i)))
+        .map(|i| splitmix(start.wrapping_add(i)))
         .collect()
 }
 

@@ -28,9 +28,9 @@ use sersync_tests::{tree_diff, wait_for, ConfigBuilder, Sersync, Stage};
 /// Seeds of the random walks in CI (with [`CHURN_SEEDS`]: at least 20 in all).
 const WALK_SEEDS: usize = 12;
 /// Steps of one random walk.
-const WALK_STEPS: usize = 1_000;
+const WALK_STEPS: usize = 2_000;
 /// Seeds of lsyncd's churn workload in CI.
-const CHURN_SEEDS: usize = 8;
+const CHURN_SEEDS: usize = 10;
 
 /// A stage with a source tree `src` (prepared by `prepare` before `sersync` starts) pushed
 /// to every module in `modules`, with `attrib` on so mode changes are synced too.
