@@ -14,6 +14,23 @@ enum Entry {
     Other,
 }
 
+impl Entry {
+    /// What it is, briefly: type, mode, size and the start of the contents or target.
+    fn describe(&self) -> String {
+        let start = |bytes: &[u8]| bytes[..bytes.len().min(24)].escape_ascii().to_string();
+        match self {
+            Entry::Dir { mode } => format!("directory {mode:o}"),
+            Entry::File { mode, contents } => format!(
+                "file {mode:o}, {} bytes \"{}\"",
+                contents.len(),
+                start(contents)
+            ),
+            Entry::Symlink { target } => format!("symlink to \"{}\"", start(target)),
+            Entry::Other => "neither file, directory nor symlink".to_string(),
+        }
+    }
+}
+
 fn snapshot(root: &Path) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -68,9 +85,12 @@ pub fn tree_diff(src: &Path, dst: &Path) -> Result<(), String> {
     for (name, entry) in &a {
         match b.get(name) {
             None => problems.push(format!("missing on the remote: {}", name.escape_ascii())),
-            Some(other) if other != entry => {
-                problems.push(format!("differs: {}", name.escape_ascii()))
-            }
+            Some(other) if other != entry => problems.push(format!(
+                "differs: {} (source {}, remote {})",
+                name.escape_ascii(),
+                entry.describe(),
+                other.describe()
+            )),
             _ => {}
         }
     }

@@ -284,7 +284,9 @@ impl Walk {
         let writer = std::thread::spawn(move || {
             for name in &names {
                 let path = target.join(name);
-                if let Some(parent) = path.parent() {
+                // A subdirectory, never the doomed directory itself: the writer races the
+                // removal but does not undo it.
+                if let Some(parent) = path.parent().filter(|p| *p != target) {
                     let _ = fs::create_dir(parent);
                 }
                 let _ = fs::write(&path, &body);
