@@ -10,14 +10,18 @@
 //! - [`build_example`]: builds an example plugin from source as its author would;
 //!   [`build_wat_example`] turns a hand-written component into a binary one.
 //! - [`wait_for`]: bounded polling.
+//! - [`random`]: the seeded generator and random operations of the randomized suites;
+//!   [`churn`]: lsyncd's churn workload and the runner that plays many seeds.
 //! - [`bench`]: the benchmark harness (the `bench` binary).
 
 pub mod bench;
 mod capture;
+pub mod churn;
 mod compare;
 mod daemon;
 mod examples;
 pub mod peers;
+pub mod random;
 mod sersync;
 mod stage;
 
@@ -25,7 +29,7 @@ pub use capture::SharedBuffer;
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon, USER};
 pub use examples::{build_example, build_wat_example, wasm_target_installed, WASM_TARGET};
-pub use sersync::{sersync_bin, ConfigBuilder, Sersync};
+pub use sersync::{sersync_bin, ConfigBuilder, Frozen, Sersync};
 pub use stage::Stage;
 
 use std::time::{Duration, Instant};

@@ -296,28 +296,6 @@ impl Sersync {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Stops the whole process (SIGSTOP) and waits until it is stopped: what is done to the
-    /// tree from now on is only queued by the kernel, so a test can make the reader meet
-    /// any sequence of operations at once, late, as a loaded reader would.
-    pub fn pause(&self) {
-        self.signal(libc::SIGSTOP);
-        let stat = format!("/proc/{}/stat", self.pid());
-        crate::wait_for(Duration::from_secs(10), || {
-            let text = fs::read_to_string(&stat).map_err(|e| e.to_string())?;
-            // The state follows the parenthesised command name.
-            match text.rsplit_once(") ").map(|(_, rest)| rest.as_bytes()[0]) {
-                Some(b'T') | Some(b't') => Ok(()),
-                other => Err(format!("state {other:?}")),
-            }
-        })
-        .expect("sersync stops on SIGSTOP");
-    }
-
-    /// Lets a paused process go on (SIGCONT).
-    pub fn resume(&self) {
-        self.signal(libc::SIGCONT);
-    }
-
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
@@ -327,6 +305,31 @@ impl Sersync {
     pub fn signal(&self, signal: i32) {
         // SAFETY: plain system call on a child we own and have not reaped.
         unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Stops the whole process (SIGSTOP, every thread, the reader included) until the
+    /// returned guard is dropped (SIGCONT). What the test does meanwhile queues up in the
+    /// kernel and is read at once afterwards, so an order of events that is otherwise a
+    /// race — a directory renamed before its create is read — happens every time.
+    pub fn freeze(&self) -> Frozen<'_> {
+        self.signal(libc::SIGSTOP);
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.pid()));
+        crate::wait_for(Duration::from_secs(10), || {
+            let entries = fs::read_dir(&tasks).map_err(|e| e.to_string())?;
+            for task in entries.flatten() {
+                let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                // The state follows the parenthesised command name: `T` is stopped.
+                let state = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.chars().next());
+                if !matches!(state, Some('T') | Some('t')) {
+                    return Err(format!("task {:?} in state {state:?}", task.file_name()));
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("sersync did not stop: {e}"));
+        Frozen { sersync: self }
     }
 
     /// Waits until the log contains `text`.
@@ -361,6 +364,18 @@ impl Sersync {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A stopped [`Sersync`] (see [`Sersync::freeze`]); continues it when dropped, also when
+/// the test panics.
+pub struct Frozen<'a> {
+    sersync: &'a Sersync,
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        self.sersync.signal(libc::SIGCONT);
     }
 }
 

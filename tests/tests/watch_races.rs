@@ -48,9 +48,8 @@ impl Race {
 
     /// Runs `operations` with the daemon stopped, then lets it meet them all at once.
     fn while_stopped(&self, operations: impl FnOnce(&Race)) {
-        self.sersync.pause();
+        let _frozen = self.sersync.freeze();
         operations(self);
-        self.sersync.resume();
     }
 
     fn converges(&self) {
