@@ -190,12 +190,15 @@ impl Engine {
                     message: e.to_string(),
                 })?;
             let auditor = match (config.engine.audit, options.mode) {
-                (Some(_), Mode::Deliver) => plan.spec.auditor(&ctx).transpose().map_err(|e| {
-                    EngineError::Sink {
-                        lane: name.clone(),
-                        message: e.to_string(),
-                    }
-                })?,
+                (Some(_), Mode::Deliver) => {
+                    plan.spec
+                        .auditor(&ctx)
+                        .transpose()
+                        .map_err(|e| EngineError::Sink {
+                            lane: name.clone(),
+                            message: e.to_string(),
+                        })?
+                }
                 _ => None,
             };
             lanes.push(ReadyLane {

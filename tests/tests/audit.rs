@@ -51,9 +51,16 @@ fn what_is_changed_on_the_slave_behind_sersyncs_back_is_found_and_healed() {
     assert_converges(&src, &slave, CONVERGE);
     wait_for(CONVERGE, || {
         let log = sersync.log();
-        let named = ["d/removed-remotely", "d/extra-remotely", "d/changed-remotely"]
-            .iter()
-            .all(|p| log.lines().any(|l| l.contains("audit: the remote differs") && l.contains(p)));
+        let named = [
+            "d/removed-remotely",
+            "d/extra-remotely",
+            "d/changed-remotely",
+        ]
+        .iter()
+        .all(|p| {
+            log.lines()
+                .any(|l| l.contains("audit: the remote differs") && l.contains(p))
+        });
         (named && audits_with(&log, 3) == 1)
             .then_some(())
             .ok_or_else(|| "not every difference logged yet".to_string())
@@ -75,7 +82,9 @@ fn a_slave_kept_by_sersync_alone_shows_no_difference() {
     }
     fs::rename(src.join("dir1"), src.join("renamed")).unwrap();
     fs::remove_dir_all(src.join("dir2")).unwrap();
-    if let Err(e) = wait_for(CONVERGE, || sersync_tests::tree_diff(&src, &daemon.module_path("www"))) {
+    if let Err(e) = wait_for(CONVERGE, || {
+        sersync_tests::tree_diff(&src, &daemon.module_path("www"))
+    }) {
         panic!("{e}\n{}", sersync.log());
     }
     wait_for(CONVERGE, || {

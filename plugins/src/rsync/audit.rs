@@ -12,9 +12,7 @@ use crate::audit::{Drift, DriftKind};
 /// The differences a dry run's output lists. A directory whose only difference is its
 /// modification time is not one (its entries are what matters, and they are listed).
 pub fn parse_itemized(out: &[u8]) -> Vec<Drift> {
-    out.split(|&b| b == b'\n')
-        .filter_map(parse_line)
-        .collect()
+    out.split(|&b| b == b'\n').filter_map(parse_line).collect()
 }
 
 fn parse_line(line: &[u8]) -> Option<Drift> {

@@ -50,6 +50,25 @@ pub fn collect(
     Ok(rules)
 }
 
+/// The rules for the excluded entries directly inside `dirs` below `root` (for runs that
+/// make directories match one level deep). A directory gone or unreadable has none.
+pub fn collect_one_level(root: &Path, dirs: &[RelPath], filter: &dyn PathFilter) -> Vec<Vec<u8>> {
+    let mut rules = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(dir.absolute(root)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = dir.join(entry.file_name().as_bytes());
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if filter.is_excluded(&path, is_dir) {
+                rules.push(rule_for(&path));
+            }
+        }
+    }
+    rules
+}
+
 /// An anchored rule matching exactly `path`. rsync compares a rule without `*`, `?` or `[`
 /// literally; one with any of them is a wildcard pattern, in which `\` escapes.
 pub fn rule_for(path: &RelPath) -> Vec<u8> {

@@ -141,15 +141,20 @@ impl RsyncSink {
         self.target.destination(&self.options)
     }
 
-    /// The file list as rsync reads it: NUL-terminated paths, `.` for the root.
+    /// The file list as rsync reads it: NUL-terminated paths, `.` for the root; in a
+    /// one-level run each directory ends in `/`, which is what makes rsync `--dirs` send
+    /// (and delete within) its entries.
     fn file_list(run: &Run) -> Vec<u8> {
         let mut list = Vec::new();
         for path in &run.paths {
-            list.extend_from_slice(if path.is_root() {
-                b"."
+            if path.is_root() {
+                list.push(b'.');
             } else {
-                path.as_bytes()
-            });
+                list.extend_from_slice(path.as_bytes());
+                if run.one_level {
+                    list.push(b'/');
+                }
+            }
             list.push(0);
         }
         list
@@ -162,6 +167,7 @@ impl RsyncSink {
             ignore_times: run.ignore_times,
             progress: false,
             rsync_keeps_timeout: watchdog::limit(&self.options).is_none(),
+            one_level: run.one_level,
         }
     }
 
@@ -194,7 +200,13 @@ impl RsyncSink {
             Output::Progress(entry) => Some(entry),
             _ => None,
         };
-        let exclude_file = if run.is_recursive() {
+        let rules = if run.one_level {
+            Some(excludes::collect_one_level(
+                &self.root,
+                &run.paths,
+                self.filter.as_ref(),
+            ))
+        } else if run.is_recursive() {
             let rules = excludes::collect(&self.root, &run.subtrees, self.filter.as_ref())
                 .map_err(|e| {
                     SinkError::retryable(format!(
@@ -202,6 +214,11 @@ impl RsyncSink {
                         self.root.display()
                     ))
                 })?;
+            Some(rules)
+        } else {
+            None
+        };
+        let exclude_file = if let Some(rules) = rules {
             Some(excludes::write_rules(&rules).map_err(|e| {
                 SinkError::retryable(format!(
                     "writing the exclude list for {}: {e}",
@@ -274,17 +291,13 @@ impl RsyncSink {
             std::thread::spawn(move || progress::parse::follow(pipe, |s| entry.update(s)))
         });
         // Read beside stderr, so that neither pipe can fill up and stall rsync.
-        let captured = child
-            .stdout
-            .take()
-            .filter(|_| capture)
-            .map(|mut pipe| {
-                std::thread::spawn(move || {
-                    let mut bytes = Vec::new();
-                    let _ = pipe.read_to_end(&mut bytes);
-                    bytes
-                })
-            });
+        let captured = child.stdout.take().filter(|_| capture).map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        });
         let mut stderr = String::new();
         if let Some(mut pipe) = child.stderr.take() {
             let mut bytes = Vec::new();
@@ -331,6 +344,7 @@ impl Auditor for RsyncSink {
             paths: vec![RelPath::ROOT],
             subtrees: vec![RelPath::ROOT],
             ignore_times: false,
+            one_level: false,
         };
         let out = self.run_rsync(&run, Output::Capture, &["--dry-run", "--out-format=%i %n"])?;
         Ok(audit::parse_itemized(&out))
@@ -341,7 +355,11 @@ impl Sink for RsyncSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let plan = TransferPlan::for_batch(batch, self.options.delete);
         for mut run in plan.runs {
-            ancestry::list_below_real_directories(&mut run, &self.root);
+            if run.one_level {
+                ancestry::nearest_real_directories(&mut run, &self.root);
+            } else {
+                ancestry::list_below_real_directories(&mut run, &self.root);
+            }
             self.execute(&run, self.progress_for(&run))?;
         }
         Ok(())
@@ -372,6 +390,8 @@ impl Sink for RsyncSink {
             lines.extend(run.paths.iter().map(|p| {
                 let kind = if run.subtrees.contains(p) {
                     "tree"
+                } else if run.one_level {
+                    "entries of"
                 } else {
                     "path"
                 };
