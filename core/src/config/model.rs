@@ -215,7 +215,8 @@ pub struct EngineConfig {
     /// on changes whose paths do not overlap with the others'. Default 2; `-n` still bounds
     /// the processes across all remotes.
     pub transfers_per_remote: usize,
-    /// `stateDir`: where lane journals live. Default: a directory `sersync-state` beside the
-    /// failLog script.
+    /// `stateDir`: where lane journals and the heartbeat live. Default:
+    /// [`crate::state_dir::default_path`] (`$STATE_DIRECTORY`, `/var/lib/sersync` for root,
+    /// else the user's `~/.local/state/sersync`).
     pub state_dir: PathBuf,
 }
