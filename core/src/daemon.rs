@@ -91,9 +91,13 @@ impl PidFile {
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => refuse("is a symbolic link".into()),
-                _ => io::Error::new(e.kind(), format!("pid file {}: {e}", path.display())),
+            .map_err(|e| {
+                // ELOOP, or EACCES for a link in a sticky directory.
+                if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    refuse("is a symbolic link".into())
+                } else {
+                    io::Error::new(e.kind(), format!("pid file {}: {e}", path.display()))
+                }
             })?;
         let meta = file.metadata()?;
         // SAFETY: geteuid has no preconditions.
