@@ -11,10 +11,10 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use sersync_tests::{assert_converges, paced_writer, sersync_bin, Sersync, Stage};
+use sersync_tests::{assert_converges, paced_writer, sersync_bin, wait_for, Sersync, Stage};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 const NOBODY: u32 = 65534;
@@ -292,16 +292,28 @@ fn a_pid_file_planted_as_a_link_in_a_shared_directory_is_refused() {
         pid_file.display()
     ));
     let config = config_with_state(&stage, &stage.path().join("state"));
-    let out = Command::new(sersync_bin())
+    let mut child = Command::new(sersync_bin())
         .arg("-o")
         .arg(&config)
         .arg("--pid-file")
         .arg(&pid_file)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run sersync");
+    let exited = wait_for(Duration::from_secs(20), || {
+        child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still running".to_string())
+    });
+    if exited.is_err() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success(),
+        exited.is_ok() && !out.status.success(),
         "started through a linked pid file:\n{stderr}"
     );
     assert!(
