@@ -21,6 +21,7 @@ use crate::config::{Config, FailLogConfig};
 use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode};
 use crate::faillog::{FailLog, SpecRecorder};
 use crate::filter::Filter;
+use crate::state_dir::{StateDir, StateDirError};
 use crate::topology::{LanePlan, Topology};
 use crate::watch::{limits::InotifyLimits, Root, WatchError, Watcher, WatcherStats};
 
@@ -275,10 +276,13 @@ impl Engine {
         let has_rsync = ready.iter().any(|r| r.plan.full_syncs);
         let script =
             (has_rsync && mode == Mode::Deliver).then(|| Arc::new(FailLog::new(&fail_log.path)));
+        // Verified once per start; a refused directory is reported by every lane and the
+        // heartbeat, which then run without it.
+        let state = StateDir::open(&state_dir).map(Arc::new);
         let (lanes, audits) = start_lanes(
             ready,
             &roots,
-            &state_dir,
+            state.as_ref(),
             timing,
             max_pending,
             mode,
@@ -290,21 +294,19 @@ impl Engine {
             .filter(|l| l.full_syncs)
             .map(|l| l.lane.clone())
             .collect();
-        let heartbeat_path = Heartbeat::path(
-            &state_dir,
-            &roots.iter().map(|r| r.path.clone()).collect::<Vec<_>>(),
-        );
-        first_syncs(
-            &first,
-            &roots,
-            &rsync_lanes,
-            &all,
-            filter,
-            Heartbeat::last_alive(&heartbeat_path),
-        );
-        let heartbeat = Heartbeat::start(heartbeat_path)
-            .map_err(|error| tracing::error!(%error, dir = %state_dir.display(), "cannot write the heartbeat; changes made while sersync is stopped will need a full sync (-r)"))
-            .ok();
+        let heartbeat_name =
+            Heartbeat::file_name(&roots.iter().map(|r| r.path.clone()).collect::<Vec<_>>());
+        let last_alive = state
+            .as_ref()
+            .ok()
+            .and_then(|dir| Heartbeat::last_alive(dir, &heartbeat_name));
+        first_syncs(&first, &roots, &rsync_lanes, &all, filter, last_alive);
+        let heartbeat = match &state {
+            Ok(dir) => Heartbeat::start(dir.clone(), heartbeat_name).map_err(|e| e.to_string()),
+            Err(refused) => Err(refused.to_string()),
+        }
+        .map_err(|error| tracing::error!(%error, dir = %state_dir.display(), "cannot write the heartbeat; changes made while sersync is stopped will need a full sync (-r)"))
+        .ok();
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Event>>(1024);
         let router = thread::Builder::new()
             .name("router".into())
@@ -408,7 +410,7 @@ fn spawn_catch_up(
 fn start_lanes(
     ready: Vec<ReadyLane>,
     roots: &[Root],
-    state_dir: &std::path::Path,
+    state: Result<&Arc<StateDir>, &StateDirError>,
     timing: LaneTiming,
     max_pending: usize,
     mode: Mode,
@@ -425,7 +427,7 @@ fn start_lanes(
     {
         let root = &roots[plan.watch.0 as usize];
         tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
-        let journal = open_journal(state_dir, &name, root);
+        let journal = open_journal(state, &name, root);
         let lane = Lane::new(
             name.clone(),
             plan.watch,
@@ -617,21 +619,22 @@ fn drain(lanes: Vec<RunningLane>, deadline: Duration) {
     }
 }
 
-/// Opens the journal of lane `name` for `root`; on failure logs why and returns `None` (the
-/// lane then syncs without one).
+/// Opens the journal of lane `name` for `root` in the state directory; on failure (or
+/// when the state directory was refused) logs why and returns `None` (the lane then syncs
+/// without one).
 fn open_journal(
-    state_dir: &std::path::Path,
+    state: Result<&Arc<StateDir>, &StateDirError>,
     name: &str,
     root: &Root,
 ) -> Option<(Journal, Vec<Event>)> {
-    let path = state_dir.join(Journal::file_name(name, &root.path));
-    match Journal::open(&path, root.watch) {
-        Ok(opened) => Some(opened),
-        Err(error) => {
-            tracing::error!(lane = name, journal = %path.display(), %error, "cannot open the lane's journal; syncing goes on without one (set <engine stateDir> to a writable directory)");
-            None
-        }
-    }
+    let file = Journal::file_name(name, &root.path);
+    let opened = match state {
+        Ok(dir) => Journal::open(dir, &file, root.watch).map_err(|e| e.to_string()),
+        Err(refused) => Err(refused.to_string()),
+    };
+    opened
+        .map_err(|error| tracing::error!(lane = name, journal = %file, %error, "cannot open the lane's journal; syncing goes on without one, so changes pending at a stop or crash need a full sync (-r)"))
+        .ok()
 }
 
 /// Warns when the watched directories come close to the kernel's watch limit.

@@ -245,7 +245,9 @@ impl Sersync {
         Sersync::start_with_env(config, args, log_dir, &[])
     }
 
-    /// As [`Sersync::start`], with extra environment variables.
+    /// As [`Sersync::start`], with extra environment variables. `STATE_DIRECTORY` is
+    /// `log_dir/sersync-state` unless `env` sets it, so that the default state directory is
+    /// the test's own (as systemd's `StateDirectory=` would make it), not `/var/lib/sersync`.
     pub fn start_with_env(
         config: &Path,
         args: &[&str],
@@ -258,6 +260,7 @@ impl Sersync {
             .arg("-o")
             .arg(config)
             .args(args)
+            .env("STATE_DIRECTORY", log_dir.join("sersync-state"))
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -221,7 +221,8 @@ pub struct EngineConfig {
     /// `auditSeconds`: how often each rsync remote is asked what differs from the source
     /// (a dry run), what differs logged, counted and sent again. `None` (0, the default): never.
     pub audit: Option<Duration>,
-    /// `stateDir`: where lane journals live. Default: a directory `sersync-state` beside the
-    /// failLog script.
+    /// `stateDir`: where lane journals and the heartbeat live. Default:
+    /// [`crate::state_dir::default_path`] (`$STATE_DIRECTORY`, `/var/lib/sersync` for root,
+    /// else the user's `~/.local/state/sersync`).
     pub state_dir: PathBuf,
 }
