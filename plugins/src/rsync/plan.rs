@@ -6,7 +6,9 @@
 //!   they hold is usually unchanged.
 //! - **deletes**: the directories that held deleted paths and the old names of moves, each
 //!   made to match one level deep (`--dirs --delete`): what the source no longer has there
-//!   is deleted on the remote. rsync's `--delete-missing-args`, which would delete listed
+//!   is deleted on the remote, and what it has there now is sent (a directory replaced by a
+//!   symlink, say). While it runs the lane holds the whole directory
+//!   (`coalesce::footprint`), so nothing else there is delivered beside it. rsync's `--delete-missing-args`, which would delete listed
 //!   paths directly, is not used: receivers built with the fix for CVE-2024-12087 (Debian
 //!   12's 3.2.7-1+deb12u5, rsync 3.4.3) reject its entries ("invalid file mode 00").
 //! - **changes**: every other path an event names (changed files, new and moved-in
