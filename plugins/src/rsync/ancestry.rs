@@ -44,33 +44,60 @@ pub fn list_below_real_directories(run: &mut Run, root: &Path) {
     }
 }
 
-/// Replaces, in a one-level `run`, every directory that is no longer a real directory
-/// below `root` (gone, or a file or symlink now) by its nearest ancestor that is: that is
-/// where its delete, or its replacement, has to happen. Duplicates are dropped.
-pub fn nearest_real_directories(run: &mut Run, root: &Path) {
+/// The runs that apply `deleted` (deleted paths and old names of moves), judged by what is
+/// on disk now:
+/// - **scopes**: the directories they were in, made to match one level deep and sending
+///   nothing; a directory that is gone or no longer a real directory is taken up to its
+///   nearest real ancestor;
+/// - **present**: what stands at such a place now, sent as a change (a directory whole): a
+///   deleted path that exists again (its delete began a replacement: a directory that
+///   became a file), or a file or link where a directory of the path was.
+pub fn deletes_at(deleted: &[RelPath], root: &Path) -> (Run, Run) {
     let mut is_real_dir: HashMap<RelPath, bool> = HashMap::new();
     let mut real = |dir: &RelPath| {
         *is_real_dir.entry(dir.clone()).or_insert_with(|| {
             std::fs::symlink_metadata(dir.absolute(root)).is_ok_and(|m| m.is_dir())
         })
     };
-    let mut seen = HashSet::new();
-    for mut dir in std::mem::take(&mut run.paths) {
-        // The topmost ancestor that is not a real directory decides, as for listed paths.
-        let mut candidate = None;
-        for ancestor in dir.ancestors().map(RelPath::new).chain([dir.clone()]) {
-            if !real(&ancestor) {
-                candidate = Some(ancestor);
-                break;
+    let exists = |path: &RelPath| std::fs::symlink_metadata(path.absolute(root)).ok();
+    let mut scopes = Run {
+        one_level: true,
+        ..Run::default()
+    };
+    let mut present = Run {
+        ignore_times: true,
+        ..Run::default()
+    };
+    let send = |path: RelPath, is_dir: bool, present: &mut Run| {
+        if !present.paths.contains(&path) {
+            if is_dir {
+                present.subtrees.push(path.clone());
             }
+            present.paths.push(path);
         }
-        if let Some(not_real) = candidate {
-            dir = not_real.parent().unwrap_or(RelPath::ROOT);
+    };
+    for path in deleted {
+        if let Some(meta) = exists(path) {
+            send(path.clone(), meta.is_dir(), &mut present);
         }
-        if seen.insert(dir.clone()) {
-            run.paths.push(dir);
+        let mut scope = path.parent().unwrap_or(RelPath::ROOT);
+        // The topmost ancestor that is not a real directory decides, as for listed paths.
+        let lineage: Vec<RelPath> = scope
+            .ancestors()
+            .map(RelPath::new)
+            .chain([scope.clone()])
+            .collect();
+        if let Some(not_real) = lineage.into_iter().find(|dir| !dir.is_root() && !real(dir)) {
+            if let Some(meta) = exists(&not_real) {
+                send(not_real.clone(), meta.is_dir(), &mut present);
+            }
+            scope = not_real.parent().unwrap_or(RelPath::ROOT);
+        }
+        if !scopes.paths.contains(&scope) {
+            scopes.paths.push(scope);
         }
     }
+    (scopes, present)
 }
 
 /// The topmost proper ancestor of `path` that is not a real directory below `root`, if any.
@@ -130,6 +157,26 @@ mod tests {
         let mut run = run_of(&["d/file/old", "gone/deep/f", "d/new"], &[]);
         list_below_real_directories(&mut run, root.path());
         assert_eq!(listed(&run), ["d/file", "gone", "d/new"]);
+    }
+
+    #[test]
+    fn deletes_are_applied_in_the_directory_that_held_them_and_what_stands_there_is_sent() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("d/sub")).unwrap();
+        // A directory that became a file, and one that became a link.
+        fs::write(root.path().join("d/was-a-dir"), b"now a file").unwrap();
+        symlink("d", root.path().join("link")).unwrap();
+        let deleted: Vec<RelPath> = ["d/gone", "d/was-a-dir", "link/x", "gone/deep/f", "d/sub"]
+            .iter()
+            .map(|p| RelPath::from(*p))
+            .collect();
+        let (scopes, present) = deletes_at(&deleted, root.path());
+        // link/x and gone/deep/f: their directory is no real directory, so the root is.
+        assert_eq!(listed(&scopes), ["d", "."]);
+        assert!(scopes.one_level);
+        assert_eq!(listed(&present), ["d/was-a-dir", "link", "d/sub"]);
+        assert_eq!(present.subtrees, vec![RelPath::from("d/sub")]);
+        assert!(present.ignore_times && !present.one_level);
     }
 
     #[test]

@@ -75,7 +75,14 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
     // The user's params decide how files are copied; recursion is decided per batch.
     args.push(if shape.recursive { "-r" } else { "--no-r" }.into());
     if shape.one_level {
-        args.push("--dirs".into());
+        // Delete only: nothing is sent or updated. What this run sees of a directory's other
+        // entries may be newer than what the lane has been told; sending it would leave the
+        // remote with things the lane cannot know to take back.
+        args.extend(
+            ["--dirs", "--existing", "--ignore-existing"]
+                .iter()
+                .map(OsString::from),
+        );
     }
     if shape.ignore_times {
         args.push("--ignore-times".into());

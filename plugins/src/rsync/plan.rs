@@ -1,21 +1,27 @@
 //! From a batch of events to the rsync runs that apply it.
 //!
-//! A batch becomes at most three runs, in this order:
+//! A batch asks rsync for up to four runs, which the sink runs in this order:
 //! - **rescans**: directories whose whole subtree may have changed (overflow, a full sync,
 //!   collapsed pending paths). Sent recursively with the quick check, since most of what
 //!   they hold is usually unchanged.
+//! - **changes**: every path an event names other than deletes (changed files, new and
+//!   moved-in directories). These are known to have changed, so rsync's quick check (size
+//!   and whole-second mtime) is skipped with `--ignore-times`: a file rewritten to the same
+//!   size within the same second is still sent. The run recurses only when a new directory
+//!   has to be sent whole.
+//! - **replacements**: a deleted path that exists again by the time the batch goes out (its
+//!   delete began a replacement: a directory that became a file), sent as it is now.
 //! - **deletes**: the directories that held deleted paths and the old names of moves, each
 //!   made to match one level deep (`--dirs --delete`): what the source no longer has there
-//!   is deleted on the remote, and what it has there now is sent (a directory replaced by a
-//!   symlink, say). While it runs the lane holds the whole directory
-//!   (`coalesce::footprint`), so nothing else there is delivered beside it. rsync's `--delete-missing-args`, which would delete listed
-//!   paths directly, is not used: receivers built with the fix for CVE-2024-12087 (Debian
-//!   12's 3.2.7-1+deb12u5, rsync 3.4.3) reject its entries ("invalid file mode 00").
-//! - **changes**: every other path an event names (changed files, new and moved-in
-//!   directories). These are known to have changed, so rsync's quick check (size and
-//!   whole-second mtime) is skipped with `--ignore-times`: a file rewritten to the same size
-//!   within the same second is still sent. The run recurses only when a new directory has
-//!   to be sent whole.
+//!   is deleted on the remote, and nothing is sent (`--existing --ignore-existing`: what
+//!   it sees of the other entries may be newer than what the lane knows). While it runs the
+//!   lane holds the whole directory (`coalesce::footprint`), so nothing else there is
+//!   delivered beside it. Last, because what such a directory is on the remote may only be
+//!   right once the changes are there.
+//!
+//! rsync's `--delete-missing-args`, which would delete listed paths directly, is not used:
+//! receivers built with the fix for CVE-2024-12087 (Debian 12's 3.2.7-1+deb12u5, rsync
+//! 3.4.3) reject its entries ("invalid file mode 00").
 
 use sersync_plugin_sdk::{Batch, EventKind, RelPath};
 
@@ -41,11 +47,15 @@ impl Run {
     }
 }
 
-/// The runs for one batch: rescans, deletes, changes; empty runs are left out.
+/// What one batch asks of rsync: the runs (rescans, changes; empty ones left out) and the
+/// deleted paths, which the sink turns into runs when it delivers, once it has looked at
+/// what is where ([`super::ancestry::deletes_at`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TransferPlan {
     /// The runs, in order.
     pub runs: Vec<Run>,
+    /// Deleted paths and the old names of moves, outside every rescan.
+    pub deleted: Vec<RelPath>,
 }
 
 impl TransferPlan {
@@ -83,23 +93,35 @@ impl TransferPlan {
         keep_uncovered(&mut changes, &rescanned, false);
         let created = outermost(&changes.subtrees);
         keep_uncovered(&mut changes, &created, true);
+        // A rescan sends its subtree whole, deletes included.
         let mut deletes = Run {
-            paths: deleted
-                .iter()
-                .filter(|p| !p.is_root())
-                .filter_map(RelPath::parent)
-                .collect(),
-            one_level: true,
+            paths: deleted,
             ..Run::default()
         };
-        // A rescan sends its subtree whole, deletes included.
         keep_uncovered(&mut deletes, &rescanned, false);
         TransferPlan {
-            runs: [rescans, deletes, changes]
+            runs: [rescans, changes]
                 .into_iter()
                 .filter(|r| !r.paths.is_empty())
                 .collect(),
+            deleted: deletes.paths,
         }
+    }
+
+    /// The deletes as one run, judged by names alone (the directory each deleted path was
+    /// in), for a command written now and run later: the `<failLog>` script.
+    pub fn deletes_by_name(&self) -> Option<Run> {
+        let mut scopes: Vec<RelPath> = Vec::new();
+        for dir in self.deleted.iter().filter_map(RelPath::parent) {
+            if !scopes.contains(&dir) {
+                scopes.push(dir);
+            }
+        }
+        (!scopes.is_empty()).then(|| Run {
+            paths: scopes,
+            one_level: true,
+            ..Run::default()
+        })
     }
 }
 
@@ -184,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn deletes_make_the_directories_that_held_them_match_one_level_deep() {
+    fn deletes_are_kept_apart_and_judged_by_name_they_are_their_directories() {
         let p = plan(
             vec![
                 ev(EventKind::Delete, "a/b/gone", false),
@@ -194,10 +216,12 @@ mod tests {
             ],
             true,
         );
-        assert_eq!(p.runs.len(), 2);
-        assert_eq!(paths(&p.runs[0]), ["a/b", "."]);
-        assert!(p.runs[0].one_level && !p.runs[0].is_recursive());
-        assert_eq!(paths(&p.runs[1]), ["a/f"]);
+        assert_eq!(p.runs.len(), 1);
+        assert_eq!(paths(&p.runs[0]), ["a/f"]);
+        assert_eq!(p.deleted.len(), 3);
+        let by_name = p.deletes_by_name().unwrap();
+        assert_eq!(paths(&by_name), ["a/b", "."]);
+        assert!(by_name.one_level && !by_name.is_recursive());
     }
 
     #[test]
@@ -206,10 +230,9 @@ mod tests {
             vec![Event::moved("d/old".into(), "new".into(), true, WatchId(0))],
             true,
         );
-        assert_eq!(paths(&p.runs[0]), ["d"]);
-        assert!(p.runs[0].one_level);
-        assert_eq!(paths(&p.runs[1]), ["new"]);
-        assert_eq!(p.runs[1].subtrees, vec![RelPath::from("new")]);
+        assert_eq!(p.deleted, vec![RelPath::from("d/old")]);
+        assert_eq!(paths(&p.runs[0]), ["new"]);
+        assert_eq!(p.runs[0].subtrees, vec![RelPath::from("new")]);
     }
 
     #[test]
@@ -222,6 +245,7 @@ mod tests {
             false,
         );
         assert_eq!(paths(&p.runs[0]), ["new"]);
+        assert!(p.deleted.is_empty());
     }
 
     #[test]

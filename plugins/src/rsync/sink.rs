@@ -354,24 +354,47 @@ impl Auditor for RsyncSink {
 impl Sink for RsyncSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let plan = TransferPlan::for_batch(batch, self.options.delete);
-        for mut run in plan.runs {
-            if run.one_level {
-                ancestry::nearest_real_directories(&mut run, &self.root);
-            } else {
+        // Rescans, then changes, then deletes: what a delete's directory holds on the remote
+        // may only be right once the changes are there (a file there that is a directory
+        // now). A run that fails for a passing reason does not stop the others, so a retry
+        // starts from a remote that is as far along as it can be.
+        let mut runs: Vec<(Run, bool)> = plan.runs.into_iter().map(|r| (r, true)).collect();
+        if !plan.deleted.is_empty() {
+            let (scopes, present) = ancestry::deletes_at(&plan.deleted, &self.root);
+            if !present.paths.is_empty() {
+                runs.push((present, true));
+            }
+            runs.push((scopes, false));
+        }
+        let mut failure = None;
+        for (mut run, listed) in runs {
+            if listed {
                 ancestry::list_below_real_directories(&mut run, &self.root);
             }
-            self.execute(&run, self.progress_for(&run))?;
+            match self.execute(&run, self.progress_for(&run)) {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => {
+                    failure.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     fn describe(&self, batch: &Batch) -> Vec<String> {
         let plan = TransferPlan::for_batch(batch, self.options.delete);
-        if plan.runs.is_empty() {
+        let runs: Vec<Run> = plan
+            .runs
+            .iter()
+            .cloned()
+            .chain(plan.deletes_by_name())
+            .collect();
+        if runs.is_empty() {
             return vec![format!("rsync to {}: nothing to send", self.remote())];
         }
         let mut lines = Vec::new();
-        for run in &plan.runs {
+        for run in &runs {
             let mut command: Vec<OsString> = vec![self.options.program.clone().into()];
             command.extend(arguments(
                 &self.options,
