@@ -301,10 +301,6 @@ fn a_thousand_idle_lanes_hold_no_thread_and_all_deliver() {
     for lane in &lanes {
         assert_eq!(lane.wait_finished(deadline), Some(Vec::new()));
     }
-    assert!(
-        pool.threads() <= 2000,
-        "never more threads than deliveries at once"
-    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a pool thread (or the timer) waits for work before it ends.
-pub const IDLE_EXIT: Duration = Duration::from_secs(5);
+const IDLE_EXIT: Duration = Duration::from_secs(5);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -82,11 +82,13 @@ impl Pool {
     }
 
     /// Threads alive now (delivering, or idle and about to end), the timer not counted.
+    #[cfg(test)]
     pub fn threads(&self) -> usize {
         lock(&self.workers).threads
     }
 
     /// Threads running a job now.
+    #[cfg(test)]
     pub fn busy(&self) -> usize {
         let workers = lock(&self.workers);
         workers.threads - workers.idle
