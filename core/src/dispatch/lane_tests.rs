@@ -283,10 +283,11 @@ fn a_thousand_idle_lanes_hold_no_thread_and_all_deliver() {
             lane
         })
         .collect();
+    assert_eq!(pool.threads(), 0, "idle lanes hold no pool thread");
+    // Other tests run beside this one; their threads are well within the margin.
     let started = threads();
-    // Other tests run beside this one; their few threads are well within the margin.
     assert!(
-        started < before + 20,
+        started < before + 100,
         "1,000 idle lanes took {} threads",
         started.saturating_sub(before)
     );
