@@ -18,7 +18,7 @@ use sersync_plugins::rsync::progress::ProgressBoard;
 use crate::audit::LaneAudit;
 use crate::catchup::{self, Heartbeat};
 use crate::config::{Config, FailLogConfig};
-use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode};
+use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode, Pool};
 use crate::faillog::{FailLog, SpecRecorder};
 use crate::filter::Filter;
 use crate::state_dir::{StateDir, StateDirError};
@@ -133,11 +133,10 @@ pub enum FirstSync {
     NewLanes(Vec<(String, std::path::PathBuf)>),
 }
 
-/// A running lane and its thread.
+/// A running lane.
 struct RunningLane {
     lane: Arc<Lane>,
     full_syncs: bool,
-    thread: JoinHandle<Vec<Event>>,
 }
 
 /// The running pipeline.
@@ -405,8 +404,8 @@ fn spawn_catch_up(
     }
 }
 
-/// Starts one thread per lane, each replaying its journal; rsync lanes report their
-/// failures to the failLog `script` when there is one.
+/// Starts every lane, each replaying its journal, on one pool of delivery threads; rsync
+/// lanes report their failures to the failLog `script` when there is one.
 fn start_lanes(
     ready: Vec<ReadyLane>,
     roots: &[Root],
@@ -416,6 +415,7 @@ fn start_lanes(
     mode: Mode,
     script: Option<&Arc<FailLog>>,
 ) -> (Vec<RunningLane>, Vec<LaneAudit>) {
+    let pool = Pool::new();
     let mut lanes = Vec::new();
     let mut audits = Vec::new();
     for ReadyLane {
@@ -445,15 +445,10 @@ fn start_lanes(
         if let Some(auditor) = auditor {
             audits.push(LaneAudit::new(lane.clone(), auditor, root.path.clone()));
         }
-        let worker = lane.clone();
-        let thread = thread::Builder::new()
-            .name(format!("lane {name}"))
-            .spawn(move || worker.run(sinks, mode))
-            .expect("spawning a lane thread");
+        lane.start(sinks, mode, &pool);
         lanes.push(RunningLane {
             lane,
             full_syncs: plan.full_syncs,
-            thread,
         });
     }
     (lanes, audits)
@@ -602,19 +597,14 @@ fn drain(lanes: Vec<RunningLane>, deadline: Duration) {
     }
     let until = Instant::now() + deadline;
     for l in lanes {
-        while !l.thread.is_finished() && Instant::now() < until {
-            thread::sleep(Duration::from_millis(20));
-        }
-        if !l.thread.is_finished() {
-            tracing::warn!(lane = %l.lane.name(), pending = l.lane.pending(), "stop deadline passed with a delivery in flight; its changes stay in the journal");
-            continue;
-        }
-        match l.thread.join() {
-            Ok(left) if !left.is_empty() => {
+        match l.lane.wait_finished(until) {
+            None => {
+                tracing::warn!(lane = %l.lane.name(), pending = l.lane.pending(), "stop deadline passed with a delivery in flight; its changes stay in the journal")
+            }
+            Some(left) if !left.is_empty() => {
                 tracing::warn!(lane = %l.lane.name(), paths = left.len(), "stopped with undelivered changes; they stay in the journal for the next start")
             }
-            Ok(_) => {}
-            Err(_) => tracing::error!(lane = %l.lane.name(), "lane thread panicked"),
+            Some(_) => {}
         }
     }
 }

@@ -1,4 +1,4 @@
-//! A fixed-bucket latency histogram, cheap to record into from a lane thread.
+//! A fixed-bucket latency histogram, cheap to record into from a delivery thread.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

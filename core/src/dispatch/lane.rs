@@ -1,14 +1,17 @@
-//! A lane: one sink serving one watch, with its own pending state, its own threads and its
-//! own retry state. A slow or failing lane never holds up another.
+//! A lane: one sink serving one watch, with its own pending state, its own sink instances
+//! and its own retry state. A slow or failing lane never holds up another.
 //!
-//! A lane runs one worker thread per sink instance it was given. Workers cut batches from
-//! the shared pending state and deliver them side by side, but a batch only takes changes
-//! that no batch in flight touches ([`InFlight`]), so changes to one path never overtake
-//! each other. Backoff after a failure pauses the whole lane.
+//! A lane holds no thread of its own. Whenever something changes (a change pushed, a
+//! delivery over, a wake-up from the [`Pool`]'s timer, a close) it cuts what batches it can
+//! and hands each, with a free sink instance, to a pool thread; so it delivers as many
+//! batches side by side as it has instances, but a batch only takes changes that no batch
+//! in flight touches ([`InFlight`]), so changes to one path never overtake each other. A
+//! lane waiting for its batch to settle, or for its backoff after a failure (which pauses
+//! the whole lane), only has a wake-up booked with the timer.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use sersync_plugin_sdk::{Batch, Event, Sink, SinkError, WatchId};
@@ -17,6 +20,7 @@ use super::backoff::Backoff;
 use super::histogram::Histogram;
 use super::in_flight::{InFlight, Ticket};
 use super::journal::Journal;
+use super::pool::Pool;
 use crate::coalesce::Coalescer;
 
 /// How a lane cuts batches and retries.
@@ -97,10 +101,38 @@ struct State {
     /// started after that, so a batch that keeps failing beside others that succeed still
     /// backs off.
     last_failure: Option<Instant>,
-    /// Workers waiting because everything pending is held back by a batch in flight: a new
-    /// change may be one they can take, so pushes wake them.
-    blocked_workers: usize,
+    /// Everything pending was held back by a batch in flight: a new change may be one that
+    /// can go, so a push looks again.
+    blocked: bool,
     journal: Option<Journal>,
+    /// The sink instances, from [`Lane::start`] until the lane finishes.
+    slots: Option<Slots>,
+    /// The wake-up booked with the pool's timer, if any.
+    timer: Option<Instant>,
+    /// What was left undelivered when the lane finished, until [`Lane::wait_finished`].
+    left: Option<Vec<Event>>,
+}
+
+/// A started lane's sink instances and where it delivers.
+struct Slots {
+    /// Instances free for the next batch.
+    idle: Vec<Box<dyn Sink>>,
+    /// Instances delivering now, on pool threads.
+    busy: usize,
+    mode: Mode,
+    pool: Arc<Pool>,
+}
+
+/// What a lane can do next (see [`Lane::next_batch`]).
+enum Next {
+    /// Deliver this batch.
+    Deliver(Ticket, Arc<Batch>),
+    /// Look again at this instant.
+    At(Instant),
+    /// Look again after a change, a delivery ending or a close.
+    Wait,
+    /// Closed, with nothing more it can deliver.
+    Finish,
 }
 
 impl State {
@@ -133,7 +165,10 @@ pub struct Lane {
     root: PathBuf,
     timing: LaneTiming,
     state: Mutex<State>,
-    wake: Condvar,
+    /// Signalled when the lane finishes.
+    finished: Condvar,
+    /// Itself, for the deliveries and wake-ups it hands out.
+    me: Weak<Lane>,
     stats: LaneStats,
     recorder: std::sync::OnceLock<Arc<dyn FailureRecorder>>,
 }
@@ -158,7 +193,7 @@ impl Lane {
             }
             journal
         });
-        Arc::new(Lane {
+        Arc::new_cyclic(|me| Lane {
             name,
             watch,
             root,
@@ -172,10 +207,14 @@ impl Lane {
                 paused_until: None,
                 backoff: Backoff::new(timing.retry_initial, timing.retry_max),
                 last_failure: None,
-                blocked_workers: 0,
+                blocked: false,
                 journal,
+                slots: None,
+                timer: None,
+                left: None,
             }),
-            wake: Condvar::new(),
+            finished: Condvar::new(),
+            me: me.clone(),
             stats: LaneStats::default(),
             recorder: std::sync::OnceLock::new(),
         })
@@ -221,18 +260,19 @@ impl Lane {
         }
         let mut state = self.lock();
         state.journal(&self.name, |j| j.append(mine.iter().copied()));
-        // Workers waiting for a batch to settle need no wake-up: a new change only delays it.
-        let wake = state.pending.is_empty() || state.blocked_workers > 0;
+        // A lane waiting for its batch to settle, or for a free sink instance, need not look
+        // again: a new change only delays the batch.
+        let look = state.pending.is_empty() || state.blocked;
         for event in mine {
             state.pending.push(event.clone());
         }
         drop(state);
-        if wake {
-            self.wake.notify_all();
+        if look {
+            self.schedule();
         }
     }
 
-    /// Reports this lane's failures and recoveries to `recorder` (set once, before `run`).
+    /// Reports this lane's failures and recoveries to `recorder` (set once, before `start`).
     pub fn record_failures(&self, recorder: Arc<dyn FailureRecorder>) {
         let _ = self.recorder.set(recorder);
     }
@@ -240,121 +280,187 @@ impl Lane {
     /// Ends a backoff pause now: the lane retries its failed work at once.
     pub fn retry_now(&self) {
         self.lock().retry_now = true;
-        self.wake.notify_all();
+        self.schedule();
     }
 
     /// Asks the lane to deliver what is pending at once and stop.
     pub fn close(&self) {
         self.lock().closing = true;
-        self.wake.notify_all();
+        self.schedule();
     }
 
-    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.wake.wait(state).unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn wait_until<'a>(
-        &self,
-        state: MutexGuard<'a, State>,
-        deadline: Instant,
-    ) -> MutexGuard<'a, State> {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        self.wake
-            .wait_timeout(state, timeout)
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-    }
-
-    /// Waits for the next batch a worker may deliver: until the lane is not paused, something
-    /// is pending and has settled, and some of it is not held back by a batch in flight (or
-    /// the lane is closing). `None` when this worker has nothing left to do.
-    fn next_batch(&self) -> Option<(Ticket, Arc<Batch>)> {
-        let mut state = self.lock();
-        loop {
-            if state.stopped {
-                return None;
+    /// What the lane can do now, from its state: hand a batch to a free sink instance, wait
+    /// for an instant (the batch settling, or the backoff ending), wait for a change or a
+    /// delivery to end, or finish (closed, nothing in flight, nothing left it can deliver).
+    fn next_batch(&self, state: &mut State) -> Next {
+        let Some(slots) = state.slots.as_ref() else {
+            return Next::Wait;
+        };
+        let finished =
+            slots.busy == 0 && (state.stopped || (state.closing && state.pending.is_empty()));
+        if finished {
+            return Next::Finish;
+        }
+        if state.stopped || slots.idle.is_empty() {
+            return Next::Wait;
+        }
+        if let Some(until) = state.paused_until {
+            if state.closing || std::mem::take(&mut state.retry_now) || Instant::now() >= until {
+                state.paused_until = None;
+            } else {
+                return Next::At(until);
             }
-            if let Some(until) = state.paused_until {
-                if state.closing || std::mem::take(&mut state.retry_now) || Instant::now() >= until
-                {
-                    state.paused_until = None;
-                } else {
-                    state = self.wait_until(state, until);
-                    continue;
-                }
-            }
-            let Some((first, last)) = state.pending.arrival_window() else {
-                if state.closing {
-                    return None;
-                }
-                state = self.wait(state);
-                continue;
+        }
+        let Some((first, last)) = state.pending.arrival_window() else {
+            return Next::Wait;
+        };
+        let due = (last + self.timing.settle).min(first + self.timing.max_delay);
+        if !state.closing && Instant::now() < due {
+            return Next::At(due);
+        }
+        let State {
+            pending, in_flight, ..
+        } = &mut *state;
+        let events = pending.take_unblocked(|path| in_flight.blocks(path));
+        // Everything pending may wait for a batch in flight: its end, or a new change, may
+        // free some of it.
+        state.blocked = events.is_empty();
+        if state.blocked {
+            return Next::Wait;
+        }
+        let batch = Arc::new(Batch {
+            watch: self.watch,
+            root: self.root.clone(),
+            events,
+        });
+        let ticket = state.in_flight.begin(batch.clone());
+        Next::Deliver(ticket, batch)
+    }
+
+    /// Starts delivering: each sink instance in `sinks` delivers one batch at a time, on a
+    /// thread of `pool` taken only for that delivery. Wait for the end with
+    /// [`Lane::wait_finished`] after [`Lane::close`].
+    pub fn start(&self, sinks: Vec<Box<dyn Sink>>, mode: Mode, pool: &Arc<Pool>) {
+        assert!(!sinks.is_empty(), "a lane needs a sink instance");
+        self.lock().slots = Some(Slots {
+            idle: sinks,
+            busy: 0,
+            mode,
+            pool: pool.clone(),
+        });
+        self.schedule();
+    }
+
+    /// Does what the lane can do now (see [`Lane::next_batch`]): hands every batch it can
+    /// cut to the pool, asks the pool's timer to call again when it must wait for an
+    /// instant, or finishes. Called whenever that may have changed: a change, a delivery
+    /// ending, a wake-up, a close.
+    fn schedule(&self) {
+        let mut deliveries = Vec::new();
+        let mut wake_at = None;
+        let mut retired = Vec::new();
+        let (pool, mode) = {
+            let mut state = self.lock();
+            let Some(slots) = state.slots.as_ref() else {
+                return;
             };
-            let due = (last + self.timing.settle).min(first + self.timing.max_delay);
-            if !state.closing && Instant::now() < due {
-                state = self.wait_until(state, due);
-                continue;
+            let (pool, mode) = (slots.pool.clone(), slots.mode);
+            loop {
+                match self.next_batch(&mut state) {
+                    Next::Deliver(ticket, batch) => {
+                        let slots = state.slots.as_mut().expect("the lane was started");
+                        let sink = slots.idle.pop().expect("a free sink instance");
+                        slots.busy += 1;
+                        deliveries.push((ticket, batch, sink));
+                    }
+                    Next::At(at) => {
+                        if state.timer.is_none_or(|armed| at < armed) {
+                            state.timer = Some(at);
+                            wake_at = Some(at);
+                        }
+                        break;
+                    }
+                    Next::Wait => break,
+                    Next::Finish => {
+                        retired = self.finish(&mut state);
+                        break;
+                    }
+                }
             }
-            let State {
-                pending, in_flight, ..
-            } = &mut *state;
-            let events = pending.take_unblocked(|path| in_flight.blocks(path));
-            if !events.is_empty() {
-                let batch = Arc::new(Batch {
-                    watch: self.watch,
-                    root: self.root.clone(),
-                    events,
-                });
-                let ticket = state.in_flight.begin(batch.clone());
-                return Some((ticket, batch));
-            }
-            // Everything pending waits for a batch in flight: its end, or a new change, wakes us.
-            state.blocked_workers += 1;
-            state = self.wait(state);
-            state.blocked_workers -= 1;
+            (pool, mode)
+        };
+        // Sink instances may take a while to stop (a plugin's process): not under the lock.
+        drop(retired);
+        if let Some(at) = wake_at {
+            let lane = self.me.clone();
+            pool.at(at, move || {
+                if let Some(lane) = lane.upgrade() {
+                    lane.woken(at);
+                }
+            });
+        }
+        for (ticket, batch, sink) in deliveries {
+            let lane = self.me.upgrade().expect("a lane in use is alive");
+            pool.run(move || lane.deliver(ticket, batch, sink, mode));
         }
     }
 
-    /// The lane's threads: one worker per sink instance in `sinks`, each cutting batches,
-    /// delivering them and putting failures back, until the lane is closed. Returns the
-    /// events that could not be delivered when it was closed; they stay in the journal for
-    /// the next run, which is removed when nothing is left.
-    pub fn run(self: Arc<Self>, sinks: Vec<Box<dyn Sink>>, mode: Mode) -> Vec<Event> {
-        std::thread::scope(|scope| {
-            let mut sinks = sinks.into_iter();
-            let own = sinks.next();
-            for (index, sink) in sinks.enumerate() {
-                let lane = &self;
-                std::thread::Builder::new()
-                    .name(format!("lane {} #{}", self.name, index + 2))
-                    .spawn_scoped(scope, move || lane.work(sink, mode))
-                    .expect("spawning a lane worker");
+    /// The pool's timer called back for the wake-up asked for `at`.
+    fn woken(&self, at: Instant) {
+        {
+            let mut state = self.lock();
+            if state.timer == Some(at) {
+                state.timer = None;
             }
-            if let Some(sink) = own {
-                self.work(sink, mode);
-            }
-        });
-        let mut state = self.lock();
+        }
+        self.schedule();
+    }
+
+    /// The lane is done: what could not be delivered is kept for [`Lane::wait_finished`] (and
+    /// stays in the journal for the next run, which is removed when nothing is left). Returns
+    /// the sink instances, to be dropped outside the lock.
+    fn finish(&self, state: &mut State) -> Vec<Box<dyn Sink>> {
         let left = state.pending.take();
         if left.is_empty() {
             if let Some(journal) = state.journal.take() {
                 let _ = journal.remove();
             }
         }
-        left
+        state.left = Some(left);
+        self.finished.notify_all();
+        state.slots.take().map(|s| s.idle).unwrap_or_default()
     }
 
-    /// One worker: delivers batches through `sink` until [`Lane::next_batch`] has none.
-    fn work(&self, mut sink: Box<dyn Sink>, mode: Mode) {
-        while let Some((ticket, batch)) = self.next_batch() {
-            if mode == Mode::DryRun {
-                for line in sink.describe(&batch) {
-                    println!("[{}] {line}", self.name);
-                }
-                self.lock().in_flight.end(ticket);
-                self.wake.notify_all();
-                continue;
+    /// Waits, until `deadline` at most, for the lane to finish after [`Lane::close`]. Returns
+    /// the events that could not be delivered, or `None` when the deadline passed first
+    /// (or the result was already taken).
+    pub fn wait_finished(&self, deadline: Instant) -> Option<Vec<Event>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(left) = state.left.take() {
+                return Some(left);
             }
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            if timeout.is_zero() {
+                return None;
+            }
+            state = self
+                .finished
+                .wait_timeout(state, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// One delivery, on a pool thread: `batch` through `sink`, the bookkeeping, then the
+    /// sink instance is free again and the lane looks for its next batch.
+    fn deliver(&self, ticket: Ticket, batch: Arc<Batch>, mut sink: Box<dyn Sink>, mode: Mode) {
+        if mode == Mode::DryRun {
+            for line in sink.describe(&batch) {
+                println!("[{}] {line}", self.name);
+            }
+            self.lock().in_flight.end(ticket);
+        } else {
             let size = batch.len() as u64;
             self.stats.in_flight.fetch_add(size, Ordering::Relaxed);
             let started = Instant::now();
@@ -368,6 +474,11 @@ impl Lane {
                 Err(error) => self.on_failed(ticket, batch, &error),
             }
         }
+        if let Some(slots) = self.lock().slots.as_mut() {
+            slots.idle.push(sink);
+            slots.busy -= 1;
+        }
+        self.schedule();
     }
 
     /// Bookkeeping after `batch` went through: counters, latency, recovery, journal.
@@ -384,7 +495,6 @@ impl Lane {
             state.compact_journal(&self.name);
             recovered
         };
-        self.wake.notify_all();
         if let (true, Some(recorder)) = (recovered, self.recorder.get()) {
             recorder.recovered(&self.name);
         }
@@ -427,7 +537,6 @@ impl Lane {
             state.compact_journal(&self.name);
             (delay, state.backoff.failures())
         };
-        self.wake.notify_all();
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
         self.stats.retry_streak.store(attempt, Ordering::Relaxed);
         self.record(|last| last.error = Some((SystemTime::now(), error.message.clone())));

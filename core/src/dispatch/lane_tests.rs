@@ -1,15 +1,16 @@
-//! Lanes with several workers: disjoint batches overlap, overlapping ones never do, and
-//! nothing is lost.
+//! Lanes with several sink instances: disjoint batches overlap, overlapping ones never do,
+//! and nothing is lost. Lanes on one pool: idle ones hold no thread, and a hanging one
+//! holds up no other.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use sersync_plugin_sdk::{Batch, Event, EventKind, RelPath, Sink, SinkError, WatchId};
 
-use super::{Lane, LaneTiming, Mode};
+use super::{Lane, LaneTiming, Mode, Pool};
 
 /// Long enough for any scheduling hiccup; only reached when the lane misbehaves.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -24,11 +25,15 @@ fn timing() -> LaneTiming {
 }
 
 fn lane() -> Arc<Lane> {
+    lane_with(timing())
+}
+
+fn lane_with(timing: LaneTiming) -> Arc<Lane> {
     Lane::new(
         "test".into(),
         WatchId(0),
         "/w".into(),
-        timing(),
+        timing,
         100_000,
         None,
     )
@@ -74,8 +79,7 @@ fn gated_lane(workers: usize) -> (Arc<Lane>, Receiver<Vec<String>>, Sender<()>) 
             }) as Box<dyn Sink>
         })
         .collect();
-    let runner = lane.clone();
-    std::thread::spawn(move || runner.run(sinks, Mode::Deliver));
+    lane.start(sinks, Mode::Deliver, &Pool::new());
     (lane, starts, release)
 }
 
@@ -187,9 +191,7 @@ fn overlapping_changes_are_never_delivered_side_by_side_and_all_arrive() {
             }) as Box<dyn Sink>
         })
         .collect();
-    let runner = lane.clone();
-    let (done_tx, done) = bounded(1);
-    std::thread::spawn(move || done_tx.send(runner.run(sinks, Mode::Deliver)).unwrap());
+    lane.start(sinks, Mode::Deliver, &Pool::new());
     let names = ["a", "a/b", "a/b/c", "a/c", "b", "b/a", "c"];
     let mut expected = HashSet::new();
     for round in 0..400 {
@@ -223,6 +225,144 @@ fn overlapping_changes_are_never_delivered_side_by_side_and_all_arrive() {
     assert_eq!(*clashes.lock().unwrap(), Vec::<String>::new());
     inject_failures.store(false, Ordering::Relaxed);
     lane.close();
-    let left = done.recv_timeout(PATIENCE).expect("the lane stops");
+    let left = lane
+        .wait_finished(Instant::now() + PATIENCE)
+        .expect("the lane stops");
     assert!(left.is_empty(), "undelivered at close: {left:?}");
+}
+
+/// Counts its deliveries; fails them all when told to.
+struct Counting {
+    delivered: Sender<()>,
+    fail: bool,
+}
+
+impl Sink for Counting {
+    fn deliver(&mut self, _: &Batch) -> Result<(), SinkError> {
+        self.delivered.send(()).unwrap();
+        if self.fail {
+            return Err(SinkError::retryable("down"));
+        }
+        Ok(())
+    }
+}
+
+fn counting(delivered: &Sender<()>, fail: bool) -> Box<dyn Sink> {
+    Box::new(Counting {
+        delivered: delivered.clone(),
+        fail,
+    })
+}
+
+/// Threads of this process now.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Waits for `count` messages on `rx`, failing after [`PATIENCE`].
+fn expect(rx: &Receiver<()>, count: usize, what: &str) {
+    for n in 0..count {
+        rx.recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("{what}: only {n} of {count}"));
+    }
+}
+
+#[test]
+fn a_thousand_idle_lanes_hold_no_thread_and_all_deliver() {
+    let pool = Pool::new();
+    let (delivered, deliveries) = unbounded();
+    let before = threads();
+    let lanes: Vec<Arc<Lane>> = (0..1000)
+        .map(|_| {
+            let lane = lane();
+            lane.start(
+                vec![counting(&delivered, false), counting(&delivered, false)],
+                Mode::Deliver,
+                &pool,
+            );
+            lane
+        })
+        .collect();
+    assert_eq!(pool.threads(), 0, "idle lanes hold no pool thread");
+    // Other tests run beside this one; their threads are well within the margin.
+    let started = threads();
+    assert!(
+        started < before + 100,
+        "1,000 idle lanes took {} threads",
+        started.saturating_sub(before)
+    );
+    for lane in &lanes {
+        lane.push_all([&write("f")]);
+    }
+    expect(&deliveries, 1000, "deliveries");
+    for lane in &lanes {
+        lane.close();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    for lane in &lanes {
+        assert_eq!(lane.wait_finished(deadline), Some(Vec::new()));
+    }
+}
+
+#[test]
+fn a_lane_that_hangs_does_not_delay_fifty_others() {
+    let pool = Pool::new();
+    let (started, starts) = unbounded();
+    let (release, released) = unbounded::<()>();
+    let hanging = lane();
+    hanging.start(
+        vec![Box::new(Gated {
+            started,
+            release: released,
+        })],
+        Mode::Deliver,
+        &pool,
+    );
+    hanging.push_all([&write("stuck")]);
+    assert_eq!(starts.recv_timeout(PATIENCE).unwrap(), ["stuck"]);
+    let (delivered, deliveries) = unbounded();
+    let others: Vec<Arc<Lane>> = (0..50)
+        .map(|_| {
+            let lane = lane();
+            lane.start(vec![counting(&delivered, false)], Mode::Deliver, &pool);
+            lane
+        })
+        .collect();
+    let begun = Instant::now();
+    for lane in &others {
+        lane.push_all([&write("f")]);
+    }
+    expect(&deliveries, 50, "deliveries beside the hanging lane");
+    assert!(
+        begun.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        begun.elapsed()
+    );
+    release.send(()).unwrap();
+}
+
+#[test]
+fn a_lane_in_backoff_holds_no_thread_and_retries_when_asked() {
+    let pool = Pool::new();
+    let lane = lane_with(LaneTiming {
+        retry_initial: Duration::from_secs(3600),
+        retry_max: Duration::from_secs(3600),
+        ..timing()
+    });
+    let (delivered, deliveries) = unbounded();
+    lane.start(vec![counting(&delivered, true)], Mode::Deliver, &pool);
+    lane.push_all([&write("f")]);
+    expect(&deliveries, 1, "the first attempt");
+    let deadline = Instant::now() + PATIENCE;
+    while pool.busy() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(pool.busy(), 0, "a thread is held by the lane in backoff");
+    assert_eq!(lane.pending(), 1, "the failed change is kept");
+    assert!(
+        deliveries.recv_timeout(Duration::from_millis(100)).is_err(),
+        "no retry before the backoff ends"
+    );
+    lane.retry_now();
+    expect(&deliveries, 1, "the retry asked for");
 }

@@ -1,20 +1,23 @@
 //! From the watcher's events to every sink: lanes, the router, retries.
 //!
-//! Each lane (one sink instance × one watch) owns a [`Coalescer`](crate::coalesce::Coalescer)
-//! that the router merges events into, and a thread that cuts a batch when the changes have
-//! settled, delivers it, and on failure puts it back and retries after a backoff. A sink's
-//! queue is its pending state: a slow sink gets bigger batches, never a stalled reader.
+//! Each lane (one sink × one watch) owns a [`Coalescer`](crate::coalesce::Coalescer) that
+//! the router merges events into; it cuts a batch when the changes have settled, hands it to
+//! a thread of the shared [`Pool`] to deliver, and on failure puts it back and retries after
+//! a backoff. A sink's queue is its pending state: a slow sink gets bigger batches, never a
+//! stalled reader. Only deliveries in progress hold threads; an idle lane holds none.
 
 mod backoff;
 mod histogram;
 mod in_flight;
 mod journal;
 mod lane;
+mod pool;
 
 pub use backoff::Backoff;
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
 pub use journal::Journal;
 pub use lane::{FailureRecorder, Lane, LaneStats, LaneTiming, LastOutcome, Mode};
+pub use pool::Pool;
 
 use std::sync::Arc;
 
