@@ -97,10 +97,21 @@ impl Coalescer {
 
     /// Merges one event into the pending state.
     pub fn push(&mut self, event: Event) {
+        self.merge(event, true);
+    }
+
+    /// Merges `event` as [`Coalescer::push`] does, but as a change the remote may already
+    /// have: a batch in flight that sends the directory it lies in can carry it there, so a
+    /// create is not taken as "did not exist before" (a delete after it must still be sent).
+    pub fn push_maybe_sent(&mut self, event: Event) {
+        self.merge(event, false);
+    }
+
+    fn merge(&mut self, event: Event, fresh: bool) {
         let now = Instant::now();
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);
-        self.apply(event, true);
+        self.apply(event, fresh);
         if self.entries.len() > self.max_pending {
             self.collapse();
         }
@@ -531,6 +542,20 @@ mod tests {
 
     fn coalescer() -> Coalescer {
         Coalescer::new(WatchId(0), 1000)
+    }
+
+    #[test]
+    fn a_create_a_batch_in_flight_may_have_sent_is_not_cancelled_by_its_delete() {
+        let mut c = coalescer();
+        c.push(ev(EventKind::Create, "new", true));
+        c.push(ev(EventKind::Delete, "new", true));
+        assert!(
+            summary(&mut c).is_empty(),
+            "created and deleted meanwhile: nothing"
+        );
+        c.push_maybe_sent(ev(EventKind::Create, "d/sub", true));
+        c.push(ev(EventKind::Delete, "d/sub", true));
+        assert_eq!(summary(&mut c), ["delete d/sub"]);
     }
 
     #[test]

@@ -264,7 +264,13 @@ impl Lane {
         // again: a new change only delays the batch.
         let look = state.pending.is_empty() || state.blocked;
         for event in mine {
-            state.pending.push(event.clone());
+            // A batch in flight that covers this path (a directory sent whole) may carry it
+            // to the remote already: a create then is no "new" path a delete may cancel.
+            if state.in_flight.blocks(&event.path) {
+                state.pending.push_maybe_sent(event.clone());
+            } else {
+                state.pending.push(event.clone());
+            }
         }
         drop(state);
         if look {
