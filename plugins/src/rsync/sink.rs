@@ -286,10 +286,11 @@ impl RsyncSink {
         let mut stdin = child.stdin.take().expect("stdin is piped");
         // Written from another thread so that a large list never deadlocks against stderr.
         let writer = std::thread::spawn(move || stdin.write_all(&list));
-        let follower = progress.zip(child.stdout.take()).map(|(entry, pipe)| {
-            let entry = entry.clone();
-            std::thread::spawn(move || progress::parse::follow(pipe, |s| entry.update(s)))
-        });
+        let follower = progress
+            .and_then(|entry| Some((entry.clone(), child.stdout.take()?)))
+            .map(|(entry, pipe)| {
+                std::thread::spawn(move || progress::parse::follow(pipe, |s| entry.update(s)))
+            });
         // Read beside stderr, so that neither pipe can fill up and stall rsync.
         let captured = child.stdout.take().filter(|_| capture).map(|mut pipe| {
             std::thread::spawn(move || {
