@@ -98,6 +98,16 @@ pub fn render(s: &StatusSnapshot) -> String {
         "Directories watched, all watches together.",
     );
     out.sample("sersync_watched_directories", "", s.directories);
+    out.family(
+        "sersync_rsync_unreadable_paths_total",
+        "counter",
+        "Local paths the rsync sink skipped because sersync's user cannot read them, each once.",
+    );
+    out.sample(
+        "sersync_rsync_unreadable_paths_total",
+        "",
+        sersync_plugins::rsync::unreadable_paths(),
+    );
 
     let lane_labels: Vec<String> = s
         .lanes

@@ -4,16 +4,26 @@
 //! the sink walks the directories it is about to send, asks the engine's filter about each
 //! entry, and writes every excluded one as an anchored literal rule. Excluded entries are
 //! neither sent nor deleted on the remote.
+//!
+//! A directory sersync's user cannot list or enter is excluded the same way, with one
+//! warning per path for the life of the process ([`note_unreadable`]): rsync would fail on
+//! it and, having met an I/O error while building its file list, skip every delete of the
+//! run. Its copy on the remote is left as it is until it is readable again.
 
+use std::collections::HashSet;
+use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use sersync_plugin_sdk::{PathFilter, RelPath};
 
 /// Walks `subtrees` below `root` and returns the rules for every excluded entry, one per
-/// excluded directory (its contents are not visited).
+/// excluded directory (its contents are not visited). An error names the directory that
+/// could not be read.
 pub fn collect(
     root: &Path,
     subtrees: &[RelPath],
@@ -22,7 +32,10 @@ pub fn collect(
     let mut rules = Vec::new();
     let mut stack: Vec<RelPath> = subtrees.to_vec();
     while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(dir.absolute(root)) {
+        let absolute = dir.absolute(root);
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", absolute.display()));
+        let listing = accessible(&absolute).and_then(|()| fs::read_dir(&absolute));
+        let entries = match listing {
             Ok(entries) => entries,
             // Gone or not a directory: rsync turns the listed path into a delete or a file.
             Err(e)
@@ -33,10 +46,16 @@ pub fn collect(
             {
                 continue
             }
-            Err(e) => return Err(e),
+            // The root itself is no per-path problem: nothing of it could be sent.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !dir.is_root() => {
+                note_unreadable(&absolute.display().to_string(), &e.to_string());
+                rules.push(rule_for(&dir));
+                continue;
+            }
+            Err(e) => return Err(named(e)),
         };
         for entry in entries {
-            let entry = entry?;
+            let entry = entry.map_err(named)?;
             let path = dir.join(entry.file_name().as_bytes());
             // file_type() does not follow symlinks: a link to a directory is not walked.
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
@@ -48,6 +67,75 @@ pub fn collect(
         }
     }
     Ok(rules)
+}
+
+/// `Ok` when this process may list `dir` and reach its entries (read and search permission,
+/// as the effective user): a directory that can be listed but not entered fails rsync too.
+fn accessible(dir: &Path) -> io::Result<()> {
+    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::R_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// How many distinct paths are remembered as warned about; past it, further ones are skipped
+/// just the same but neither logged nor counted (one warning says so).
+const REMEMBERED: usize = 65_536;
+
+/// Local paths skipped because sersync's user cannot read them, each warned about once.
+#[derive(Default)]
+struct Unreadable {
+    warned: HashSet<String>,
+    full: bool,
+}
+
+static UNREADABLE: OnceLock<Mutex<Unreadable>> = OnceLock::new();
+static UNREADABLE_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// Records that `path` (as it is shown to the user) was skipped as unreadable because of
+/// `reason`: the first time, one warning naming it and one more in the count; later times,
+/// nothing. Shared by every rsync lane, so a path is warned about once per process however
+/// many remotes and retries meet it.
+pub fn note_unreadable(path: &str, reason: &str) {
+    let mut state = UNREADABLE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if state.full || state.warned.contains(path) {
+        return;
+    }
+    if state.warned.len() == REMEMBERED {
+        state.full = true;
+        tracing::warn!(
+            "{REMEMBERED} unreadable paths skipped so far; further ones are skipped without a warning"
+        );
+        return;
+    }
+    state.warned.insert(path.to_string());
+    UNREADABLE_COUNT.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        path,
+        "skipping a path sersync's user cannot read ({reason}); runs that cover it send it again once it is readable"
+    );
+}
+
+/// Distinct local paths the rsync sink skipped so far because sersync's user cannot read
+/// them (`sersync_rsync_unreadable_paths_total`).
+pub fn unreadable_paths() -> u64 {
+    UNREADABLE_COUNT.load(Ordering::Relaxed)
 }
 
 /// An anchored rule matching exactly `path`. rsync compares a rule without `*`, `?` or `[`

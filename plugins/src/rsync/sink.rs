@@ -162,12 +162,7 @@ impl RsyncSink {
     fn execute(&self, run: &Run, progress: Option<&ProgressEntry>) -> Result<(), SinkError> {
         let exclude_file = if run.is_recursive() {
             let rules = excludes::collect(&self.root, &run.subtrees, self.filter.as_ref())
-                .map_err(|e| {
-                    SinkError::retryable(format!(
-                        "reading {} to list excludes: {e}",
-                        self.root.display()
-                    ))
-                })?;
+                .map_err(|e| SinkError::retryable(format!("listing excludes: reading {e}")))?;
             Some(excludes::write_rules(&rules).map_err(|e| {
                 SinkError::retryable(format!(
                     "writing the exclude list for {}: {e}",
