@@ -254,6 +254,7 @@ mod tests {
         let text = render(&StatusSnapshot::default());
         assert!(text.contains("# TYPE sersync_lane_pending_paths gauge\n"));
         assert!(text.contains("sersync_events_seen_total 0\n"));
+        assert!(text.contains("# TYPE sersync_rsync_unreadable_paths_total counter\n"));
         assert!(!text.contains("_bucket"));
     }
 }
