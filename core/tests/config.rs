@@ -476,6 +476,54 @@ fn auth_needs_users_and_passwordfile() {
 // ---- bad values, each located and explained --------------------------------------------
 
 #[test]
+fn remote_hosts_and_modules_rsync_could_misread_are_refused_where_they_stand() {
+    let watch =
+        |remote: &str| in_sersync(&format!("<localpath watch=\"/w\">\n  {remote}</localpath>"));
+    for (remote, attr, problem) in [
+        (
+            r#"<remote ip="-e touch x" name="m"/>"#,
+            "ip",
+            "starts with '-'",
+        ),
+        (
+            r#"<remote ip="--rsh=sh" name="m"/>"#,
+            "ip",
+            "starts with '-'",
+        ),
+        (r#"<remote ip="h" name="-e"/>"#, "name", "starts with '-'"),
+        (r#"<remote ip="a b" name="m"/>"#, "ip", "holds whitespace"),
+        (
+            r#"<remote ip="h" name="www&#9;x"/>"#,
+            "name",
+            "holds whitespace",
+        ),
+        (
+            r#"<remote ip="h&#27;[2J" name="m"/>"#,
+            "ip",
+            "holds a control character",
+        ),
+        (r#"<remote ip="h" name=" "/>"#, "name", "is empty"),
+        (r#"<remote ip="" name="m"/>"#, "ip", "is empty"),
+    ] {
+        let e = err(&watch(remote));
+        // Two spaces of indent, then the remote: the attribute's column on line 4.
+        let column = 2 + remote.find(&format!(" {attr}=")).unwrap() + 2;
+        assert_eq!(at(&e), (4, column as u32), "{remote}: {e}");
+        assert!(
+            e.message.contains(&format!("{attr} {problem}")),
+            "{remote}: {e}"
+        );
+        assert!(
+            !e.message.contains(['\n', '\t', '\u{1b}']),
+            "one line: {e:?}"
+        );
+        assert!(hint(&e).contains("<remote ip="), "{e}");
+    }
+    let c = ok(&watch(r#"<remote ip="::1" name="backup/www-1.2"/>"#));
+    assert_eq!(c.watches[0].remotes, [remote("::1", "backup/www-1.2")]);
+}
+
+#[test]
 fn a_port_out_of_range_or_not_a_number_is_located() {
     let e = err(&in_sersync(
         "<rsync><userDefinedPort start=\"true\" port=\"70000\"/></rsync>",
