@@ -6,8 +6,11 @@
 //! since then (`ctime`, which no user can set back) is sent: a changed file as itself, a
 //! changed directory (entries added, removed or renamed) as a rescan, which also covers
 //! deletes. This is a local walk with one `lstat` per entry, not a re-send of the tree.
+//!
+//! The heartbeat file is reached through the verified [`StateDir`]: created 0600, never
+//! through a symbolic link (a link there is an error, and is not taken as a heartbeat).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -20,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
 
 use crate::naming::stable_hash;
+use crate::state_dir::StateDir;
 
 /// Slack subtracted from the last heartbeat: a change in the second before the last beat
 /// is caught too.
@@ -28,41 +32,41 @@ const BEAT: Duration = Duration::from_secs(1);
 
 /// The heartbeat of one configuration (its set of watch roots) in a state directory.
 pub struct Heartbeat {
-    path: PathBuf,
+    dir: Arc<StateDir>,
+    name: String,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Heartbeat {
-    /// The heartbeat file for `roots` in `state_dir`.
-    pub fn path(state_dir: &Path, roots: &[PathBuf]) -> PathBuf {
+    /// The heartbeat file's name for `roots`.
+    pub fn file_name(roots: &[PathBuf]) -> String {
         let hash = stable_hash(roots.iter().map(|r| r.as_os_str().as_bytes()));
-        state_dir.join(format!("heartbeat-{hash:016x}"))
+        format!("heartbeat-{hash:016x}")
     }
 
-    /// When the previous run was last known alive, if it ever ran.
-    pub fn last_alive(path: &Path) -> Option<SystemTime> {
-        fs::metadata(path).and_then(|m| m.modified()).ok()
+    /// When the previous run was last known alive, if it ever ran (with the heartbeat
+    /// `name` in `dir`).
+    pub fn last_alive(dir: &StateDir, name: &str) -> Option<SystemTime> {
+        dir.modified(name)
     }
 
-    /// Starts beating: touches `path` now and every second until stopped.
-    pub fn start(path: PathBuf) -> io::Result<Heartbeat> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        touch(&path)?;
+    /// Starts beating: touches `name` in `dir` now and every second until stopped.
+    pub fn start(dir: Arc<StateDir>, name: String) -> io::Result<Heartbeat> {
+        touch(&dir, &name)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, file) = (stop.clone(), path.clone());
+        let (flag, beat_dir, beat_name) = (stop.clone(), dir.clone(), name.clone());
         let thread = thread::Builder::new()
             .name("heartbeat".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     thread::sleep(BEAT);
-                    let _ = touch(&file);
+                    let _ = touch(&beat_dir, &beat_name);
                 }
             })?;
         Ok(Heartbeat {
-            path,
+            dir,
+            name,
             stop,
             thread: Some(thread),
         })
@@ -74,17 +78,12 @@ impl Heartbeat {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = touch(&self.path);
+        let _ = touch(&self.dir, &self.name);
     }
 }
 
-fn touch(path: &Path) -> io::Result<()> {
-    File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)?
-        .set_modified(SystemTime::now())
+fn touch(dir: &StateDir, name: &str) -> io::Result<()> {
+    dir.open_file(name, true)?.set_modified(SystemTime::now())
 }
 
 /// Everything below `root` (watch `watch`) whose inode changed at or after `since`, as
@@ -139,6 +138,7 @@ pub fn changed_since(
 mod tests {
     use super::*;
     use sersync_plugin_sdk::sink::NoFilter;
+    use std::fs::File;
 
     #[test]
     fn only_what_changed_since_is_reported() {
@@ -166,10 +166,35 @@ mod tests {
     #[test]
     fn heartbeat_records_the_last_moment_alive() {
         let dir = tempfile::tempdir().unwrap();
-        let path = Heartbeat::path(dir.path(), &[PathBuf::from("/w")]);
-        assert_eq!(Heartbeat::last_alive(&path), None);
+        let state = Arc::new(StateDir::open(&dir.path().join("state")).unwrap());
+        let name = Heartbeat::file_name(&[PathBuf::from("/w")]);
+        assert_eq!(Heartbeat::last_alive(&state, &name), None);
         let before = SystemTime::now() - Duration::from_secs(1);
-        Heartbeat::start(path.clone()).unwrap().stop();
-        assert!(Heartbeat::last_alive(&path).unwrap() >= before);
+        Heartbeat::start(state.clone(), name.clone())
+            .unwrap()
+            .stop();
+        assert!(Heartbeat::last_alive(&state, &name).unwrap() >= before);
+        let mode = fs::metadata(state.file_path(&name)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_linked_heartbeat_is_neither_followed_nor_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(StateDir::open(&dir.path().join("state")).unwrap());
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"intact").unwrap();
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        File::options()
+            .write(true)
+            .open(&victim)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let name = Heartbeat::file_name(&[PathBuf::from("/w")]);
+        std::os::unix::fs::symlink(&victim, state.file_path(&name)).unwrap();
+        assert_eq!(Heartbeat::last_alive(&state, &name), None);
+        assert!(Heartbeat::start(state, name).is_err());
+        assert_eq!(fs::metadata(&victim).unwrap().modified().unwrap(), old);
     }
 }

@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, Sink, SinkContext, WatchId};
+use sersync_plugins::audit::Auditor;
 use sersync_plugins::rsync::progress::ProgressBoard;
 
+use crate::audit::LaneAudit;
 use crate::catchup::{self, Heartbeat};
 use crate::config::{Config, FailLogConfig};
 use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode};
 use crate::faillog::{FailLog, SpecRecorder};
 use crate::filter::Filter;
+use crate::state_dir::{StateDir, StateDirError};
 use crate::topology::{LanePlan, Topology};
 use crate::watch::{limits::InotifyLimits, Root, WatchError, Watcher, WatcherStats};
 
@@ -98,6 +101,8 @@ struct ReadyLane {
     name: String,
     /// One instance per concurrent delivery the lane may make.
     sinks: Vec<Box<dyn Sink>>,
+    /// The instance that audits the lane's remote, with `<engine auditSeconds>`.
+    auditor: Option<Box<dyn Auditor>>,
 }
 
 /// Everything a configuration needs, set up and checked, with nothing delivering yet.
@@ -110,6 +115,7 @@ pub struct Prepared {
     max_pending: usize,
     state_dir: std::path::PathBuf,
     crontab: Option<Duration>,
+    audit: Option<Duration>,
     fail_log: FailLogConfig,
     mode: Mode,
 }
@@ -184,7 +190,33 @@ impl Engine {
                     lane: name.clone(),
                     message: e.to_string(),
                 })?;
-            lanes.push(ReadyLane { plan, name, sinks });
+            let auditor = match (config.engine.audit, options.mode) {
+                (Some(_), Mode::Deliver) => {
+                    plan.spec
+                        .auditor(&ctx)
+                        .transpose()
+                        .map_err(|e| EngineError::Sink {
+                            lane: name.clone(),
+                            message: e.to_string(),
+                        })?
+                }
+                _ => None,
+            };
+            lanes.push(ReadyLane {
+                plan,
+                name,
+                sinks,
+                auditor,
+            });
+        }
+        for watch in &config.watches {
+            if let Some(configured) = &watch.configured_as {
+                tracing::info!(
+                    configured = %configured.display(),
+                    real = %watch.root.display(),
+                    "watch root is reached through a symlink; the real directory is watched (a link re-pointed later needs a reload)"
+                );
+            }
         }
         let started = Instant::now();
         let watcher = Watcher::new(
@@ -214,6 +246,7 @@ impl Engine {
             max_pending: config.engine.max_pending,
             state_dir: config.engine.state_dir.clone(),
             crontab: config.crontab.as_ref().map(|c| c.every),
+            audit: config.engine.audit,
             fail_log: config.fail_log.clone(),
             mode: options.mode,
         })
@@ -236,16 +269,20 @@ impl Engine {
             max_pending,
             state_dir,
             crontab,
+            audit,
             fail_log,
             mode,
         } = prepared;
         let has_rsync = ready.iter().any(|r| r.plan.full_syncs);
         let script =
             (has_rsync && mode == Mode::Deliver).then(|| Arc::new(FailLog::new(&fail_log.path)));
-        let lanes = start_lanes(
+        // Verified once per start; a refused directory is reported by every lane and the
+        // heartbeat, which then run without it.
+        let state = StateDir::open(&state_dir).map(Arc::new);
+        let (lanes, audits) = start_lanes(
             ready,
             &roots,
-            &state_dir,
+            state.as_ref(),
             timing,
             max_pending,
             mode,
@@ -257,21 +294,19 @@ impl Engine {
             .filter(|l| l.full_syncs)
             .map(|l| l.lane.clone())
             .collect();
-        let heartbeat_path = Heartbeat::path(
-            &state_dir,
-            &roots.iter().map(|r| r.path.clone()).collect::<Vec<_>>(),
-        );
-        first_syncs(
-            &first,
-            &roots,
-            &rsync_lanes,
-            &all,
-            filter,
-            Heartbeat::last_alive(&heartbeat_path),
-        );
-        let heartbeat = Heartbeat::start(heartbeat_path)
-            .map_err(|error| tracing::error!(%error, dir = %state_dir.display(), "cannot write the heartbeat; changes made while sersync is stopped will need a full sync (-r)"))
-            .ok();
+        let heartbeat_name =
+            Heartbeat::file_name(&roots.iter().map(|r| r.path.clone()).collect::<Vec<_>>());
+        let last_alive = state
+            .as_ref()
+            .ok()
+            .and_then(|dir| Heartbeat::last_alive(dir, &heartbeat_name));
+        first_syncs(&first, &roots, &rsync_lanes, &all, filter, last_alive);
+        let heartbeat = match &state {
+            Ok(dir) => Heartbeat::start(dir.clone(), heartbeat_name).map_err(|e| e.to_string()),
+            Err(refused) => Err(refused.to_string()),
+        }
+        .map_err(|error| tracing::error!(%error, dir = %state_dir.display(), "cannot write the heartbeat; changes made while sersync is stopped will need a full sync (-r)"))
+        .ok();
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Event>>(1024);
         let router = thread::Builder::new()
             .name("router".into())
@@ -281,8 +316,11 @@ impl Engine {
         let stop_reading = Arc::new(AtomicBool::new(false));
         let reader = spawn_reader(watcher, tx, stop_reading.clone(), on_reader_exit);
         let schedules = start_schedules(
-            crontab,
-            script.is_some().then_some(fail_log.every),
+            Schedules {
+                crontab,
+                fail_log_every: script.is_some().then_some(fail_log.every),
+                audit: audit.map(|every| (every, audits)),
+            },
             rsync_lanes,
             roots.len(),
             &stop_reading,
@@ -372,17 +410,24 @@ fn spawn_catch_up(
 fn start_lanes(
     ready: Vec<ReadyLane>,
     roots: &[Root],
-    state_dir: &std::path::Path,
+    state: Result<&Arc<StateDir>, &StateDirError>,
     timing: LaneTiming,
     max_pending: usize,
     mode: Mode,
     script: Option<&Arc<FailLog>>,
-) -> Vec<RunningLane> {
+) -> (Vec<RunningLane>, Vec<LaneAudit>) {
     let mut lanes = Vec::new();
-    for ReadyLane { plan, name, sinks } in ready {
+    let mut audits = Vec::new();
+    for ReadyLane {
+        plan,
+        name,
+        sinks,
+        auditor,
+    } in ready
+    {
         let root = &roots[plan.watch.0 as usize];
         tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
-        let journal = open_journal(state_dir, &name, root);
+        let journal = open_journal(state, &name, root);
         let lane = Lane::new(
             name.clone(),
             plan.watch,
@@ -397,6 +442,9 @@ fn start_lanes(
                 spec: plan.spec.clone(),
             }));
         }
+        if let Some(auditor) = auditor {
+            audits.push(LaneAudit::new(lane.clone(), auditor, root.path.clone()));
+        }
         let worker = lane.clone();
         let thread = thread::Builder::new()
             .name(format!("lane {name}"))
@@ -408,7 +456,7 @@ fn start_lanes(
             thread,
         });
     }
-    lanes
+    (lanes, audits)
 }
 
 /// What the lanes do first: full syncs where `first` asks for them, and otherwise a catch-up
@@ -452,14 +500,34 @@ fn first_syncs(
 
 /// The periodic tasks: the `<crontab>` full sync, and the `<failLog timeToExecute>` wake-up
 /// that makes failing rsync lanes retry now, whatever their backoff.
-fn start_schedules(
+/// What runs on a timer, each `None` when off.
+struct Schedules {
+    /// `<crontab>`: a full sync of every root.
     crontab: Option<Duration>,
+    /// `<failLog timeToExecute>`: failing lanes retried at once.
     fail_log_every: Option<Duration>,
+    /// `<engine auditSeconds>`, with the lanes to audit (one after the other, on one thread).
+    audit: Option<(Duration, Vec<LaneAudit>)>,
+}
+
+fn start_schedules(
+    Schedules {
+        crontab,
+        fail_log_every,
+        audit,
+    }: Schedules,
     rsync_lanes: Vec<Arc<Lane>>,
     roots: usize,
     stop: &Arc<AtomicBool>,
 ) -> Vec<JoinHandle<()>> {
     let mut schedules = Vec::new();
+    if let Some((every, mut audits)) = audit.filter(|(_, audits)| !audits.is_empty()) {
+        schedules.push(periodic("audit", every, stop.clone(), move || {
+            for audit in &mut audits {
+                audit.run();
+            }
+        }));
+    }
     if let Some(every) = crontab {
         let lanes = rsync_lanes.clone();
         schedules.push(periodic("crontab", every, stop.clone(), move || {
@@ -510,7 +578,7 @@ fn periodic(
     name: &str,
     every: Duration,
     stop: Arc<AtomicBool>,
-    task: impl Fn() + Send + 'static,
+    mut task: impl FnMut() + Send + 'static,
 ) -> JoinHandle<()> {
     thread::Builder::new()
         .name(name.into())
@@ -551,21 +619,22 @@ fn drain(lanes: Vec<RunningLane>, deadline: Duration) {
     }
 }
 
-/// Opens the journal of lane `name` for `root`; on failure logs why and returns `None` (the
-/// lane then syncs without one).
+/// Opens the journal of lane `name` for `root` in the state directory; on failure (or
+/// when the state directory was refused) logs why and returns `None` (the lane then syncs
+/// without one).
 fn open_journal(
-    state_dir: &std::path::Path,
+    state: Result<&Arc<StateDir>, &StateDirError>,
     name: &str,
     root: &Root,
 ) -> Option<(Journal, Vec<Event>)> {
-    let path = state_dir.join(Journal::file_name(name, &root.path));
-    match Journal::open(&path, root.watch) {
-        Ok(opened) => Some(opened),
-        Err(error) => {
-            tracing::error!(lane = name, journal = %path.display(), %error, "cannot open the lane's journal; syncing goes on without one (set <engine stateDir> to a writable directory)");
-            None
-        }
-    }
+    let file = Journal::file_name(name, &root.path);
+    let opened = match state {
+        Ok(dir) => Journal::open(dir, &file, root.watch).map_err(|e| e.to_string()),
+        Err(refused) => Err(refused.to_string()),
+    };
+    opened
+        .map_err(|error| tracing::error!(lane = name, journal = %file, %error, "cannot open the lane's journal; syncing goes on without one, so changes pending at a stop or crash need a full sync (-r)"))
+        .ok()
 }
 
 /// Warns when the watched directories come close to the kernel's watch limit.

@@ -65,10 +65,13 @@ impl FailLog {
     fn try_write(&self, entries: &BTreeMap<String, Vec<u8>>) -> io::Result<()> {
         let temp = self.path.with_extension("sh.new");
         let _ = fs::remove_file(&temp);
+        // O_EXCL after the unlink: a link or file planted under the temporary name is never
+        // written through (a link at the script's own path is replaced by the rename).
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&temp)?;
         file.write_all(HEADER)?;
         for (lane, command) in entries {
@@ -126,5 +129,20 @@ mod tests {
         log.recovered("rsync a::m");
         let text = fs::read_to_string(&path).unwrap();
         assert!(!text.contains("rsync a::m") && text.contains("rsync b::m"));
+    }
+
+    #[test]
+    fn planted_links_are_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("passwd");
+        fs::write(&victim, b"root:x:0:0::/root:/bin/sh\n").unwrap();
+        let path = dir.path().join("rsync_fail_log.sh");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        std::os::unix::fs::symlink(&victim, path.with_extension("sh.new")).unwrap();
+        let log = FailLog::new(&path);
+        log.failed("rsync a::m", b"a\nevil::0:0:::\n".to_vec());
+        assert_eq!(fs::read(&victim).unwrap(), b"root:x:0:0::/root:/bin/sh\n");
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        assert!(fs::read_to_string(&path).unwrap().contains("evil"));
     }
 }

@@ -1,5 +1,6 @@
 //! The sersync engine: configuration, watch, filter, coalesce, dispatch.
 
+pub mod audit;
 pub mod catchup;
 pub mod cli;
 pub mod coalesce;
@@ -12,6 +13,7 @@ pub mod faillog;
 pub mod filter;
 pub mod logging;
 pub mod naming;
+pub mod state_dir;
 pub mod supervisor;
 pub mod systemd;
 pub mod topology;

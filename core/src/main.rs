@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         eprintln!("sersync: cannot open the log file: {e}");
         return ExitCode::from(1);
     }
+    raise_open_files();
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -127,6 +128,43 @@ fn start_control(config: &Config, hub: &Arc<Hub>) -> Option<sersync::control::Se
             tracing::warn!(host = %config.control.host, port = config.control.port, %error, "control endpoint not started; syncing goes on without it");
             None
         }
+    }
+}
+
+/// Raises the soft limit of open descriptors to the hard one: rsync runs, inotify, journals
+/// and plugins all take descriptors, and the soft limit (often 1024) is a default meant for
+/// interactive shells, not for a daemon. Says at debug level what it did.
+fn raise_open_files() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::debug!(%error, "cannot read the open-files limit");
+        return;
+    }
+    let soft = limit.rlim_cur;
+    if soft >= limit.rlim_max {
+        tracing::debug!(
+            soft,
+            hard = limit.rlim_max,
+            "open-files limit already at its hard limit"
+        );
+        return;
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::debug!(
+            from = soft,
+            to = limit.rlim_max,
+            "raised the open-files limit to its hard limit"
+        );
+    } else {
+        let error = std::io::Error::last_os_error();
+        tracing::debug!(soft, hard = limit.rlim_max, %error, "cannot raise the open-files limit");
     }
 }
 

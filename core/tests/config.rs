@@ -101,7 +101,7 @@ fn shipped_file_loads_unchanged_with_its_values() {
         Some("/data0/htdocs/cms.xoyo.com/site/"),
         "plugin sections are kept raw"
     );
-    assert_eq!(c.engine.state_dir, Path::new("/tmp/sersync-state"));
+    assert_eq!(c.engine.state_dir, sersync::state_dir::default_path());
     assert!(c.require_watches().is_ok());
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
@@ -127,10 +127,44 @@ fn describe_shows_the_effective_configuration() {
         "crontab: off",
         "plugins: none",
         "control: localhost:8008",
-        "engine: settle 10 ms, max delay 40 ms, max pending 100000 paths, retry 500 ms to 60000 ms, 2 transfers per remote, state in /tmp/sersync-state",
+        "engine: settle 10 ms, max delay 40 ms, max pending 100000 paths, retry 500 ms to 60000 ms, 2 transfers per remote, state in ",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+    let state = format!("state in {}", sersync::state_dir::default_path().display());
+    assert!(text.contains(&state), "missing {state:?} in:\n{text}");
+}
+
+#[test]
+fn describe_says_what_the_start_makes_of_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |state: &Path| {
+        ok(&format!(
+            "<head><engine stateDir=\"{}\"/></head>",
+            state.display()
+        ))
+        .describe()
+    };
+    let missing = dir.path().join("new");
+    assert!(
+        with(&missing).contains(&format!(
+            "state in {} (created at start, mode 0700)",
+            missing.display()
+        )),
+        "{}",
+        with(&missing)
+    );
+    let shared = dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let text = with(&shared);
+    assert!(
+        text.contains("(REFUSED at start: journals and heartbeat off: the state directory")
+            && text.contains("chmod 700"),
+        "{text}"
+    );
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(with(&shared).contains(&format!("state in {}\n", shared.display())));
 }
 
 #[test]
@@ -214,7 +248,7 @@ fn an_almost_empty_head_takes_every_default() {
         (g.retry_initial, g.retry_max),
         (Duration::from_millis(500), Duration::from_secs(60))
     );
-    assert_eq!(g.state_dir, Path::new("/tmp/sersync-state"));
+    assert_eq!(g.state_dir, sersync::state_dir::default_path());
 }
 
 #[test]
@@ -666,6 +700,44 @@ fn a_localpath_without_watch_or_watched_twice_is_located() {
 }
 
 #[test]
+fn two_watch_roots_that_are_one_directory_through_a_symlink_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let file = dir.path().join("confxml.xml");
+    std::fs::write(
+        &file,
+        format!(
+            "<head><sersync>\n<localpath watch=\"{}\"/>\n<localpath watch=\"{}\"/>\n</sersync></head>",
+            real.display(),
+            link.display()
+        ),
+    )
+    .unwrap();
+    let e = sersync::config::load(&file).unwrap_err();
+    let position = e.position.expect("located");
+    assert_eq!((position.line, position.column), (3, 1), "{e}");
+    assert!(e.message.contains("are the same directory"), "{e}");
+    // One root through a link is followed to the real directory, the link remembered.
+    std::fs::write(
+        &file,
+        format!(
+            "<head><sersync><localpath watch=\"{}\"/></sersync></head>",
+            link.display()
+        ),
+    )
+    .unwrap();
+    let config = sersync::config::load(&file).unwrap();
+    assert_eq!(config.watches[0].root, real.canonicalize().unwrap());
+    assert_eq!(
+        config.watches[0].configured_as.as_deref(),
+        Some(link.as_path())
+    );
+}
+
+#[test]
 fn a_bad_regex_shows_the_regex_error_at_the_expression() {
     let e = err(
         "<head>\n<filter start=\"true\">\n\t<exclude expression=\"(.*\\.svn\"/>\n</filter></head>",
@@ -773,7 +845,11 @@ fn engine_tuning_is_read_and_checked() {
     assert_eq!(g.transfers_per_remote, 4);
 
     let c = ok("<head><sersync><failLog path=\"/var/log/f.sh\"/></sersync></head>");
-    assert_eq!(c.engine.state_dir, Path::new("/var/log/sersync-state"));
+    assert_eq!(
+        c.engine.state_dir,
+        sersync::state_dir::default_path(),
+        "no longer beside the failLog script"
+    );
     assert_eq!(c.engine.transfers_per_remote, 2);
 
     let e = err("<head><engine\n settleMs=\"500\"/></head>");
@@ -923,7 +999,6 @@ fn read_makes_relative_paths_absolute() {
     assert_eq!(c.watches[0].root, cwd.join("rel/dir"));
     assert_eq!(c.rsync.program, cwd.join("bin/rsync"));
     assert_eq!(c.fail_log.path, cwd.join("f.sh"));
-    assert_eq!(c.engine.state_dir, cwd.join("sersync-state"));
     let c = config::read(&tree.config("")).unwrap();
     assert_eq!(
         c.rsync.program,

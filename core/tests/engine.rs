@@ -13,9 +13,13 @@ use sersync::watch::{Root, Watcher};
 use sersync_plugin_sdk::{EventKind, RelPath, WatchId};
 use sersync_tests::{assert_converges, ConfigBuilder, RsyncDaemon};
 
+/// The builder's configuration, with its state in the test's own directory (not the
+/// default `/var/lib/sersync`).
 fn config(builder: &ConfigBuilder, dir: &Path) -> Config {
     let path = builder.write(dir);
-    parse_str(&fs::read_to_string(&path).unwrap(), &path).unwrap()
+    let mut config = parse_str(&fs::read_to_string(&path).unwrap(), &path).unwrap();
+    config.engine.state_dir = dir.join("sersync-state");
+    config
 }
 
 /// Creates the subdirectories [`burst`] writes into (before the watch, so they are watched).

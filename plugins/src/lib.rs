@@ -10,6 +10,7 @@
 //! (native shared libraries, through the SDK's C ABI) and [`wasm`] (WASM components, through
 //! wasmtime; cargo feature `wasm`, on by default).
 
+pub mod audit;
 pub mod command;
 mod common;
 pub mod dylib;

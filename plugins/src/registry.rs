@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use sersync_plugin_sdk::{Batch, ConfigError, ConfigNode, Sink, SinkContext, SinkError};
 
+use crate::audit::Auditor;
+
 /// A sink that has read and validated its configuration and can start one instance per lane.
 pub trait SinkSpec: Send + Sync + fmt::Debug {
     /// The name lanes of this sink are known by in logs and status, e.g. `refreshCDN`.
@@ -34,6 +36,14 @@ pub trait SinkSpec: Send + Sync + fmt::Debug {
     /// command-line equivalent (only rsync has one).
     fn replay_command(&self, batch: &Batch) -> Option<Vec<u8>> {
         let _ = batch;
+        None
+    }
+
+    /// An instance that can tell what differs on the destination, for `<engine
+    /// auditSeconds>`; `None` for sinks whose destination holds no state to compare (only
+    /// rsync's does).
+    fn auditor(&self, ctx: &SinkContext) -> Option<Result<Box<dyn Auditor>, SinkError>> {
+        let _ = ctx;
         None
     }
 }

@@ -2,6 +2,8 @@
 //! element, its `<param>` pairs, and the dispatch on `type`.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use sersync_plugin_sdk::{ConfigError, ConfigNode, Level};
 
@@ -79,25 +81,149 @@ impl PluginFile {
     }
 }
 
-/// Longest log line kept from a plugin, in bytes.
+/// Longest error message kept from a plugin, in bytes, after escaping: what reaches the log
+/// (on every retry) and `/status`.
+pub(crate) const MAX_ERROR: usize = 4 * 1024;
+
+/// Longest log line kept from a plugin, in bytes, after escaping.
 const MAX_LOG: usize = 8 * 1024;
 
-/// Writes a plugin's log line to sersync's log (target `sersync::plugin`, field `plugin`),
-/// cut to 8 KiB; returns the line as written.
-pub(crate) fn plugin_log(plugin: &str, level: Level, message: &str) -> String {
-    let mut end = message.len().min(MAX_LOG);
-    while !message.is_char_boundary(end) {
-        end -= 1;
+/// A plugin's text (an error message or a log line, any bytes) as one printable line of at
+/// most `max` bytes: invalid UTF-8 becomes U+FFFD; control characters (newline, ESC, …) and
+/// the characters that reorder or break a terminal's line are escaped as Rust does (`\n`,
+/// `\u{1b}`), so that no plugin can forge a log line; what does not fit is cut, and the line
+/// ends with `… (N bytes cut)`. Reads at most `max + 4` bytes of `raw`, however long it is.
+pub(crate) fn plugin_text(raw: &[u8], max: usize) -> String {
+    // Escaping never shortens a character: past `max` bytes (and a split character) nothing
+    // more can be shown.
+    let head = &raw[..raw.len().min(max + 4)];
+    let mut text = String::with_capacity(head.len().min(max));
+    let mut shown = 0;
+    for chunk in head.utf8_chunks() {
+        let invalid = (!chunk.invalid().is_empty()).then_some(('\u{fffd}', chunk.invalid().len()));
+        for (c, len) in chunk
+            .valid()
+            .chars()
+            .map(|c| (c, c.len_utf8()))
+            .chain(invalid)
+        {
+            let fits = if escaped(c) {
+                let escape = c.escape_default();
+                text.len() + escape.len() <= max && {
+                    text.extend(escape);
+                    true
+                }
+            } else {
+                text.len() + c.len_utf8() <= max && {
+                    text.push(c);
+                    true
+                }
+            };
+            if !fits {
+                return format!("{text}… ({} bytes cut)", raw.len() - shown);
+            }
+            shown += len;
+        }
     }
-    let message = &message[..end];
+    if shown < raw.len() {
+        text = format!("{text}… ({} bytes cut)", raw.len() - shown);
+    }
+    text
+}
+
+/// True for the characters [`plugin_text`] escapes: controls, and the Unicode marks that
+/// reorder text or end a line.
+fn escaped(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Bytes of log a plugin may write in a burst.
+const LOG_BURST: f64 = 64.0 * 1024.0;
+/// Bytes of log a plugin may write per second, on average.
+const LOG_RATE: f64 = 16.0 * 1024.0;
+/// What a line costs beyond its text: the time, level, target and plugin name sersync writes.
+const LINE_COST: usize = 64;
+
+/// Where one plugin's log lines go: sersync's log (target `sersync::plugin`, field
+/// `plugin`), each line made printable and cut by [`plugin_text`], within a budget (a token
+/// bucket of [`LOG_BURST`] bytes filled at [`LOG_RATE`] per second, shared by the plugin's
+/// lanes). Lines over the budget are dropped and counted; the next line within it is preceded
+/// by one saying how many were.
+#[derive(Debug)]
+pub(crate) struct PluginLog {
+    name: String,
+    budget: Mutex<Budget>,
+}
+
+/// The token bucket of a [`PluginLog`].
+#[derive(Debug)]
+struct Budget {
+    /// Bytes the plugin may log now.
+    tokens: f64,
+    /// When `tokens` was last filled.
+    filled: Instant,
+    /// Lines dropped since the last one logged.
+    dropped: u64,
+}
+
+impl PluginLog {
+    /// The log of the plugin called `name`, with a full budget.
+    pub(crate) fn new(name: &str) -> Self {
+        PluginLog {
+            name: name.to_string(),
+            budget: Mutex::new(Budget {
+                tokens: LOG_BURST,
+                filled: Instant::now(),
+                dropped: 0,
+            }),
+        }
+    }
+
+    /// Writes the plugin's line `raw` at `level` if the budget allows (and sersync's log
+    /// takes that level at all: lines nobody sees cost nothing).
+    pub(crate) fn log(&self, level: Level, raw: &[u8]) {
+        if !enabled(level) {
+            return;
+        }
+        let line = plugin_text(raw, MAX_LOG);
+        let dropped = {
+            let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let refill = now.duration_since(budget.filled).as_secs_f64() * LOG_RATE;
+            budget.tokens = (budget.tokens + refill).min(LOG_BURST);
+            budget.filled = now;
+            let cost = (line.len() + LINE_COST) as f64;
+            if budget.tokens < cost {
+                budget.dropped += 1;
+                return;
+            }
+            budget.tokens -= cost;
+            std::mem::take(&mut budget.dropped)
+        };
+        let plugin = self.name.as_str();
+        if dropped > 0 {
+            tracing::warn!(target: "sersync::plugin", plugin, "plugin {plugin}: {dropped} log lines dropped (over its budget of {} KiB a second)", LOG_RATE as u64 / 1024);
+        }
+        match level {
+            Level::Trace => tracing::trace!(target: "sersync::plugin", plugin, "{line}"),
+            Level::Debug => tracing::debug!(target: "sersync::plugin", plugin, "{line}"),
+            Level::Info => tracing::info!(target: "sersync::plugin", plugin, "{line}"),
+            Level::Warn => tracing::warn!(target: "sersync::plugin", plugin, "{line}"),
+            Level::Error => tracing::error!(target: "sersync::plugin", plugin, "{line}"),
+        }
+    }
+}
+
+/// True when sersync's log takes plugin lines of `level`.
+fn enabled(level: Level) -> bool {
     match level {
-        Level::Trace => tracing::trace!(target: "sersync::plugin", plugin, "{message}"),
-        Level::Debug => tracing::debug!(target: "sersync::plugin", plugin, "{message}"),
-        Level::Info => tracing::info!(target: "sersync::plugin", plugin, "{message}"),
-        Level::Warn => tracing::warn!(target: "sersync::plugin", plugin, "{message}"),
-        Level::Error => tracing::error!(target: "sersync::plugin", plugin, "{message}"),
+        Level::Trace => tracing::enabled!(target: "sersync::plugin", tracing::Level::TRACE),
+        Level::Debug => tracing::enabled!(target: "sersync::plugin", tracing::Level::DEBUG),
+        Level::Info => tracing::enabled!(target: "sersync::plugin", tracing::Level::INFO),
+        Level::Warn => tracing::enabled!(target: "sersync::plugin", tracing::Level::WARN),
+        Level::Error => tracing::enabled!(target: "sersync::plugin", tracing::Level::ERROR),
     }
-    message.to_string()
 }
 
 #[cfg(test)]
@@ -149,10 +275,39 @@ mod tests {
     }
 
     #[test]
-    fn long_log_lines_are_cut_on_a_character_boundary() {
-        // "a" then two-byte characters: byte MAX_LOG falls inside one of them.
-        let line = plugin_log("p", Level::Info, &format!("a{}", "é".repeat(MAX_LOG)));
-        assert_eq!(line.len(), MAX_LOG - 1);
-        assert!(line.ends_with('é'));
+    fn short_clean_text_is_kept_as_it_is() {
+        assert_eq!(plugin_text("peer down: é".as_bytes(), 64), "peer down: é");
+    }
+
+    #[test]
+    fn controls_and_line_breaking_marks_are_escaped() {
+        let text = plugin_text(b"a\nb\r\x1b[31m\tc\xe2\x80\xa8d\xe2\x80\xaee", 64);
+        assert_eq!(text, "a\\nb\\r\\u{1b}[31m\\tc\\u{2028}d\\u{202e}e");
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        assert_eq!(plugin_text(b"bad\xffname", 64), "bad\u{fffd}name");
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary_and_says_how_much() {
+        // "a" then two-byte characters: byte 16 falls inside one of them.
+        let raw = format!("a{}", "é".repeat(100));
+        let text = plugin_text(raw.as_bytes(), 16);
+        assert_eq!(text, format!("a{}… (186 bytes cut)", "é".repeat(7)));
+        // Escapes count as what they are written as, and are never split.
+        let text = plugin_text(&[b'\n'; 10], 5);
+        assert_eq!(text, "\\n\\n… (8 bytes cut)");
+    }
+
+    #[test]
+    fn a_cut_split_character_is_not_shown_as_invalid() {
+        // 15 ASCII bytes, then a 4-byte character cut by the read-ahead of max + 4 bytes.
+        let raw = format!("{}🦀🦀", "a".repeat(15));
+        assert_eq!(
+            plugin_text(raw.as_bytes(), 16),
+            format!("{}… (8 bytes cut)", "a".repeat(15))
+        );
     }
 }

@@ -182,3 +182,32 @@ fn native_call_overhead() {
     let t = mean_time(200, || drop(spec.start(&ctx()).unwrap()));
     println!("native plugin: instance created and dropped in {t:?} (mean of 200)");
 }
+
+/// The hostile native plugin.
+fn native_hostile() -> PathBuf {
+    build(
+        "hostile-native-plugin",
+        None,
+        "libsersync_hostile_native_plugin.so",
+    )
+}
+
+#[test]
+fn huge_native_error_is_cut_and_escaped() {
+    huge_error_is_cut("dylib", &native_hostile());
+}
+
+#[test]
+fn native_log_line_cannot_forge_lines() {
+    forged_log_lines_are_escaped("dylib", &native_hostile());
+}
+
+#[test]
+fn native_log_flood_is_rate_limited() {
+    // A copy, loaded apart: a library keeps the host (and so the log budget) of its first
+    // load, which the other tests of this binary share.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libflood.so");
+    std::fs::copy(native_hostile(), &copy).unwrap();
+    log_floods_are_rate_limited("dylib", &copy);
+}

@@ -296,3 +296,118 @@ fn wasm_call_overhead_and_instantiate_time() {
     let t = mean_time(50, || drop(spec.start(&ctx()).unwrap()));
     println!("wasm plugin: instance created (store + instantiate + init) in {t:?} (mean of 50)");
 }
+
+/// The hostile component (`examples/hostile-wasm-plugin`). Written in the component text
+/// format, it needs no wasm32 target: these tests always run.
+fn wasm_hostile() -> PathBuf {
+    sersync_tests::build_wat_example("hostile-wasm-plugin", "hostile")
+}
+
+#[test]
+fn huge_wasm_error_is_cut_and_escaped() {
+    huge_error_is_cut("wasm", &wasm_hostile());
+}
+
+#[test]
+fn wasm_log_line_cannot_forge_lines() {
+    forged_log_lines_are_escaped("wasm", &wasm_hostile());
+}
+
+#[test]
+fn wasm_log_flood_is_rate_limited() {
+    log_floods_are_rate_limited("wasm", &wasm_hostile());
+}
+
+#[test]
+fn a_sleep_in_deliver_is_stopped_by_the_deadline() {
+    let node = hostile_node(
+        "wasm",
+        &wasm_hostile(),
+        &[("timeout_ms", "500")],
+        "sleep",
+        None,
+        vec![],
+    );
+    let mut sink = configure(&node).unwrap().start(&ctx()).unwrap();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = sink.deliver(&order("x")).unwrap_err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "deliver ran {took:?}");
+        assert_eq!(err.class, ErrorClass::Retryable, "{err}");
+        assert!(
+            err.message.contains("deliver timed out after 500 ms")
+                && err.message.contains("the instance is re-created"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_sleep_in_init_is_a_config_error_within_the_deadline() {
+    let node = hostile_node(
+        "wasm",
+        &wasm_hostile(),
+        &[("timeout_ms", "500")],
+        "sleep_in_init",
+        None,
+        vec![],
+    );
+    let started = Instant::now();
+    let err = configure(&node).unwrap_err().to_string();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "init ran {took:?}");
+    assert!(
+        err.contains("hostile.wasm") && err.contains("init timed out after 500 ms"),
+        "{err}"
+    );
+}
+
+/// Descriptors this process holds now.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn a_plugin_cannot_hoard_descriptors() {
+    let err = configure(&plugin_node(
+        "wasm",
+        &wasm_hostile(),
+        &[("max_files", "0")],
+        &[],
+        vec![],
+    ));
+    assert!(err.unwrap_err().message.contains("must be above 0"));
+    let dir = tempfile::tempdir().unwrap();
+    let grant = || {
+        element(
+            "allow_dir",
+            &[("path", dir.path().to_str().unwrap())],
+            vec![],
+        )
+    };
+    for (limit, expected) in [(None, 64), (Some("16"), 16)] {
+        let extra: Vec<(&str, &str)> = limit.map(|l| ("max_files", l)).into_iter().collect();
+        let node = hostile_node(
+            "wasm",
+            &wasm_hostile(),
+            &extra,
+            "hoard_files",
+            Some("3000"),
+            vec![grant()],
+        );
+        let mut sink = configure(&node).unwrap().start(&ctx()).unwrap();
+        let before = open_fds();
+        let err = sink.deliver(&order("x")).unwrap_err();
+        // Other tests of this binary open and close descriptors meanwhile: a loose bound.
+        let held = open_fds().saturating_sub(before);
+        assert!(held < 200, "the plugin left {held} descriptors open");
+        assert_eq!(err.class, ErrorClass::Retryable, "{err}");
+        assert!(
+            err.message.contains(&format!(
+                "deliver exceeded its limit of {expected} open files"
+            )),
+            "{err}"
+        );
+    }
+}

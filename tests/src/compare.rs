@@ -14,6 +14,23 @@ enum Entry {
     Other,
 }
 
+impl Entry {
+    /// What it is, briefly: type, mode, size and the start of the contents or target.
+    fn describe(&self) -> String {
+        let start = |bytes: &[u8]| bytes[..bytes.len().min(24)].escape_ascii().to_string();
+        match self {
+            Entry::Dir { mode } => format!("directory {mode:o}"),
+            Entry::File { mode, contents } => format!(
+                "file {mode:o}, {} bytes \"{}\"",
+                contents.len(),
+                start(contents)
+            ),
+            Entry::Symlink { target } => format!("symlink to \"{}\"", start(target)),
+            Entry::Other => "neither file, directory nor symlink".to_string(),
+        }
+    }
+}
+
 fn snapshot(root: &Path) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -57,7 +74,8 @@ fn snapshot(root: &Path) -> Result<BTreeMap<Vec<u8>, Entry>, String> {
 }
 
 /// `Ok` when `dst` holds exactly what `src` holds (names, types, contents, permission bits,
-/// symlink targets); otherwise the first few differences, named.
+/// symlink targets); otherwise the first few differences, named (bytes outside printable
+/// ASCII escaped, so a name with a newline stays on one line).
 pub fn tree_diff(src: &Path, dst: &Path) -> Result<(), String> {
     let (a, b) = (snapshot(src)?, snapshot(dst)?);
     if a == b {
@@ -66,21 +84,18 @@ pub fn tree_diff(src: &Path, dst: &Path) -> Result<(), String> {
     let mut problems = Vec::new();
     for (name, entry) in &a {
         match b.get(name) {
-            None => problems.push(format!(
-                "missing on the remote: {}",
-                String::from_utf8_lossy(name)
+            None => problems.push(format!("missing on the remote: {}", name.escape_ascii())),
+            Some(other) if other != entry => problems.push(format!(
+                "differs: {} (source {}, remote {})",
+                name.escape_ascii(),
+                entry.describe(),
+                other.describe()
             )),
-            Some(other) if other != entry => {
-                problems.push(format!("differs: {}", String::from_utf8_lossy(name)))
-            }
             _ => {}
         }
     }
     for name in b.keys().filter(|n| !a.contains_key(*n)) {
-        problems.push(format!(
-            "extra on the remote: {}",
-            String::from_utf8_lossy(name)
-        ));
+        problems.push(format!("extra on the remote: {}", name.escape_ascii()));
     }
     let total = problems.len();
     problems.truncate(8);

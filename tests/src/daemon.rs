@@ -121,7 +121,7 @@ impl RsyncDaemon {
     /// Starts it again on the same port.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
-        let child = Command::new("rsync")
+        let child = Command::new(daemon_program())
             .arg("--daemon")
             .arg("--no-detach")
             .arg(format!(
@@ -152,6 +152,13 @@ impl Drop for RsyncDaemon {
 fn write_private(path: &Path, text: &str) {
     fs::write(path, text).expect("write");
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// The rsync program the test daemons run: `$SERSYNC_TEST_DAEMON_RSYNC` when set (e.g. a
+/// receiver without a distribution's bug, to tell a slave's bug from sersync's), else
+/// `rsync` from `PATH`.
+fn daemon_program() -> std::ffi::OsString {
+    std::env::var_os("SERSYNC_TEST_DAEMON_RSYNC").unwrap_or_else(|| "rsync".into())
 }
 
 /// A port that was free a moment ago.

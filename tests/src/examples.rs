@@ -51,6 +51,33 @@ pub fn build_example(dir: &str, target: Option<&str>, file: &str) -> PathBuf {
     out
 }
 
+/// Turns the hand-written component `examples/<dir>/<name>.wat` into the binary component
+/// `<name>.wasm` in the examples' target dir, and returns its path. Needs no wasm32 target:
+/// such components are what the WASM tests run when the target is missing.
+pub fn build_wat_example(dir: &str, name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir = target_dir().join("wat");
+    let out = out_dir.join(format!("{name}.wasm"));
+    if built.contains(&out) {
+        return out;
+    }
+    let source = workspace()
+        .join("examples")
+        .join(dir)
+        .join(format!("{name}.wat"));
+    let binary = wat::parse_file(&source)
+        .unwrap_or_else(|e| panic!("{} is not a valid component: {e}", source.display()));
+    std::fs::create_dir_all(&out_dir).expect("creating the examples' target dir");
+    // Written under a name of its own first: other test binaries may build it at the same
+    // time, and may be loading it.
+    let partial = out_dir.join(format!("{name}.wasm.{}", std::process::id()));
+    std::fs::write(&partial, binary).expect("writing the component");
+    std::fs::rename(&partial, &out).expect("renaming the component");
+    built.push(out.clone());
+    out
+}
+
 /// The WASM target the example and fixture plugins are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 

@@ -7,24 +7,29 @@
 //! - [`tree_diff`]: byte-for-byte comparison of two trees (names, types, contents, modes,
 //!   symlink targets).
 //! - [`peers`]: an HTTP peer that records requests (plain or TLS) and a TCP peer.
-//! - [`build_example`]: builds an example plugin from source as its author would.
+//! - [`build_example`]: builds an example plugin from source as its author would;
+//!   [`build_wat_example`] turns a hand-written component into a binary one.
 //! - [`wait_for`]: bounded polling.
+//! - [`random`]: the seeded generator and random operations of the randomized suites;
+//!   [`churn`]: lsyncd's churn workload and the runner that plays many seeds.
 //! - [`bench`]: the benchmark harness (the `bench` binary).
 
 pub mod bench;
 mod capture;
+pub mod churn;
 mod compare;
 mod daemon;
 mod examples;
 pub mod peers;
+pub mod random;
 mod sersync;
 mod stage;
 
 pub use capture::SharedBuffer;
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon, USER};
-pub use examples::{build_example, wasm_target_installed, WASM_TARGET};
-pub use sersync::{sersync_bin, user_ids, ConfigBuilder, Sersync};
+pub use examples::{build_example, build_wat_example, wasm_target_installed, WASM_TARGET};
+pub use sersync::{sersync_bin, user_ids, ConfigBuilder, Frozen, Sersync};
 pub use stage::Stage;
 
 use std::time::{Duration, Instant};

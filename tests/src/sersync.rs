@@ -245,7 +245,9 @@ impl Sersync {
         Sersync::start_with_env(config, args, log_dir, &[])
     }
 
-    /// As [`Sersync::start`], with extra environment variables.
+    /// As [`Sersync::start`], with extra environment variables. `STATE_DIRECTORY` is
+    /// `log_dir/sersync-state` unless `env` sets it, so that the default state directory is
+    /// the test's own (as systemd's `StateDirectory=` would make it), not `/var/lib/sersync`.
     pub fn start_with_env(
         config: &Path,
         args: &[&str],
@@ -281,6 +283,7 @@ impl Sersync {
             .arg("-o")
             .arg(config)
             .args(args)
+            .env("STATE_DIRECTORY", log_dir.join("sersync-state"))
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -330,6 +333,31 @@ impl Sersync {
         unsafe { libc::kill(self.pid() as i32, signal) };
     }
 
+    /// Stops the whole process (SIGSTOP, every thread, the reader included) until the
+    /// returned guard is dropped (SIGCONT). What the test does meanwhile queues up in the
+    /// kernel and is read at once afterwards, so an order of events that is otherwise a
+    /// race — a directory renamed before its create is read — happens every time.
+    pub fn freeze(&self) -> Frozen<'_> {
+        self.signal(libc::SIGSTOP);
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.pid()));
+        crate::wait_for(Duration::from_secs(10), || {
+            let entries = fs::read_dir(&tasks).map_err(|e| e.to_string())?;
+            for task in entries.flatten() {
+                let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                // The state follows the parenthesised command name: `T` is stopped.
+                let state = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.chars().next());
+                if !matches!(state, Some('T') | Some('t')) {
+                    return Err(format!("task {:?} in state {state:?}", task.file_name()));
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("sersync did not stop: {e}"));
+        Frozen { sersync: self }
+    }
+
     /// Waits until the log contains `text`.
     pub fn wait_for_log(&self, text: &str, timeout: Duration) -> Result<(), String> {
         crate::wait_for(timeout, || {
@@ -362,6 +390,18 @@ impl Sersync {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A stopped [`Sersync`] (see [`Sersync::freeze`]); continues it when dropped, also when
+/// the test panics.
+pub struct Frozen<'a> {
+    sersync: &'a Sersync,
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        self.sersync.signal(libc::SIGCONT);
     }
 }
 

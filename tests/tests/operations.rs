@@ -73,13 +73,20 @@ fn pid_alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+/// Runs sersync on `config` with its state beside the configuration (not the default
+/// `/var/lib/sersync`).
 fn sersync(config: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(sersync_bin())
         .arg("-o")
         .arg(config)
         .args(extra)
+        .env("STATE_DIRECTORY", state_dir(config))
         .output()
         .expect("run sersync")
+}
+
+fn state_dir(config: &Path) -> std::path::PathBuf {
+    config.with_file_name("sersync-state")
 }
 
 #[test]
@@ -179,6 +186,7 @@ fn a_second_daemon_on_the_same_configuration_is_refused_without_a_pid_file_flag(
         .arg(&config)
         .args(["-d", "--log-file"])
         .arg(dir.path().join("second.log"))
+        .env("STATE_DIRECTORY", state_dir(&config))
         .output()
         .unwrap();
     assert!(

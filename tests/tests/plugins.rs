@@ -293,3 +293,292 @@ fn misbehaving_plugins_yield_their_errors_while_rsync_keeps_syncing() {
     fs::write(src.join("after-the-misbehaviour"), b"a").unwrap();
     assert_converges(src, &daemon.module_path("www"), WAIT);
 }
+
+/// `GET /status` of the control endpoint on `port`: the body.
+fn status_body(port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).map_err(|e| e.to_string())?;
+    let reply = String::from_utf8_lossy(&reply);
+    match reply.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(format!("bad reply {:?}", &reply[..reply.len().min(200)])),
+    }
+}
+
+/// Descriptors process `pid` holds.
+fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// The hostile plugins: the native build and the hand-written component.
+fn hostile_plugins() -> (PathBuf, PathBuf) {
+    (
+        build_example(
+            "hostile-native-plugin",
+            None,
+            "libsersync_hostile_native_plugin.so",
+        ),
+        sersync_tests::build_wat_example("hostile-wasm-plugin", "hostile"),
+    )
+}
+
+/// A `<plugin>` section for the hostile plugin `path` as `name`, watching `watch`.
+fn hostile_section(
+    name: &str,
+    kind: &str,
+    path: &Path,
+    attrs: &str,
+    params: &str,
+    watch: &Path,
+) -> String {
+    format!(
+        "<plugin name=\"{name}\" type=\"{kind}\" path=\"{}\"{attrs}>{params}<localpath watch=\"{}\"/></plugin>\n",
+        path.display(),
+        watch.display()
+    )
+}
+
+#[test]
+fn hostile_plugins_stay_bounded_while_rsync_keeps_syncing() {
+    let (native, wasm) = hostile_plugins();
+    let stage = Stage::new(&["www"]);
+    let (src, dir) = (&stage.src, stage.path());
+    let hoard = own_dir(dir, "hoard-grant");
+    let param = |name: &str, value: &str| format!("<param name=\"{name}\" value=\"{value}\"/>");
+    let attack = |a: &str| param("attack", a);
+    let plugins = [
+        (
+            "native-huge",
+            "dylib",
+            &native,
+            String::new(),
+            attack("huge_error"),
+        ),
+        (
+            "native-flood",
+            "dylib",
+            &native,
+            String::new(),
+            attack("log_flood") + &param("size", "2000"),
+        ),
+        (
+            "native-forger",
+            "dylib",
+            &native,
+            String::new(),
+            attack("forged_log"),
+        ),
+        (
+            "wasm-huge",
+            "wasm",
+            &wasm,
+            String::new(),
+            attack("huge_error"),
+        ),
+        (
+            "wasm-flood",
+            "wasm",
+            &wasm,
+            String::new(),
+            attack("log_flood") + &param("size", "2000"),
+        ),
+        (
+            "wasm-forger",
+            "wasm",
+            &wasm,
+            String::new(),
+            attack("forged_log"),
+        ),
+        (
+            "wasm-sleeper",
+            "wasm",
+            &wasm,
+            " timeout_ms=\"1000\"".into(),
+            attack("sleep"),
+        ),
+        (
+            "wasm-hoarder",
+            "wasm",
+            &wasm,
+            String::new(),
+            format!(
+                "{}<allow_dir path=\"{}\"/>",
+                attack("hoard_files"),
+                hoard.display()
+            ),
+        ),
+    ];
+    let port = sersync_tests::free_port();
+    let mut builder = ConfigBuilder::new(src)
+        .remote(&stage.daemon, "www")
+        .head_xml("<engine retryInitialMs=\"200\" retryMaxMs=\"1000\"/>\n")
+        .head_xml(&format!("<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n"));
+    let mut triggers = Vec::new();
+    for (name, kind, path, attrs, params) in &plugins {
+        let watch = own_dir(dir, name);
+        builder = builder
+            .sersync_xml(&format!("    <plugin start=\"true\" name=\"{name}\"/>\n"))
+            .head_xml(&hostile_section(name, kind, path, attrs, params, &watch));
+        triggers.push(watch.join("trigger"));
+    }
+    let config = builder.write(dir);
+    let sersync = Sersync::start(&config, &[], dir);
+    for trigger in &triggers {
+        fs::write(trigger, b"go").unwrap();
+    }
+    // Every attack runs (and is retried) for a while, rsync syncing meanwhile.
+    for i in 0..30 {
+        fs::write(src.join(format!("ordinary-{i}")), b"o").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_converges(src, &stage.dst("www"), WAIT);
+    sersync
+        .wait_for_log("wasm-sleeper: deliver timed out after 1000 ms", WAIT)
+        .unwrap();
+    sersync
+        .wait_for_log(
+            "wasm-hoarder: deliver exceeded its limit of 64 open files",
+            WAIT,
+        )
+        .unwrap();
+    sersync.wait_for_log("bytes cut)", WAIT).unwrap();
+
+    let log = sersync.log();
+    // 6 s of two 16 MB floods and two 40 MiB errors retried every second at most.
+    assert!(log.len() < 4 << 20, "{} bytes of log", log.len());
+    assert!(
+        !log.lines().any(|l| l.starts_with("2030-01-01")),
+        "a plugin forged a log line"
+    );
+    let status = status_body(port).unwrap();
+    assert!(
+        status.len() < 64 << 10,
+        "a /status of {} bytes",
+        status.len()
+    );
+    assert!(status.contains("bytes cut)"), "{status}");
+    let fds = open_fds(sersync.pid());
+    assert!(fds < 1000, "sersync holds {fds} descriptors");
+    // Still syncing.
+    fs::write(src.join("after-the-attacks"), b"a").unwrap();
+    assert_converges(src, &stage.dst("www"), WAIT);
+}
+
+#[test]
+fn sighup_during_a_sleeping_plugin_call_does_not_stall_rsync() {
+    let (_, wasm) = hostile_plugins();
+    let stage = Stage::new(&["www"]);
+    let (src, dir) = (&stage.src, stage.path());
+    let watch = own_dir(dir, "sleeper");
+    let config = stage.config("www", |c| {
+        c.sersync_xml("    <plugin start=\"true\" name=\"sleeper\"/>\n")
+            .head_xml(&hostile_section(
+                "sleeper",
+                "wasm",
+                &wasm,
+                " timeout_ms=\"1000\"",
+                "<param name=\"attack\" value=\"sleep\"/>",
+                &watch,
+            ))
+    });
+    let sersync = Sersync::start(&config, &[], dir);
+    fs::write(watch.join("trigger"), b"go").unwrap();
+    // Let the plugin fall asleep (its batch is cut after the settle window).
+    std::thread::sleep(Duration::from_millis(600));
+    sersync.signal(libc::SIGHUP);
+    let started = std::time::Instant::now();
+    // Changes all through the reload: some land while the old engine stops, and wait for it.
+    sersync_tests::paced_writer(src.clone(), "during-reload-", 30, 10)
+        .join()
+        .unwrap();
+    assert_converges(src, &stage.dst("www"), WAIT);
+    let took = started.elapsed();
+    sersync
+        .wait_for_log("configuration reloaded", WAIT)
+        .unwrap();
+    // Writing takes 3 s. The reload waits for the sleeping call, which ends at its deadline
+    // (1 s), or for one last retry of the same length; before the deadline held, it waited
+    // for the 10 s stop deadline.
+    assert!(
+        took < Duration::from_secs(8),
+        "rsync stalled {took:?} behind the plugin"
+    );
+}
+
+#[test]
+fn check_of_a_plugin_sleeping_in_init_fails_within_its_deadline() {
+    let (_, wasm) = hostile_plugins();
+    let stage = Stage::new(&["www"]);
+    let config = stage.config("www", |c| {
+        c.sersync_xml("    <plugin start=\"true\" name=\"sleeper\"/>\n")
+            .head_xml(&hostile_section(
+                "sleeper",
+                "wasm",
+                &wasm,
+                " timeout_ms=\"1000\"",
+                "<param name=\"attack\" value=\"sleep_in_init\"/>",
+                stage.path(),
+            ))
+    });
+    let bin = sersync_tests::sersync_bin();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(bin)
+        .arg("-o")
+        .arg(&config)
+        .arg("--check")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("init timed out after 1000 ms"), "{stderr}");
+    assert!(took < Duration::from_secs(3), "--check ran {took:?}");
+}
+
+#[test]
+fn the_daemon_raises_its_open_files_limit_to_the_hard_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    if limit.rlim_max <= 256 {
+        return;
+    }
+    let stage = Stage::new(&["www"]);
+    let config = stage.config("www", |c| c);
+    // sersync inherits this process's limits: start it with a low soft limit (and put ours
+    // back at once: the other tests of this binary run meanwhile).
+    let low = libc::rlimit {
+        rlim_cur: 256,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+    let sersync = std::panic::catch_unwind(|| Sersync::start(&config, &[], stage.path()));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let sersync = sersync.unwrap();
+    let limits = fs::read_to_string(format!("/proc/{}/limits", sersync.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "{line}");
+}

@@ -7,6 +7,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sersync_tests::random::{random_operation, seed_from_env, Rng};
 use sersync_tests::{assert_converges, tree_diff, wait_for, ConfigBuilder, RsyncDaemon, Sersync};
 use tempfile::TempDir;
 
@@ -336,63 +337,13 @@ fn sigterm_exits_zero_after_delivering_what_is_pending() {
     );
 }
 
-/// A tiny deterministic generator (xorshift), so a failing run can be repeated with
-/// `SERSYNC_RANDOM_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// A random path of one to three components from a small pool of names (some hostile), so
-/// that operations collide often.
-fn random_path(rng: &mut Rng) -> PathBuf {
-    const NAMES: [&str; 6] = ["a", "b", "c d", "-x", "$(q)", "new\nline"];
-    let depth = 1 + rng.below(3);
-    (0..depth).map(|_| NAMES[rng.below(NAMES.len())]).collect()
-}
-
-/// Applies one random operation; failures (a parent missing, a name taken) are part of the
-/// game and ignored.
-fn random_operation(root: &Path, rng: &mut Rng, counter: &mut u64) {
-    let path = root.join(random_path(rng));
-    *counter += 1;
-    let _ = match rng.below(10) {
-        0..=2 => fs::write(&path, counter.to_string().repeat(1 + rng.below(200))),
-        3 => fs::create_dir(&path),
-        4 => fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path)),
-        5 | 6 => fs::rename(&path, root.join(random_path(rng))),
-        7 => symlink(random_path(rng), &path),
-        8 => fs::set_permissions(
-            &path,
-            fs::Permissions::from_mode(0o600 + (rng.below(2) as u32) * 0o44),
-        ),
-        _ => fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, b"+")),
-    };
-}
-
 /// The seed CI runs: fixed, so that a red run always means a change broke something.
 /// `SERSYNC_RANDOM_SEED=N` explores other sequences.
 const DEFAULT_SEED: u64 = 1_795_569_899_368_740_091;
 
 #[test]
 fn thousands_of_random_operations_then_every_remote_equals_the_source() {
-    let seed = std::env::var("SERSYNC_RANDOM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
+    let seed = seed_from_env("SERSYNC_RANDOM_SEED").unwrap_or(DEFAULT_SEED);
     random_operations_converge(seed);
 }
 
@@ -418,7 +369,7 @@ fn random_operations_converge(seed: u64) {
         .switch("attrib", true)
         .write(dir.path());
     let _sersync = Sersync::start(&config, &[], dir.path());
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut counter = 0;
     for round in 0..30 {
         for _ in 0..100 {

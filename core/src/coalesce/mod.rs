@@ -33,6 +33,23 @@ struct Entry {
     new: bool,
 }
 
+/// The paths a change occupies while it is delivered: a changed or created path itself; for
+/// a delete, and for the old name of a move, the directory that held it, since a sink may
+/// apply a delete by making that directory match (rsync's one-level deletes run). Two
+/// changes may be delivered side by side only when no path of one is, or lies above or
+/// below, a path of the other.
+pub fn footprint(kind: EventKind, path: &RelPath, from: Option<&RelPath>) -> Vec<RelPath> {
+    let held = |p: &RelPath| p.parent().unwrap_or(RelPath::ROOT);
+    let mut paths = Vec::with_capacity(2);
+    paths.push(if kind == EventKind::Delete {
+        held(path)
+    } else {
+        path.clone()
+    });
+    paths.extend(from.map(held));
+    paths
+}
+
 /// The pending changes of one lane.
 #[derive(Debug)]
 pub struct Coalescer {
@@ -129,8 +146,11 @@ impl Coalescer {
     /// some stay, their arrival window restarts now, so they go out one settle time after
     /// they are released.
     pub fn take_unblocked(&mut self, blocked: impl Fn(&RelPath) -> bool) -> Vec<Event> {
-        let held =
-            |path: &RelPath, e: &Entry| blocked(path) || e.from.as_ref().is_some_and(&blocked);
+        let held = |path: &RelPath, e: &Entry| {
+            footprint(e.kind, path, e.from.as_ref())
+                .iter()
+                .any(&blocked)
+        };
         if !self.entries.iter().any(|(path, e)| held(path, e)) {
             return self.take();
         }

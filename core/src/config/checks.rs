@@ -44,6 +44,48 @@ fn watch_dir(watch: &WatchConfig) -> Result<(), ConfigError> {
     }
 }
 
+/// Replaces every watch root by the real directory it names (a symlinked root is followed
+/// once, here: the kernel watches directories, not the links to them), and refuses two
+/// roots that turn out to be the same directory.
+pub fn resolve_roots(watches: &mut [WatchConfig]) -> Result<(), ConfigError> {
+    for i in 0..watches.len() {
+        let real = fs::canonicalize(&watches[i].root).map_err(|e| {
+            ConfigError::at(
+                watches[i].position,
+                format!(
+                    "the watched directory {} cannot be resolved: {e}",
+                    watches[i].root.display()
+                ),
+            )
+            .with_hint(READ_WATCH_HINT)
+        })?;
+        if real != watches[i].root {
+            watches[i].configured_as = Some(std::mem::replace(&mut watches[i].root, real));
+        }
+        if let Some(first) = watches[..i].iter().find(|w| w.root == watches[i].root) {
+            let named = |w: &WatchConfig| {
+                w.configured_as
+                    .as_ref()
+                    .unwrap_or(&w.root)
+                    .display()
+                    .to_string()
+            };
+            return Err(ConfigError::at(
+                watches[i].position,
+                format!(
+                    "{} and {} (at {}) are the same directory, {}",
+                    named(&watches[i]),
+                    named(first),
+                    first.position,
+                    watches[i].root.display()
+                ),
+            )
+            .with_hint("put all its <remote>s under one <localpath>"));
+        }
+    }
+    Ok(())
+}
+
 /// rsync's password file exists, can be read, and passes rsync's own checks: not accessible
 /// by others (`mode & 0o006`), and owned by root when we run as root. `at` is where
 /// `passwordfile` is written.

@@ -17,8 +17,9 @@ use super::{checks, parse, xml, Config};
 /// This is what the daemon runs. It does not require a `<localpath>`: see
 /// [`Config::require_watches`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let (head, config) = read_with_tree(path)?;
+    let (head, mut config) = read_with_tree(path)?;
     checks::watch_dirs(&config.watches).map_err(|e| e.in_file(path))?;
+    checks::resolve_roots(&mut config.watches).map_err(|e| e.in_file(path))?;
     if let Some(auth) = &config.rsync.auth {
         checks::password_file(auth, password_file_position(&head)).map_err(|e| e.in_file(path))?;
     }

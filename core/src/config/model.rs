@@ -134,8 +134,11 @@ pub struct EventSwitches {
 /// One `<localpath watch>` of `<sersync>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchConfig {
-    /// The watched directory, absolute, without a trailing `/`.
+    /// The watched directory, absolute, without a trailing `/`; once loaded, the real
+    /// directory (symlinks resolved).
     pub root: PathBuf,
+    /// The path the file gave, when it was not the real directory (a symlink in it).
+    pub configured_as: Option<PathBuf>,
     /// Its `<remote ip name>` children.
     pub remotes: Vec<Remote>,
     /// Where the element stands.
@@ -216,7 +219,11 @@ pub struct EngineConfig {
     /// on changes whose paths do not overlap with the others'. Default 2; `-n` still bounds
     /// the processes across all remotes.
     pub transfers_per_remote: usize,
-    /// `stateDir`: where lane journals live. Default: a directory `sersync-state` beside the
-    /// failLog script.
+    /// `auditSeconds`: how often each rsync remote is asked what differs from the source
+    /// (a dry run), what differs logged, counted and sent again. `None` (0, the default): never.
+    pub audit: Option<Duration>,
+    /// `stateDir`: where lane journals and the heartbeat live. Default:
+    /// [`crate::state_dir::default_path`] (`$STATE_DIRECTORY`, `/var/lib/sersync` for root,
+    /// else the user's `~/.local/state/sersync`).
     pub state_dir: PathBuf,
 }

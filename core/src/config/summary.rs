@@ -148,15 +148,25 @@ fn describe_crontab(crontab: Option<&CrontabConfig>, full_sync_excludes: &[Strin
 
 fn describe_engine(engine: &EngineConfig) -> String {
     format!(
-        "engine: settle {}, max delay {}, max pending {} paths, retry {} to {}, {} transfers per remote, state in {}",
+        "engine: settle {}, max delay {}, max pending {} paths, retry {} to {}, {} transfers per remote, state in {}{}",
         millis(engine.settle),
         millis(engine.max_delay),
         engine.max_pending,
         millis(engine.retry_initial),
         millis(engine.retry_max),
         engine.transfers_per_remote,
-        engine.state_dir.display()
+        engine.state_dir.display(),
+        describe_state_dir(&engine.state_dir)
     )
+}
+
+/// What the start will make of the state directory, looked at without creating it.
+fn describe_state_dir(path: &std::path::Path) -> String {
+    match crate::state_dir::inspect(path) {
+        Ok(true) => String::new(),
+        Ok(false) => " (created at start, mode 0700)".to_string(),
+        Err(refused) => format!(" (REFUSED at start: journals and heartbeat off: {refused})"),
+    }
 }
 
 fn patterns_or_none(patterns: &[Pattern]) -> String {

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use sersync_plugin_sdk::{Batch, Event, RelPath};
 
+use crate::coalesce::footprint;
+
 /// Identifies one batch in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket(u64);
@@ -85,9 +87,9 @@ impl InFlight {
     }
 }
 
-/// The paths an event names: its path, and the old name of a move.
-fn touched(event: &Event) -> impl Iterator<Item = &RelPath> {
-    std::iter::once(&event.path).chain(event.from.as_ref())
+/// The paths an event occupies while in flight (see [`footprint`]).
+fn touched(event: &Event) -> Vec<RelPath> {
+    footprint(event.kind, &event.path, event.from.as_ref())
 }
 
 #[cfg(test)]
@@ -127,18 +129,42 @@ mod tests {
     #[test]
     fn a_moves_old_name_is_in_flight_too_and_ending_releases_every_path() {
         let mut in_flight = InFlight::default();
-        let moved = Event::moved("old".into(), "new".into(), true, WatchId(0));
+        let moved = Event::moved("d/old".into(), "new".into(), true, WatchId(0));
         let first = in_flight.begin(batch(vec![moved]));
         let second = in_flight.begin(batch(vec![ev("new/x")]));
-        assert!(in_flight.blocks(&RelPath::from("old/f")));
+        assert!(in_flight.blocks(&RelPath::from("d/old/f")));
         in_flight.end(first);
-        assert!(!in_flight.blocks(&RelPath::from("old/f")));
+        assert!(!in_flight.blocks(&RelPath::from("d/old/f")));
         assert!(
             in_flight.blocks(&RelPath::from("new")),
             "still held by the second"
         );
         in_flight.end(second);
         assert!(in_flight.events().next().is_none() && !in_flight.blocks(&RelPath::ROOT));
+    }
+
+    #[test]
+    fn a_delete_holds_the_directory_it_was_in_so_nothing_else_there_goes_beside_it() {
+        let mut in_flight = InFlight::default();
+        let delete = Event::now(
+            EventKind::Delete,
+            RelPath::from("d/gone"),
+            false,
+            WatchId(0),
+        );
+        in_flight.begin(batch(vec![delete]));
+        for blocked in ["d/other", "d", "d/sub/x", ""] {
+            assert!(in_flight.blocks(&RelPath::from(blocked)), "{blocked}");
+        }
+        assert!(!in_flight.blocks(&RelPath::from("e/x")));
+        assert_eq!(
+            footprint(
+                EventKind::Move,
+                &RelPath::from("n"),
+                Some(&RelPath::from("a/o"))
+            ),
+            vec![RelPath::from("n"), RelPath::from("a")]
+        );
     }
 
     #[test]

@@ -8,23 +8,34 @@
 //!
 //! Format: the line `SERSYNC-JOURNAL 1\n`, then records
 //! `kind:u8 flags:u8 path_len:u32le path [from_len:u32le from]`, flags bit 0 = is_dir,
-//! bit 1 = has `from`. A truncated last record (a write cut short) is ignored.
+//! bit 1 = has `from`. A truncated last record (a write cut short) is dropped quietly (a
+//! debug line). A record that cannot be parsed (unknown kind or flags) ends the replay with
+//! a warning naming the file and the byte offset, and the lane rescans its whole root for
+//! what the rest may have held. Either way the file is cut back to its last whole record,
+//! so that new appends are readable.
+//!
+//! The file lives in a verified [`StateDir`] and is opened through it: never through a
+//! symbolic link, created 0600 (it holds file names), and the rewrite's temporary file is
+//! created afresh with `O_EXCL`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use sersync_plugin_sdk::{Event, EventKind, RelPath, WatchId};
 
 use crate::naming::stable_hash;
+use crate::state_dir::StateDir;
 
 const HEADER: &[u8] = b"SERSYNC-JOURNAL 1\n";
 
 /// The journal of one lane.
 #[derive(Debug)]
 pub struct Journal {
-    path: PathBuf,
+    dir: Arc<StateDir>,
+    name: String,
     file: File,
     bytes: u64,
 }
@@ -42,24 +53,40 @@ impl Journal {
         format!("{readable}-{hash:016x}.journal")
     }
 
-    /// Opens (creating) the journal at `path` and returns it with the events it held.
-    pub fn open(path: &Path, watch: WatchId) -> io::Result<(Journal, Vec<Event>)> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(path)?;
+    /// Opens (creating) the journal `name` in `dir` and returns it with the events it held.
+    pub fn open(
+        dir: &Arc<StateDir>,
+        name: &str,
+        watch: WatchId,
+    ) -> io::Result<(Journal, Vec<Event>)> {
+        let path = dir.file_path(name);
+        let mut file = dir.open_file(name, true)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let events = if bytes.is_empty() {
             file.write_all(HEADER)?;
             Vec::new()
         } else if let Some(body) = bytes.strip_prefix(HEADER) {
-            decode(body, watch)
+            let Decoded {
+                mut events,
+                valid,
+                end,
+            } = decode(body, watch);
+            let offset = HEADER.len() + valid;
+            match end {
+                End::Complete => {}
+                End::Torn => {
+                    tracing::debug!(journal = %path.display(), offset, "dropping a record cut short at the end of the journal");
+                }
+                End::Corrupt => {
+                    tracing::warn!(journal = %path.display(), offset, ignored_bytes = body.len() - valid, "journal record at byte offset {offset} cannot be parsed: replaying the {} changes before it and rescanning the whole root for the rest", events.len());
+                    events.push(Event::now(EventKind::Rescan, RelPath::ROOT, true, watch));
+                }
+            }
+            if end != End::Complete {
+                file.set_len(offset as u64)?;
+            }
+            events
         } else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -72,12 +99,18 @@ impl Journal {
         let size = file.metadata()?.len();
         Ok((
             Journal {
-                path: path.to_path_buf(),
+                dir: dir.clone(),
+                name: name.to_string(),
                 file,
                 bytes: size,
             },
             events,
         ))
+    }
+
+    /// Where the journal is, for messages.
+    pub fn path(&self) -> PathBuf {
+        self.dir.file_path(&self.name)
     }
 
     /// The journal's size in bytes.
@@ -107,8 +140,8 @@ impl Journal {
             self.bytes = HEADER.len() as u64;
             return Ok(());
         }
-        let temp = self.path.with_extension("journal.new");
-        let mut out = BufWriter::new(File::create(&temp)?);
+        let temp = format!("{}.new", self.name);
+        let mut out = BufWriter::new(self.dir.create_new(&temp)?);
         out.write_all(HEADER)?;
         let mut buffer = Vec::new();
         for event in pending {
@@ -117,18 +150,15 @@ impl Journal {
         out.write_all(&buffer)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        fs::rename(&temp, &self.path)?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .read(true)
-            .open(&self.path)?;
+        self.dir.rename(&temp, &self.name)?;
+        self.file = self.dir.open_file(&self.name, false)?;
         self.bytes = (HEADER.len() + buffer.len()) as u64;
         Ok(())
     }
 
     /// Removes the file (the lane delivered everything and stops).
     pub fn remove(self) -> io::Result<()> {
-        fs::remove_file(&self.path)
+        self.dir.remove(&self.name)
     }
 }
 
@@ -166,32 +196,64 @@ fn encode(event: &Event, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes records until the first incomplete or unknown one.
-fn decode(mut body: &[u8], watch: WatchId) -> Vec<Event> {
-    fn take<'a>(body: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+/// What [`decode`] found: the events of the whole records, how many body bytes they
+/// take, and what came after them.
+struct Decoded {
+    events: Vec<Event>,
+    valid: usize,
+    end: End,
+}
+
+/// How the records of a journal end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// With the last byte.
+    Complete,
+    /// With a record cut short (fewer bytes left than it needs): a write interrupted.
+    Torn,
+    /// With bytes that are no record (unknown kind or flags).
+    Corrupt,
+}
+
+/// Decodes records until the end, an incomplete one or one that cannot be parsed.
+fn decode(body: &[u8], watch: WatchId) -> Decoded {
+    fn take<'a>(body: &mut &'a [u8], n: usize) -> Result<&'a [u8], End> {
         if body.len() < n {
-            return None;
+            return Err(End::Torn);
         }
         let (head, rest) = body.split_at(n);
         *body = rest;
-        Some(head)
+        Ok(head)
     }
-    fn take_path(body: &mut &[u8]) -> Option<RelPath> {
-        let len = u32::from_le_bytes(take(body, 4)?.try_into().ok()?) as usize;
-        Some(RelPath::new(take(body, len)?))
+    fn take_path(body: &mut &[u8]) -> Result<RelPath, End> {
+        let len = take(body, 4)?;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        Ok(RelPath::new(take(body, len)?))
     }
     let mut events = Vec::new();
+    let mut rest = body;
     loop {
+        if rest.is_empty() {
+            return Decoded {
+                events,
+                valid: body.len(),
+                end: End::Complete,
+            };
+        }
+        let mut cursor = rest;
         let record = (|| {
-            let header = take(&mut body, 2)?;
-            let kind = kind_from(header[0])?;
-            let path = take_path(&mut body)?;
+            let header = take(&mut cursor, 2)?;
+            let kind = kind_from(header[0]).ok_or(End::Corrupt)?;
+            if header[1] & !3 != 0 {
+                return Err(End::Corrupt);
+            }
+            let path = take_path(&mut cursor)?;
             let from = if header[1] & 2 != 0 {
-                Some(take_path(&mut body)?)
+                Some(take_path(&mut cursor)?)
             } else {
                 None
             };
-            Some(Event {
+            Ok(Event {
                 kind,
                 path,
                 from,
@@ -201,8 +263,17 @@ fn decode(mut body: &[u8], watch: WatchId) -> Vec<Event> {
             })
         })();
         match record {
-            Some(event) => events.push(event),
-            None => return events,
+            Ok(event) => {
+                events.push(event);
+                rest = cursor;
+            }
+            Err(end) => {
+                return Decoded {
+                    events,
+                    valid: body.len() - rest.len(),
+                    end,
+                }
+            }
         }
     }
 }
@@ -210,16 +281,28 @@ fn decode(mut body: &[u8], watch: WatchId) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn ev(kind: EventKind, path: &[u8], is_dir: bool) -> Event {
         Event::now(kind, RelPath::new(path), is_dir, WatchId(3))
     }
 
+    fn state(dir: &tempfile::TempDir) -> Arc<StateDir> {
+        Arc::new(StateDir::open(&dir.path().join("state")).unwrap())
+    }
+
+    fn strip(v: &[Event]) -> Vec<(EventKind, RelPath, Option<RelPath>, bool)> {
+        v.iter()
+            .map(|e| (e.kind, e.path.clone(), e.from.clone(), e.is_dir))
+            .collect()
+    }
+
     #[test]
     fn appended_events_survive_reopening_with_any_name_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state/lane.journal");
-        let (mut journal, replayed) = Journal::open(&path, WatchId(3)).unwrap();
+        let state = state(&dir);
+        let (mut journal, replayed) = Journal::open(&state, "lane.journal", WatchId(3)).unwrap();
         assert!(replayed.is_empty());
         let moved = Event {
             from: Some(RelPath::new(&b"old\nname"[..])),
@@ -232,26 +315,35 @@ mod tests {
         ];
         journal.append(&events).unwrap();
         drop(journal);
-        let (_, replayed) = Journal::open(&path, WatchId(3)).unwrap();
-        let strip = |v: &[Event]| {
-            v.iter()
-                .map(|e| (e.kind, e.path.clone(), e.from.clone(), e.is_dir))
-                .collect::<Vec<_>>()
-        };
+        let (_, replayed) = Journal::open(&state, "lane.journal", WatchId(3)).unwrap();
         assert_eq!(strip(&replayed), strip(&events));
     }
 
     #[test]
-    fn a_torn_last_record_is_ignored() {
+    fn journals_are_owner_only() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lane.journal");
-        let (mut journal, _) = Journal::open(&path, WatchId(0)).unwrap();
+        let state = state(&dir);
+        let (mut journal, _) = Journal::open(&state, "lane.journal", WatchId(0)).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&journal.path()), 0o600);
+        journal
+            .rewrite(&[ev(EventKind::CloseWrite, b"secret name", false)])
+            .unwrap();
+        assert_eq!(mode(&journal.path()), 0o600, "after the rewrite too");
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped_and_later_appends_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir);
+        let (mut journal, _) = Journal::open(&state, "lane.journal", WatchId(0)).unwrap();
         journal
             .append(&[
                 ev(EventKind::Delete, b"kept", false),
                 ev(EventKind::Delete, b"torn-off", false),
             ])
             .unwrap();
+        let path = journal.path();
         drop(journal);
         let len = fs::metadata(&path).unwrap().len();
         fs::OpenOptions::new()
@@ -260,16 +352,66 @@ mod tests {
             .unwrap()
             .set_len(len - 3)
             .unwrap();
-        let (_, replayed) = Journal::open(&path, WatchId(0)).unwrap();
-        assert_eq!(replayed.len(), 1);
-        assert_eq!(replayed[0].path, RelPath::from("kept"));
+        let (mut journal, replayed) = Journal::open(&state, "lane.journal", WatchId(0)).unwrap();
+        assert_eq!(
+            strip(&replayed),
+            strip(&[ev(EventKind::Delete, b"kept", false)])
+        );
+        journal
+            .append(&[ev(EventKind::Delete, b"after", false)])
+            .unwrap();
+        drop(journal);
+        let (_, replayed) = Journal::open(&state, "lane.journal", WatchId(0)).unwrap();
+        let names: Vec<String> = replayed.iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(names, ["kept", "after"]);
+    }
+
+    #[test]
+    fn garbage_ends_the_replay_at_its_offset_with_a_rescan_of_the_root() {
+        let body = {
+            let mut b = Vec::new();
+            encode(&ev(EventKind::CloseWrite, b"good", false), &mut b);
+            b
+        };
+        let mut garbage = body.clone();
+        garbage.extend_from_slice(b"\xffnot a record, and a good one after it is not trusted");
+        encode(&ev(EventKind::CloseWrite, b"lost", false), &mut garbage);
+        let decoded = decode(&garbage, WatchId(0));
+        assert_eq!(
+            (decoded.valid, decoded.end, decoded.events.len()),
+            (body.len(), End::Corrupt, 1)
+        );
+        let mut unknown_flags = body.clone();
+        unknown_flags.extend_from_slice(&[1, 0x80, 0, 0, 0, 0]);
+        assert_eq!(decode(&unknown_flags, WatchId(0)).end, End::Corrupt);
+        assert_eq!(decode(&body[..body.len() - 1], WatchId(0)).end, End::Torn);
+        assert_eq!(decode(&body, WatchId(0)).end, End::Complete);
+
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir);
+        let mut file = HEADER.to_vec();
+        file.extend_from_slice(&garbage);
+        fs::write(state.file_path("lane.journal"), &file).unwrap();
+        let (journal, replayed) = Journal::open(&state, "lane.journal", WatchId(0)).unwrap();
+        assert_eq!(
+            strip(&replayed),
+            strip(&[
+                ev(EventKind::CloseWrite, b"good", false),
+                ev(EventKind::Rescan, b"", true)
+            ])
+        );
+        assert_eq!(
+            journal.bytes(),
+            (HEADER.len() + body.len()) as u64,
+            "cut back"
+        );
     }
 
     #[test]
     fn rewrite_keeps_exactly_the_pending_set() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lane.journal");
-        let (mut journal, _) = Journal::open(&path, WatchId(0)).unwrap();
+        let state = state(&dir);
+        let (mut journal, _) = Journal::open(&state, "lane.journal", WatchId(0)).unwrap();
         journal
             .append(&[ev(EventKind::CloseWrite, b"delivered", false)])
             .unwrap();
@@ -280,7 +422,7 @@ mod tests {
             .append(&[ev(EventKind::Delete, b"after", false)])
             .unwrap();
         drop(journal);
-        let (mut journal, replayed) = Journal::open(&path, WatchId(0)).unwrap();
+        let (mut journal, replayed) = Journal::open(&state, "lane.journal", WatchId(0)).unwrap();
         let names: Vec<String> = replayed.iter().map(|e| e.path.to_string()).collect();
         assert_eq!(names, ["still pending", "after"]);
         journal.rewrite(&[]).unwrap();
@@ -288,11 +430,32 @@ mod tests {
     }
 
     #[test]
+    fn rewrite_never_writes_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir);
+        let victim = dir.path().join("passwd");
+        fs::write(&victim, b"root:x:0:0::/root:/bin/sh\n").unwrap();
+        symlink(&victim, state.file_path("lane.journal.new")).unwrap();
+        let (mut journal, _) = Journal::open(&state, "lane.journal", WatchId(0)).unwrap();
+        journal
+            .rewrite(&[ev(EventKind::CloseWrite, b"a\nevil::0:0:::\nb", false)])
+            .unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"root:x:0:0::/root:/bin/sh\n");
+        assert!(fs::symlink_metadata(journal.path()).unwrap().is_file());
+
+        symlink(&victim, state.file_path("other.journal")).unwrap();
+        let e = Journal::open(&state, "other.journal", WatchId(0)).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(fs::read(&victim).unwrap(), b"root:x:0:0::/root:/bin/sh\n");
+    }
+
+    #[test]
     fn a_foreign_file_is_refused_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lane.journal");
+        let state = state(&dir);
+        let path = state.file_path("lane.journal");
         fs::write(&path, b"something else").unwrap();
-        let err = Journal::open(&path, WatchId(0)).unwrap_err();
+        let err = Journal::open(&state, "lane.journal", WatchId(0)).unwrap_err();
         assert!(err.to_string().contains("not a sersync journal"));
         assert_eq!(fs::read(&path).unwrap(), b"something else");
     }

@@ -58,6 +58,10 @@ pub struct LaneStats {
     pub latency: Histogram,
     /// When the last delivery succeeded, and the last error.
     pub last: Mutex<LastOutcome>,
+    /// Drift audits run (`<engine auditSeconds>`).
+    pub audit_runs: AtomicU64,
+    /// Paths the audits found different on the remote (and sent again).
+    pub audit_differences: AtomicU64,
 }
 
 /// The last success and failure of a lane.

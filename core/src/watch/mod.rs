@@ -1,15 +1,22 @@
 //! The recursive inotify watch: one kernel watch per directory, kept right across creates,
 //! deletes and renames, turned into [`Event`]s by a reader thread that never waits on a sink.
 //!
-//! - [`tree`]: descriptor → directory bookkeeping.
-//! - [`scan`]: adding a directory tree (the initial walk, new and moved-in directories).
-//! - [`reader`]: the thread: read, translate, pair moves, hand on.
+//! - `tree`: descriptor → directory bookkeeping, each with its identity on disk.
+//! - `scan`: adding a directory tree (the initial walk, new and moved-in directories,
+//!   repairs): every descriptor put where the walk found it.
+//! - `reader`: the thread: read, translate, pair moves, hand on.
+//! - `doubts`: what the reader could not confirm when it handled an event, settled after
+//!   each read.
 //! - [`limits`]: the kernel's inotify limits.
 
+mod doubts;
 pub mod limits;
 mod reader;
 mod scan;
-pub mod tree;
+mod tree;
+
+#[cfg(test)]
+mod tests;
 
 pub use reader::{Watcher, WatcherStats};
 

@@ -1,6 +1,7 @@
 //! The reader thread: read the kernel queue, keep the watch tree right, translate raw
 //! events into typed [`Event`]s, pair moves, hand them on. It never waits on a sink.
 
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -13,7 +14,9 @@ use crossbeam_channel::Sender;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
 
-use super::tree::WatchTree;
+use super::doubts::{DoubtKind, Pending};
+use super::scan::{Report, Walked, PATH_MAX};
+use super::tree::{DirKey, WatchTree};
 use super::{Root, WatchError};
 use crate::config::EventSwitches;
 use crate::filter::Filter;
@@ -26,6 +29,8 @@ const MOVE_PAIR_WAIT: Duration = Duration::from_millis(2);
 const STOP_DRAIN_READS: usize = 64;
 /// How often a blocked reader looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
+/// Paths warned about as not watched, at most (each warned once).
+const WARNED_PATHS: usize = 10_000;
 
 /// Counters the control endpoint and the logs read.
 #[derive(Debug, Default)]
@@ -33,6 +38,8 @@ pub struct WatcherStats {
     directories: AtomicU64,
     events: AtomicU64,
     overflows: AtomicU64,
+    skipped: AtomicU64,
+    rewalks: AtomicU64,
 }
 
 impl WatcherStats {
@@ -49,6 +56,21 @@ impl WatcherStats {
     /// Kernel queue overflows seen so far.
     pub fn overflows(&self) -> u64 {
         self.overflows.load(Ordering::Relaxed)
+    }
+
+    /// Paths neither watched nor reported because they cannot be (unreadable, too long).
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Times a watch root was walked again because the kernel's events did not explain
+    /// where a directory went. A correct reader keeps this near zero.
+    pub fn rewalks(&self) -> u64 {
+        self.rewalks.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn count_rewalk(&self) {
+        self.rewalks.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn set_directories(&self, n: usize) {
@@ -70,8 +92,11 @@ struct MoveOut {
     watch: WatchId,
     path: RelPath,
     is_dir: bool,
-    /// The moved directory's own watch, if it is one.
-    dir_wd: Option<WatchDescriptor>,
+    /// The moved directory's own watch, if it is one, with its generation then: if the
+    /// directory is found again before the rename is given up on, it is not released.
+    dir_wd: Option<(WatchDescriptor, Option<u32>)>,
+    /// Where in the round's events the rename was read.
+    position: usize,
 }
 
 /// Watches every root recursively and turns kernel events into [`Event`]s.
@@ -82,9 +107,15 @@ pub struct Watcher {
     pub(super) mask: WatchMask,
     pub(super) stats: Arc<WatcherStats>,
     pub(super) debug: bool,
+    /// `/proc/self/fd` is there: directories are watched through their open descriptor.
+    pub(super) proc_fd: bool,
+    pub(super) doubts: Vec<Pending>,
+    /// Emptied queues seen while some descriptor was homeless.
+    pub(super) homeless_drains: u8,
     roots: Vec<Root>,
     switches: EventSwitches,
     move_outs: Vec<MoveOut>,
+    warned: HashSet<RelPath>,
 }
 
 impl Watcher {
@@ -121,12 +152,16 @@ impl Watcher {
             mask,
             stats: Arc::new(WatcherStats::default()),
             debug,
+            proc_fd: Path::new("/proc/self/fd").is_dir(),
+            doubts: Vec::new(),
+            homeless_drains: 0,
             roots,
             switches,
             move_outs: Vec::new(),
+            warned: HashSet::new(),
         };
         for root in watcher.roots.clone() {
-            watcher.add_tree(root.watch, RelPath::ROOT, None, None)?;
+            watcher.add_tree(root.watch, RelPath::ROOT, None, Report::Nothing)?;
         }
         Ok(watcher)
     }
@@ -149,16 +184,13 @@ impl Watcher {
     ) -> Result<(), WatchError> {
         let mut buffer = vec![0u8; READ_BUFFER];
         while !shutdown.load(Ordering::Relaxed) {
-            if !wait_readable(&self.inotify, SHUTDOWN_POLL) {
-                continue;
-            }
             let mut out = Vec::new();
-            self.read_once(&mut buffer, &mut out)?;
-            // A rename can be split across two reads: give its second half a moment.
-            if !self.move_outs.is_empty() && wait_readable(&self.inotify, MOVE_PAIR_WAIT) {
-                self.read_once(&mut buffer, &mut out)?;
+            if wait_readable(&self.inotify, SHUTDOWN_POLL) {
+                self.round(&mut buffer, &mut out)?;
+            } else {
+                // Idle: the queue is empty, so doubts can be judged.
+                self.settle_doubts(true, &mut out)?;
             }
-            self.finish_move_outs(&mut out);
             if !out.is_empty() && tx.send(out).is_err() {
                 return Ok(());
             }
@@ -178,6 +210,23 @@ impl Watcher {
             let _ = tx.send(out);
         }
         Ok(())
+    }
+
+    /// One turn of the loop, without blocking: reads what is queued, pairs the renames in
+    /// it, and looks at the doubts again with those events applied.
+    pub(super) fn round(
+        &mut self,
+        buffer: &mut [u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), WatchError> {
+        self.read_once(buffer, out)?;
+        // A rename can be split across two reads: give its second half a moment.
+        if !self.move_outs.is_empty() && wait_readable(&self.inotify, MOVE_PAIR_WAIT) {
+            self.read_once(buffer, out)?;
+        }
+        self.finish_move_outs(out);
+        let drained = !wait_readable(&self.inotify, Duration::ZERO);
+        self.settle_doubts(drained, out)
     }
 
     fn read_once(&mut self, buffer: &mut [u8], out: &mut Vec<Event>) -> Result<(), WatchError> {
@@ -215,8 +264,9 @@ impl Watcher {
             return self.recover_from_overflow(out);
         }
         if raw.mask.contains(EventMask::IGNORED) {
-            self.tree.remove_subtree(&raw.wd);
-            self.stats.set_directories(self.tree.len());
+            // The directory is gone (or its watch was released): so is anything the table
+            // still holds below it.
+            self.release(&raw.wd);
             return Ok(());
         }
         let Some((watch, dir)) = self.tree.path_of(&raw.wd) else {
@@ -236,10 +286,15 @@ impl Watcher {
         if self.debug {
             tracing::debug!(watch = watch.0, %path, mask = ?raw.mask, cookie = raw.cookie, "inotify event");
         }
+        if self.too_long(watch, &path) {
+            return Ok(());
+        }
         let excluded = self.filter.is_excluded(&path, is_dir);
         if raw.mask.contains(EventMask::MOVED_FROM) {
             let dir_wd = if is_dir {
-                self.tree.child(&raw.wd, &raw.name)
+                self.dismiss_doubts(&raw.wd, &raw.name);
+                self.moved_directory(&raw.wd, &raw.name, watch, &path)
+                    .map(|wd| (wd.clone(), self.tree.generation(&wd)))
             } else {
                 None
             };
@@ -252,6 +307,7 @@ impl Watcher {
                 path,
                 is_dir,
                 dir_wd,
+                position: out.len(),
             });
             return Ok(());
         }
@@ -264,7 +320,7 @@ impl Watcher {
         if raw.mask.contains(EventMask::CREATE) {
             if is_dir {
                 let mut found = Vec::new();
-                self.add_tree(watch, path.clone(), Some(raw.wd), Some(&mut found))?;
+                self.new_directory(watch, &path, raw.wd, &mut found)?;
                 if self.switches.create_folder {
                     out.push(Event::now(EventKind::Create, path, true, watch));
                 }
@@ -276,9 +332,9 @@ impl Watcher {
             }
         } else if raw.mask.contains(EventMask::DELETE) {
             if is_dir {
-                if let Some(wd) = self.tree.child(&raw.wd, &raw.name) {
-                    self.release(&wd);
-                }
+                self.dismiss_doubts(&raw.wd, &raw.name);
+                // Its watch, if it had one, is released by the kernel's IN_IGNORED for it:
+                // what the table holds under this name now may be a newer directory.
             }
             if self.switches.delete {
                 out.push(Event::now(EventKind::Delete, path, is_dir, watch));
@@ -291,6 +347,28 @@ impl Watcher {
             out.push(Event::now(EventKind::Modify, path, is_dir, watch));
         } else if raw.mask.contains(EventMask::ATTRIB) {
             out.push(Event::now(EventKind::Attrib, path, is_dir, watch));
+        }
+        Ok(())
+    }
+
+    /// A directory the kernel reported at `path` inside `parent`: watch it and everything
+    /// below it, each entry reported into `found`. When it cannot be opened any more (a
+    /// rename of it or of an ancestor came first), that is a doubt to settle after the read.
+    fn new_directory(
+        &mut self,
+        watch: WatchId,
+        path: &RelPath,
+        parent: WatchDescriptor,
+        found: &mut Vec<Event>,
+    ) -> Result<(), WatchError> {
+        let walked = self.add_tree(
+            watch,
+            path.clone(),
+            Some(parent.clone()),
+            Report::Entries(found),
+        )?;
+        if walked == Walked::Missing {
+            self.doubt(parent, path.file_name(), DoubtKind::Unwatched);
         }
         Ok(())
     }
@@ -312,8 +390,17 @@ impl Watcher {
             .map(|i| self.move_outs.remove(i));
         match paired {
             Some(from) if !excluded && from.watch == watch => {
-                if let Some(wd) = &from.dir_wd {
-                    self.tree.relink(wd, raw.wd, &raw.name);
+                let mut found = Vec::new();
+                match &from.dir_wd {
+                    Some((wd, _)) => {
+                        self.tree.relink(wd, raw.wd.clone(), &raw.name);
+                        // Checked after the read, with the renames queued meanwhile applied.
+                        self.doubt(raw.wd, &raw.name, DoubtKind::Unconfirmed);
+                    }
+                    // A directory that was never watched (renamed before its create was
+                    // read, or moved while its parent was being watched): watch it now.
+                    None if is_dir => self.new_directory(watch, &path, raw.wd, &mut found)?,
+                    None => {}
                 }
                 match (self.switches.move_from, self.switches.move_to) {
                     (true, true) => out.push(Event::moved(from.path, path, is_dir, watch)),
@@ -323,11 +410,17 @@ impl Watcher {
                     }
                     (false, false) => {}
                 }
+                if self.switches.move_to {
+                    out.extend(found);
+                }
                 Ok(())
             }
             Some(from) => {
                 // Renamed into another watch, or onto an excluded name: out of here, into there.
                 self.moved_out(from, out);
+                for later in &mut self.move_outs {
+                    later.position += 1;
+                }
                 if excluded {
                     Ok(())
                 } else {
@@ -351,7 +444,7 @@ impl Watcher {
     ) -> Result<(), WatchError> {
         if is_dir {
             let mut found = Vec::new();
-            self.add_tree(watch, path.clone(), Some(raw.wd), Some(&mut found))?;
+            self.new_directory(watch, &path, raw.wd, &mut found)?;
             if self.switches.move_to {
                 out.push(Event::now(EventKind::Create, path, true, watch));
                 out.extend(found);
@@ -364,22 +457,65 @@ impl Watcher {
 
     /// Every rename whose second half did not come: moved out of the watch.
     fn finish_move_outs(&mut self, out: &mut Vec<Event>) {
-        for m in std::mem::take(&mut self.move_outs) {
+        let mut move_outs = std::mem::take(&mut self.move_outs);
+        // Last first, so that each delete goes in where its rename was read.
+        move_outs.sort_by_key(|m| std::cmp::Reverse(m.position));
+        for m in move_outs {
             self.moved_out(m, out);
         }
     }
 
+    /// A rename away with no second half here: a delete, placed in the stream where the
+    /// rename was read (before anything that came later under the same name).
     fn moved_out(&mut self, m: MoveOut, out: &mut Vec<Event>) {
-        if let Some(wd) = &m.dir_wd {
-            self.release(wd);
+        if let Some((wd, generation)) = &m.dir_wd {
+            // Found again since (moved straight back in, under a rename of its own): the
+            // descriptor stands for where it is now, and stays.
+            if self.tree.generation(wd) == *generation {
+                self.release(wd);
+            }
         }
         if self.switches.move_from {
-            out.push(Event::now(EventKind::Delete, m.path, m.is_dir, m.watch));
+            let delete = Event::now(EventKind::Delete, m.path, m.is_dir, m.watch);
+            out.insert(m.position.min(out.len()), delete);
         }
     }
 
+    /// The watched directory a rename of `name` away from `parent` moves: the one the table
+    /// holds under that name, unless that one is still there (then the rename was of an
+    /// older directory of that name, which a walk has pushed out of its place). Never one
+    /// that an earlier rename in this read already moves.
+    fn moved_directory(
+        &self,
+        parent: &WatchDescriptor,
+        name: &[u8],
+        watch: WatchId,
+        path: &RelPath,
+    ) -> Option<WatchDescriptor> {
+        let moving = |wd: &WatchDescriptor| {
+            self.move_outs
+                .iter()
+                .any(|m| m.dir_wd.as_ref().is_some_and(|(w, _)| w == wd))
+        };
+        self.tree
+            .child(parent, name)
+            .filter(|wd| !self.still_at(wd, watch, path))
+            .or_else(|| self.tree.homeless_at(parent, name))
+            .filter(|wd| !moving(wd))
+    }
+
+    /// True when the directory `wd` stands for is at `path` now: a rename away from `path`
+    /// was about another directory that had the name before.
+    fn still_at(&self, wd: &WatchDescriptor, watch: WatchId, path: &RelPath) -> bool {
+        let Some(key) = self.tree.key(wd) else {
+            return false;
+        };
+        std::fs::symlink_metadata(path.absolute(self.root_path(watch)))
+            .is_ok_and(|meta| meta.is_dir() && DirKey::of(&meta) == key)
+    }
+
     /// Forgets a directory subtree and releases its kernel watches.
-    fn release(&mut self, wd: &WatchDescriptor) {
+    pub(super) fn release(&mut self, wd: &WatchDescriptor) {
         for w in self.tree.remove_subtree(wd) {
             // Fails harmlessly when the kernel released it already (directory deleted).
             let _ = self.inotify.watches().remove(w);
@@ -387,15 +523,43 @@ impl Watcher {
         self.stats.set_directories(self.tree.len());
     }
 
-    /// The kernel dropped events: every root may have changed anywhere. Watch whatever
-    /// directories appeared meanwhile and tell every sink to re-sync each root whole.
+    /// True (once warned about and counted) when `rel` is too long to be watched or sent.
+    pub(super) fn too_long(&mut self, watch: WatchId, rel: &RelPath) -> bool {
+        let length = self.root_path(watch).as_os_str().len() + 1 + rel.as_bytes().len();
+        if length < PATH_MAX {
+            return false;
+        }
+        self.skip(
+            watch,
+            rel,
+            &format!("its path is {length} bytes, longer than the kernel and rsync take ({PATH_MAX} with its NUL)"),
+        );
+        true
+    }
+
+    /// Counts a path that cannot be watched or synced, and warns about it once.
+    pub(super) fn skip(&mut self, watch: WatchId, rel: &RelPath, reason: &str) {
+        self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        if self.warned.len() < WARNED_PATHS && self.warned.insert(rel.clone()) {
+            tracing::warn!(
+                root = %self.root_path(watch).display(),
+                path = %shortened(rel),
+                reason,
+                "not watched or synced"
+            );
+        }
+    }
+
+    /// The kernel dropped events: every root may have changed anywhere. Put every watch
+    /// where it belongs again and tell every sink to re-sync each root whole.
     fn recover_from_overflow(&mut self, out: &mut Vec<Event>) -> Result<(), WatchError> {
         self.stats.overflows.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             "inotify queue overflowed (fs.inotify.max_queued_events); rescanning every watch root"
         );
+        self.doubts.clear();
         for root in self.roots.clone() {
-            self.add_tree(root.watch, RelPath::ROOT, None, None)?;
+            self.add_tree(root.watch, RelPath::ROOT, None, Report::Nothing)?;
             out.push(Event::now(
                 EventKind::Rescan,
                 RelPath::ROOT,
@@ -405,6 +569,17 @@ impl Watcher {
         }
         Ok(())
     }
+}
+
+/// A path for a log line: whole up to 256 bytes, else its start and its length.
+fn shortened(rel: &RelPath) -> String {
+    const SHOWN: usize = 256;
+    let bytes = rel.as_bytes();
+    if bytes.len() <= SHOWN {
+        return rel.to_string();
+    }
+    let start = RelPath::new(&bytes[..SHOWN]);
+    format!("{start}… ({} bytes)", bytes.len())
 }
 
 /// True for a regular file with one link: its writer's close will be reported. Anything
@@ -419,7 +594,7 @@ fn will_report_close_write(path: &Path) -> bool {
 }
 
 /// Waits up to `timeout` for the inotify descriptor to become readable.
-fn wait_readable(inotify: &Inotify, timeout: Duration) -> bool {
+pub(super) fn wait_readable(inotify: &Inotify, timeout: Duration) -> bool {
     let mut pfd = libc::pollfd {
         fd: inotify.as_raw_fd(),
         events: libc::POLLIN,

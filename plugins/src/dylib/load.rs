@@ -12,7 +12,7 @@ use sersync_plugin_sdk::abi::{
 };
 use sersync_plugin_sdk::Level;
 
-use crate::third_party::plugin_log;
+use crate::third_party::PluginLog;
 
 /// Loads `path` (never unloaded) and returns its vtable once its ABI version checks out,
 /// after handing it the host's services; its log lines are tagged `name`.
@@ -60,11 +60,12 @@ pub(super) fn load(path: &Path, name: &str) -> Result<&'static SinkVTable, Strin
     let vtable: &'static SinkVTable = unsafe { &*vtable };
 
     // Never freed, like the library: the plugin may log from any thread at any time. A library
-    // loaded again (under another name) keeps the first host it was given.
-    let name: &'static String = Box::leak(Box::new(name.to_string()));
+    // loaded again (under another name) keeps the first host it was given, and so the first
+    // name and log budget.
+    let log: &'static PluginLog = Box::leak(Box::new(PluginLog::new(name)));
     let host: &'static HostApi = Box::leak(Box::new(HostApi {
         struct_size: std::mem::size_of::<HostApi>() as u32,
-        context: (name as *const String).cast(),
+        context: (log as *const PluginLog).cast(),
         log: host_log,
     }));
     // SAFETY: the checks passed; `host` lives for the rest of the process.
@@ -72,16 +73,11 @@ pub(super) fn load(path: &Path, name: &str) -> Result<&'static SinkVTable, Strin
     Ok(vtable)
 }
 
-/// [`HostApi::log`]: the plugin's line into sersync's log. Never unwinds into the plugin.
+/// [`HostApi::log`]: the plugin's line into sersync's log, through its [`PluginLog`] (cut,
+/// escaped, within its budget). Never unwinds into the plugin.
 unsafe extern "C" fn host_log(context: *const c_void, level: u32, message: RawBytes) {
-    // SAFETY: `context` is the leaked name `load` put in the `HostApi`; the plugin lends
+    // SAFETY: `context` is the leaked log `load` put in the `HostApi`; the plugin lends
     // `message` for the call.
-    let (name, message) = unsafe { (&*context.cast::<String>(), message.as_slice()) };
-    let _ = catch_unwind(|| {
-        plugin_log(
-            name,
-            Level::from_code(level),
-            &String::from_utf8_lossy(message),
-        )
-    });
+    let (log, message) = unsafe { (&*context.cast::<PluginLog>(), message.as_slice()) };
+    let _ = catch_unwind(|| log.log(Level::from_code(level), message));
 }

@@ -7,6 +7,8 @@ use std::ptr::NonNull;
 use sersync_plugin_sdk::abi::*;
 use sersync_plugin_sdk::{Batch, Sink, SinkError};
 
+use crate::third_party::{plugin_text, MAX_ERROR};
+
 /// An instance of a native plugin, serving one lane.
 pub(super) struct DylibSink {
     name: String,
@@ -59,7 +61,8 @@ impl DylibSink {
         }
     }
 
-    /// The [`SinkError`] for a failed call, copying and then freeing the plugin's message.
+    /// The [`SinkError`] for a failed call, copying (cut and escaped by [`plugin_text`]) and
+    /// then freeing the plugin's message.
     fn error(&self, status: u32, error: &mut RawError) -> SinkError {
         // SAFETY: the plugin filled `error` (or left it empty); it is read once, then handed
         // back to the plugin's `free_error`.
@@ -69,7 +72,7 @@ impl DylibSink {
                 len: error.len,
             }
             .as_slice();
-            let text = String::from_utf8_lossy(text).into_owned();
+            let text = plugin_text(text, MAX_ERROR);
             (self.vtable.free_error)(error);
             text
         };

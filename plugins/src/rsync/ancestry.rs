@@ -44,6 +44,35 @@ pub fn list_below_real_directories(run: &mut Run, root: &Path) {
     }
 }
 
+/// Replaces, in a one-level `run`, every directory that is no longer a real directory
+/// below `root` (gone, or a file or symlink now) by its nearest ancestor that is: that is
+/// where its delete, or its replacement, has to happen. Duplicates are dropped.
+pub fn nearest_real_directories(run: &mut Run, root: &Path) {
+    let mut is_real_dir: HashMap<RelPath, bool> = HashMap::new();
+    let mut real = |dir: &RelPath| {
+        *is_real_dir.entry(dir.clone()).or_insert_with(|| {
+            std::fs::symlink_metadata(dir.absolute(root)).is_ok_and(|m| m.is_dir())
+        })
+    };
+    let mut seen = HashSet::new();
+    for mut dir in std::mem::take(&mut run.paths) {
+        // The topmost ancestor that is not a real directory decides, as for listed paths.
+        let mut candidate = None;
+        for ancestor in dir.ancestors().map(RelPath::new).chain([dir.clone()]) {
+            if !real(&ancestor) {
+                candidate = Some(ancestor);
+                break;
+            }
+        }
+        if let Some(not_real) = candidate {
+            dir = not_real.parent().unwrap_or(RelPath::ROOT);
+        }
+        if seen.insert(dir.clone()) {
+            run.paths.push(dir);
+        }
+    }
+}
+
 /// The topmost proper ancestor of `path` that is not a real directory below `root`, if any.
 /// Results are cached in `is_real_dir` for the rest of the run.
 fn first_non_directory_ancestor(
@@ -74,6 +103,7 @@ mod tests {
             paths: paths.iter().map(|p| RelPath::from(*p)).collect(),
             subtrees: subtrees.iter().map(|p| RelPath::from(*p)).collect(),
             ignore_times: true,
+            one_level: false,
         }
     }
 

@@ -54,6 +54,8 @@ pub struct RunShape<'a> {
     pub rsync_keeps_timeout: bool,
     /// Report progress on standard output (`--info=progress2`), and nothing else there.
     pub progress: bool,
+    /// The listed directories are made to match one level deep (`--dirs --delete`).
+    pub one_level: bool,
 }
 
 /// Seconds without I/O after which a run is abandoned: `<timeout time>`, or 120.
@@ -72,6 +74,9 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
     );
     // The user's params decide how files are copied; recursion is decided per batch.
     args.push(if shape.recursive { "-r" } else { "--no-r" }.into());
+    if shape.one_level {
+        args.push("--dirs".into());
+    }
     if shape.ignore_times {
         args.push("--ignore-times".into());
     }
@@ -88,14 +93,14 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
             .map(OsString::from),
         );
     }
+    // A listed path gone since is skipped: its delete is an event of its own. (Not
+    // --delete-missing-args: see plan.rs.)
+    args.push("--ignore-missing-args".into());
     if options.delete {
-        args.push("--delete-missing-args".into());
         args.push("--force".into());
-        if shape.recursive {
+        if shape.recursive || shape.one_level {
             args.push("--delete".into());
         }
-    } else {
-        args.push("--ignore-missing-args".into());
     }
     if let Some(file) = shape.exclude_file {
         let mut arg = OsString::from("--exclude-from=");
@@ -178,7 +183,7 @@ mod tests {
                 "--files-from=-",
                 "--from0",
                 "--no-r",
-                "--delete-missing-args",
+                "--ignore-missing-args",
                 "--force",
                 "--port=874",
                 "--timeout=100",

@@ -32,30 +32,11 @@ pub fn collect(
     let mut rules = Vec::new();
     let mut stack: Vec<RelPath> = subtrees.to_vec();
     while let Some(dir) = stack.pop() {
-        let absolute = dir.absolute(root);
-        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", absolute.display()));
-        let listing = accessible(&absolute).and_then(|()| fs::read_dir(&absolute));
-        let entries = match listing {
-            Ok(entries) => entries,
-            // Gone or not a directory: rsync turns the listed path into a delete or a file.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                continue
-            }
-            // The root itself is no per-path problem: nothing of it could be sent.
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !dir.is_root() => {
-                note_unreadable(&absolute.display().to_string(), &e.to_string());
-                rules.push(rule_for(&dir));
-                continue;
-            }
-            Err(e) => return Err(named(e)),
+        let Some(entries) = listing(root, &dir, &mut rules)? else {
+            continue;
         };
         for entry in entries {
-            let entry = entry.map_err(named)?;
+            let entry = entry.map_err(|e| named(&dir.absolute(root), e))?;
             let path = dir.join(entry.file_name().as_bytes());
             // file_type() does not follow symlinks: a link to a directory is not walked.
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
@@ -67,6 +48,60 @@ pub fn collect(
         }
     }
     Ok(rules)
+}
+
+/// The rules for the excluded entries directly inside `dirs` below `root` (for runs that
+/// make directories match one level deep). A directory gone has none; one sersync's user
+/// cannot list is excluded itself, as in [`collect`].
+pub fn collect_one_level(root: &Path, dirs: &[RelPath], filter: &dyn PathFilter) -> Vec<Vec<u8>> {
+    let mut rules = Vec::new();
+    for dir in dirs {
+        let Ok(Some(entries)) = listing(root, dir, &mut rules) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = dir.join(entry.file_name().as_bytes());
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if filter.is_excluded(&path, is_dir) {
+                rules.push(rule_for(&path));
+            }
+        }
+    }
+    rules
+}
+
+/// The entries of `dir`, or `None` when there is nothing to walk: gone or not a directory
+/// (rsync turns the listed path into a delete or a file), or unreadable for sersync's user
+/// (then noted, and a rule excluding `dir` itself added to `rules`: the root excepted, which
+/// is no per-path problem). Any other error names the directory.
+fn listing(
+    root: &Path,
+    dir: &RelPath,
+    rules: &mut Vec<Vec<u8>>,
+) -> io::Result<Option<fs::ReadDir>> {
+    let absolute = dir.absolute(root);
+    match accessible(&absolute).and_then(|()| fs::read_dir(&absolute)) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !dir.is_root() => {
+            note_unreadable(&absolute.display().to_string(), &e.to_string());
+            rules.push(rule_for(dir));
+            Ok(None)
+        }
+        Err(e) => Err(named(&absolute, e)),
+    }
+}
+
+/// `e`, its message naming `path`.
+fn named(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// `Ok` when this process may list `dir` and reach its entries (read and search permission,

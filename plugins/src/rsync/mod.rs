@@ -1,21 +1,26 @@
-//! The rsync sink: one rsync process per batch per remote, paths on stdin, never a shell.
+//! The rsync sink: at most three rsync processes per batch per remote, paths on stdin, never
+//! a shell.
 //!
-//! Each batch becomes a single `rsync <commonParams> -R --files-from=- --from0 … ./ TARGET`
-//! run in the watch root, with the batch's paths written NUL-separated to its standard input:
-//! - changed paths and created files are listed as they are;
-//! - deleted paths are listed too: `--delete-missing-args` turns each one that no longer
-//!   exists into a delete on the remote (a path that exists again is simply sent);
+//! Each run is `rsync <commonParams> -R --files-from=- --from0 … ./ TARGET` in the watch
+//! root, with its paths written NUL-separated to its standard input:
+//! - changed paths and created files are listed as they are (one gone since is skipped,
+//!   `--ignore-missing-args`: its delete is an event of its own);
+//! - deletes (and the old names of moves) are applied by making the directories that held
+//!   them match one level deep (`--dirs --delete`, each listed as `dir/`), not with
+//!   `--delete-missing-args`, whose entries receivers with the fix for CVE-2024-12087 reject;
 //! - new or moved-in directories and rescans are listed and sent recursively (`-r --delete`),
 //!   with the engine's excludes passed as literal `--exclude-from` rules;
 //! - a path below something that is no longer a real directory (a symlink, a file, gone) is
 //!   replaced by that ancestor just before the run, since `-R` would send the ancestor as a
 //!   real directory.
 //!
-//! See [`plan`] for the mapping from events to the list, [`command`] for the argument list,
-//! [`exit`] for how rsync's exit status is classified, [`ancestry`] for the check above, and
-//! [`progress`] for the start-up full sync's progress on a terminal.
+//! See [`plan`] for the mapping from events to runs, [`command`] for the argument list,
+//! [`exit`] for how rsync's exit status is classified, [`ancestry`] for the check above,
+//! [`audit`] for reading a dry run's itemized changes, and [`progress`] for the start-up
+//! full sync's progress on a terminal.
 
 mod ancestry;
+mod audit;
 mod command;
 mod excludes;
 mod exit;

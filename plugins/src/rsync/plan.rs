@@ -1,27 +1,37 @@
 //! From a batch of events to the rsync runs that apply it.
 //!
-//! A batch becomes at most two runs:
-//! - **changes**: every path an event names (changed files, deletes, old names of moves,
-//!   new and moved-in directories). These are known to have changed, so rsync's quick check
-//!   (size and whole-second mtime) is skipped with `--ignore-times`: a file rewritten to the
-//!   same size within the same second is still sent. The run recurses only when a new
-//!   directory has to be sent whole.
+//! A batch becomes at most three runs, in this order:
 //! - **rescans**: directories whose whole subtree may have changed (overflow, a full sync,
 //!   collapsed pending paths). Sent recursively with the quick check, since most of what
 //!   they hold is usually unchanged.
+//! - **deletes**: the directories that held deleted paths and the old names of moves, each
+//!   made to match one level deep (`--dirs --delete`): what the source no longer has there
+//!   is deleted on the remote, and what it has there now is sent (a directory replaced by a
+//!   symlink, say). While it runs the lane holds the whole directory
+//!   (`coalesce::footprint`), so nothing else there is delivered beside it. rsync's `--delete-missing-args`, which would delete listed
+//!   paths directly, is not used: receivers built with the fix for CVE-2024-12087 (Debian
+//!   12's 3.2.7-1+deb12u5, rsync 3.4.3) reject its entries ("invalid file mode 00").
+//! - **changes**: every other path an event names (changed files, new and moved-in
+//!   directories). These are known to have changed, so rsync's quick check (size and
+//!   whole-second mtime) is skipped with `--ignore-times`: a file rewritten to the same size
+//!   within the same second is still sent. The run recurses only when a new directory has
+//!   to be sent whole.
 
 use sersync_plugin_sdk::{Batch, EventKind, RelPath};
 
 /// One rsync run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Run {
-    /// Paths to list, in the order rsync reads them. A path that no longer exists becomes a
-    /// delete on the remote (when deletes are on).
+    /// Paths to list, in the order rsync reads them. One that no longer exists is skipped
+    /// (its delete comes as an event of its own).
     pub paths: Vec<RelPath>,
     /// Directories among `paths` to send whole; when non-empty the run recurses.
     pub subtrees: Vec<RelPath>,
     /// Send listed files even when size and mtime match.
     pub ignore_times: bool,
+    /// Every path is a directory whose entries are made to match, one level deep, deleting
+    /// what the source no longer has there.
+    pub one_level: bool,
 }
 
 impl Run {
@@ -31,7 +41,7 @@ impl Run {
     }
 }
 
-/// The runs for one batch: rescans first, then changes; empty runs are left out.
+/// The runs for one batch: rescans, deletes, changes; empty runs are left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TransferPlan {
     /// The runs, in order.
@@ -43,17 +53,18 @@ impl TransferPlan {
     /// names of moves) are left out, so nothing is ever removed on the remote.
     pub fn for_batch(batch: &Batch, delete: bool) -> TransferPlan {
         let mut rescans = Run::default();
+        let mut deleted: Vec<RelPath> = Vec::new();
         let mut changes = Run {
             ignore_times: true,
             ..Run::default()
         };
         for event in &batch.events {
             match event.kind {
-                EventKind::Delete if delete => changes.paths.push(event.path.clone()),
+                EventKind::Delete if delete => deleted.push(event.path.clone()),
                 EventKind::Delete => {}
                 EventKind::Move => {
                     if let (Some(from), true) = (&event.from, delete) {
-                        changes.paths.push(from.clone());
+                        deleted.push(from.clone());
                     }
                     add_change(&mut changes, &event.path, event.is_dir);
                 }
@@ -72,8 +83,19 @@ impl TransferPlan {
         keep_uncovered(&mut changes, &rescanned, false);
         let created = outermost(&changes.subtrees);
         keep_uncovered(&mut changes, &created, true);
+        let mut deletes = Run {
+            paths: deleted
+                .iter()
+                .filter(|p| !p.is_root())
+                .filter_map(RelPath::parent)
+                .collect(),
+            one_level: true,
+            ..Run::default()
+        };
+        // A rescan sends its subtree whole, deletes included.
+        keep_uncovered(&mut deletes, &rescanned, false);
         TransferPlan {
-            runs: [rescans, changes]
+            runs: [rescans, deletes, changes]
                 .into_iter()
                 .filter(|r| !r.paths.is_empty())
                 .collect(),
@@ -151,24 +173,43 @@ mod tests {
         let p = plan(
             vec![
                 ev(EventKind::CloseWrite, "a/f", false),
-                ev(EventKind::Delete, "b", false),
+                ev(EventKind::CloseWrite, "b", false),
             ],
             true,
         );
         assert_eq!(p.runs.len(), 1);
         assert_eq!(paths(&p.runs[0]), ["a/f", "b"]);
         assert!(p.runs[0].ignore_times);
-        assert!(!p.runs[0].is_recursive());
+        assert!(!p.runs[0].is_recursive() && !p.runs[0].one_level);
     }
 
     #[test]
-    fn move_lists_old_and_new_names_and_a_moved_dir_is_sent_whole() {
+    fn deletes_make_the_directories_that_held_them_match_one_level_deep() {
         let p = plan(
-            vec![Event::moved("old".into(), "new".into(), true, WatchId(0))],
+            vec![
+                ev(EventKind::Delete, "a/b/gone", false),
+                ev(EventKind::Delete, "a/b/also", true),
+                ev(EventKind::Delete, "top", false),
+                ev(EventKind::CloseWrite, "a/f", false),
+            ],
             true,
         );
-        assert_eq!(paths(&p.runs[0]), ["old", "new"]);
-        assert_eq!(p.runs[0].subtrees, vec![RelPath::from("new")]);
+        assert_eq!(p.runs.len(), 2);
+        assert_eq!(paths(&p.runs[0]), ["a/b", "."]);
+        assert!(p.runs[0].one_level && !p.runs[0].is_recursive());
+        assert_eq!(paths(&p.runs[1]), ["a/f"]);
+    }
+
+    #[test]
+    fn move_deletes_the_old_name_and_a_moved_dir_is_sent_whole() {
+        let p = plan(
+            vec![Event::moved("d/old".into(), "new".into(), true, WatchId(0))],
+            true,
+        );
+        assert_eq!(paths(&p.runs[0]), ["d"]);
+        assert!(p.runs[0].one_level);
+        assert_eq!(paths(&p.runs[1]), ["new"]);
+        assert_eq!(p.runs[1].subtrees, vec![RelPath::from("new")]);
     }
 
     #[test]

@@ -36,14 +36,15 @@ pub fn command(options: &RsyncOptions, target: &Target, root: &Path, batch: &Bat
         out.extend_from_slice(b" && printf '%s\\0'");
         for path in run.paths.iter().take(MAX_PATHS) {
             out.push(b' ');
-            quote(
-                if path.is_root() {
-                    b"."
-                } else {
-                    path.as_bytes()
-                },
-                &mut out,
-            );
+            let mut word = if path.is_root() {
+                b".".to_vec()
+            } else {
+                path.as_bytes().to_vec()
+            };
+            if run.one_level && !path.is_root() {
+                word.push(b'/');
+            }
+            quote(&word, &mut out);
         }
         out.extend_from_slice(b" | ");
         quote(options.program.as_os_str().as_encoded_bytes(), &mut out);
@@ -54,6 +55,7 @@ pub fn command(options: &RsyncOptions, target: &Target, root: &Path, batch: &Bat
             progress: false,
             // Run by hand, there is no watchdog: rsync keeps the timeout.
             rsync_keeps_timeout: true,
+            one_level: run.one_level,
         };
         for arg in arguments(options, target, shape) {
             out.push(b' ');

@@ -11,7 +11,8 @@ use super::command::{arguments, RunShape, Target};
 use super::plan::{Run, TransferPlan};
 use super::progress::{self, ProgressBoard, ProgressEntry};
 use super::watchdog::{self, Watchdog};
-use super::{ancestry, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
+use super::{ancestry, audit, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
+use crate::audit::{Auditor, Drift};
 use crate::SinkSpec;
 
 /// The rsync sink for one `<remote>` of one `<localpath>`.
@@ -99,15 +100,29 @@ impl SinkSpec for RsyncSpec {
 
     /// Checks once per program that rsync runs and is new enough (see [`version`]).
     fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(self.instance(ctx)?))
+    }
+
+    /// An instance of its own, asking rsync what a full sync would change (a dry run).
+    fn auditor(&self, ctx: &SinkContext) -> Option<Result<Box<dyn Auditor>, SinkError>> {
+        Some(
+            self.instance(ctx)
+                .map(|sink| Box::new(sink) as Box<dyn Auditor>),
+        )
+    }
+}
+
+impl RsyncSpec {
+    fn instance(&self, ctx: &SinkContext) -> Result<RsyncSink, SinkError> {
         version::check(&self.options.program).map_err(SinkError::fatal)?;
-        Ok(Box::new(RsyncSink {
+        Ok(RsyncSink {
             options: self.options.clone(),
             target: self.target.clone(),
             root: ctx.root.clone(),
             filter: ctx.filter.clone(),
             limit: self.limit.clone(),
             progress: self.progress.clone(),
-        }))
+        })
     }
 }
 
@@ -126,15 +141,20 @@ impl RsyncSink {
         self.target.destination(&self.options)
     }
 
-    /// The file list as rsync reads it: NUL-terminated paths, `.` for the root.
+    /// The file list as rsync reads it: NUL-terminated paths, `.` for the root; in a
+    /// one-level run each directory ends in `/`, which is what makes rsync `--dirs` send
+    /// (and delete within) its entries.
     fn file_list(run: &Run) -> Vec<u8> {
         let mut list = Vec::new();
         for path in &run.paths {
-            list.extend_from_slice(if path.is_root() {
-                b"."
+            if path.is_root() {
+                list.push(b'.');
             } else {
-                path.as_bytes()
-            });
+                list.extend_from_slice(path.as_bytes());
+                if run.one_level {
+                    list.push(b'/');
+                }
+            }
             list.push(0);
         }
         list
@@ -147,6 +167,7 @@ impl RsyncSink {
             ignore_times: run.ignore_times,
             progress: false,
             rsync_keeps_timeout: watchdog::limit(&self.options).is_none(),
+            one_level: run.one_level,
         }
     }
 
@@ -160,9 +181,39 @@ impl RsyncSink {
     }
 
     fn execute(&self, run: &Run, progress: Option<&ProgressEntry>) -> Result<(), SinkError> {
-        let exclude_file = if run.is_recursive() {
+        let output = match progress {
+            Some(entry) => Output::Progress(entry),
+            None => Output::Discard,
+        };
+        self.run_rsync(run, output, &[]).map(drop)
+    }
+
+    /// Runs rsync for `run` with `extra` arguments; returns what it printed when `output`
+    /// asks for it.
+    fn run_rsync(
+        &self,
+        run: &Run,
+        output: Output<'_>,
+        extra: &[&str],
+    ) -> Result<Vec<u8>, SinkError> {
+        let progress = match output {
+            Output::Progress(entry) => Some(entry),
+            _ => None,
+        };
+        let rules = if run.one_level {
+            Some(excludes::collect_one_level(
+                &self.root,
+                &run.paths,
+                self.filter.as_ref(),
+            ))
+        } else if run.is_recursive() {
             let rules = excludes::collect(&self.root, &run.subtrees, self.filter.as_ref())
                 .map_err(|e| SinkError::retryable(format!("listing excludes: reading {e}")))?;
+            Some(rules)
+        } else {
+            None
+        };
+        let exclude_file = if let Some(rules) = rules {
             Some(excludes::write_rules(&rules).map_err(|e| {
                 SinkError::retryable(format!(
                     "writing the exclude list for {}: {e}",
@@ -176,28 +227,36 @@ impl RsyncSink {
             progress: progress.is_some(),
             ..self.shape(run, exclude_file.as_ref().map(|f| f.path()))
         };
-        let args = arguments(&self.options, &self.target, shape);
+        let mut args = arguments(&self.options, &self.target, shape);
+        // Before the source and destination, which stay last.
+        let operands = args.len() - 2;
+        args.splice(operands..operands, extra.iter().map(OsString::from));
         let list = Self::file_list(run);
         let _permit = self.limit.acquire();
         if let Some(entry) = progress {
             entry.started();
         }
-        let outcome = self.spawn(&args, list, progress);
+        let outcome = self.spawn(&args, list, output);
         if let Some(entry) = progress {
             entry.finished(outcome.is_ok());
         }
         outcome
     }
 
-    /// Runs rsync with `args`, `list` on its standard input; with `progress`, its standard
-    /// output is read as progress lines.
+    /// Runs rsync with `args`, `list` on its standard input; its standard output goes where
+    /// `output` says.
     fn spawn(
         &self,
         args: &[OsString],
         list: Vec<u8>,
-        progress: Option<&ProgressEntry>,
-    ) -> Result<(), SinkError> {
-        let stdout = if progress.is_some() {
+        output: Output<'_>,
+    ) -> Result<Vec<u8>, SinkError> {
+        let (progress, capture) = match output {
+            Output::Discard => (None, false),
+            Output::Progress(entry) => (Some(entry), false),
+            Output::Capture => (None, true),
+        };
+        let stdout = if progress.is_some() || capture {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -226,6 +285,14 @@ impl RsyncSink {
             let entry = entry.clone();
             std::thread::spawn(move || progress::parse::follow(pipe, |s| entry.update(s)))
         });
+        // Read beside stderr, so that neither pipe can fill up and stall rsync.
+        let captured = child.stdout.take().filter(|_| capture).map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        });
         let mut stderr = String::new();
         if let Some(mut pipe) = child.stderr.take() {
             let mut bytes = Vec::new();
@@ -241,6 +308,9 @@ impl RsyncSink {
         if let Some(follower) = follower {
             let _ = follower.join();
         }
+        let captured = captured
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default();
         if let (true, Some(limit)) = (timed_out, limit) {
             return Err(SinkError::retryable(format!(
                 "rsync to {} moved no data for {} s and was stopped (<timeout>)",
@@ -248,7 +318,31 @@ impl RsyncSink {
                 limit.as_secs()
             )));
         }
-        exit::classify(status, &stderr, &self.remote())
+        exit::classify(status, &stderr, &self.remote()).map(|()| captured)
+    }
+}
+
+/// Where a run's standard output goes.
+enum Output<'a> {
+    /// Nowhere.
+    Discard,
+    /// Read as progress lines into the entry.
+    Progress(&'a ProgressEntry),
+    /// Returned to the caller.
+    Capture,
+}
+
+impl Auditor for RsyncSink {
+    /// A dry run of the full sync of the root, its changes itemized (`%i %n`).
+    fn audit(&mut self) -> Result<Vec<Drift>, SinkError> {
+        let run = Run {
+            paths: vec![RelPath::ROOT],
+            subtrees: vec![RelPath::ROOT],
+            ignore_times: false,
+            one_level: false,
+        };
+        let out = self.run_rsync(&run, Output::Capture, &["--dry-run", "--out-format=%i %n"])?;
+        Ok(audit::parse_itemized(&out))
     }
 }
 
@@ -256,7 +350,11 @@ impl Sink for RsyncSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let plan = TransferPlan::for_batch(batch, self.options.delete);
         for mut run in plan.runs {
-            ancestry::list_below_real_directories(&mut run, &self.root);
+            if run.one_level {
+                ancestry::nearest_real_directories(&mut run, &self.root);
+            } else {
+                ancestry::list_below_real_directories(&mut run, &self.root);
+            }
             self.execute(&run, self.progress_for(&run))?;
         }
         Ok(())
@@ -287,6 +385,8 @@ impl Sink for RsyncSink {
             lines.extend(run.paths.iter().map(|p| {
                 let kind = if run.subtrees.contains(p) {
                     "tree"
+                } else if run.one_level {
+                    "entries of"
                 } else {
                     "path"
                 };

@@ -1,30 +1,36 @@
 //! What the host gives an instance: its store data, the `log` import, and WASI.
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::Limits;
-use crate::third_party::plugin_log;
+use crate::third_party::{plugin_text, PluginLog, MAX_ERROR};
 
+// The exports are called asynchronously: a call blocked in an (async) WASI host function can
+// then be abandoned at its deadline. `log` stays synchronous: it never blocks.
 wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit",
     world: "sink-plugin",
+    exports: { default: async },
 });
 
 use sersync::plugin::host::Level;
 
 /// The data of one instance's store.
 pub(super) struct HostState {
-    /// The plugin's name, for log lines.
-    pub(super) name: String,
+    /// The plugin's log (shared by its lanes).
+    pub(super) log: Arc<PluginLog>,
     /// WASI state: no capability but the granted directories.
     pub(super) wasi: WasiCtx,
-    /// WASI resources.
+    /// WASI resources (open files, streams, pollables), at most `max_files` of them.
     pub(super) table: ResourceTable,
     /// Memory cap.
     pub(super) limits: Limits,
-    /// The last error-level line the plugin logged during the current call (the SDK logs a
-    /// panic's message this way just before the instance traps).
+    /// The last error-level line the plugin logged during the current call, cut to an error
+    /// message's size (the SDK logs a panic's message this way just before the instance
+    /// traps). Kept even when the log budget drops the line.
     pub(super) last_error: Option<String>,
 }
 
@@ -48,9 +54,9 @@ impl sersync::plugin::host::Host for HostState {
             Level::Warn => sersync_plugin_sdk::Level::Warn,
             Level::Error => sersync_plugin_sdk::Level::Error,
         };
-        let line = plugin_log(&self.name, level, &message);
         if level == sersync_plugin_sdk::Level::Error {
-            self.last_error = Some(line);
+            self.last_error = Some(plugin_text(message.as_bytes(), MAX_ERROR));
         }
+        self.log.log(level, message.as_bytes());
     }
 }

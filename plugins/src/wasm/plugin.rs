@@ -14,14 +14,18 @@ use super::compile::compile;
 use super::engine::{engine, ticks};
 use super::host::{HostState, SinkPlugin, SinkPluginPre};
 use super::limits::Limits;
-use super::sink::{Instance, WasmSink};
+use super::sink::{bounded, trap_error, Instance, WasmSink};
 use crate::registry::SinkSpec;
-use crate::third_party::PluginFile;
+use crate::third_party::{plugin_text, PluginFile, PluginLog, MAX_ERROR};
 
 /// Default `timeout_ms`: the longest one call may run.
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// Default `memory_mb`: the most linear memory an instance may have.
 const DEFAULT_MEMORY_MB: usize = 64;
+/// Default `max_files`: the most WASI handles (open files and directories, streams,
+/// pollables) an instance may hold at once, and so the most descriptors it can take from the
+/// daemon.
+const DEFAULT_MAX_FILES: usize = 64;
 
 /// A directory granted to the plugin by `<allow_dir path="…" readonly="true"/>`, seen at the
 /// same path inside the sandbox.
@@ -40,6 +44,10 @@ pub(super) struct WasmPlugin {
     pub(super) timeout: Duration,
     /// The memory cap of one instance, in bytes.
     pub(super) memory: usize,
+    /// The most WASI handles one instance may hold.
+    pub(super) max_files: usize,
+    /// The plugin's log, shared by its instances.
+    log: Arc<PluginLog>,
     /// How long compiling took at configuration time (near zero when cached).
     compile_time: Duration,
     /// How long making and initialising the configuration-time instance took.
@@ -53,6 +61,7 @@ impl fmt::Debug for WasmPlugin {
             .field("dirs", &self.dirs)
             .field("timeout", &self.timeout)
             .field("memory", &self.memory)
+            .field("max_files", &self.max_files)
             .finish_non_exhaustive()
     }
 }
@@ -60,7 +69,8 @@ impl fmt::Debug for WasmPlugin {
 /// Compiles the component a `<plugin type="wasm" path="FILE">` element names, links it,
 /// and makes one instance to let it check its parameters.
 ///
-/// Attributes: `timeout_ms` (default 5000), `memory_mb` (default 64). Children:
+/// Attributes: `timeout_ms` (default 5000), `memory_mb` (default 64), `max_files` (default
+/// 64). Children:
 /// `<allow_dir path="DIR" readonly="true|false"/>`, `<param name value/>`.
 pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
     let file = PluginFile::from_node(node)?;
@@ -71,6 +81,11 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
             .ok()
             .and_then(|mb| mb.checked_mul(1 << 20))
             .ok_or_else(|| node.error(format!("<plugin memory_mb=\"{mb}\">: too large")))?,
+    };
+    let max_files = match positive(node, "max_files", "a number of files")? {
+        None => DEFAULT_MAX_FILES,
+        Some(n) => usize::try_from(n)
+            .map_err(|_| node.error(format!("<plugin max_files=\"{n}\">: too large")))?,
     };
     let dirs = node
         .children_named("allow_dir")
@@ -101,7 +116,7 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
     })?;
     let compile_time = started.elapsed();
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .and_then(|()| {
             SinkPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
         })
@@ -116,12 +131,15 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
             )
         })?;
 
+    let log = Arc::new(PluginLog::new(&file.name));
     let mut plugin = WasmPlugin {
         file,
         pre,
         dirs,
         timeout: Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
         memory,
+        max_files,
+        log,
         compile_time,
         instantiate_time: Duration::ZERO,
     };
@@ -147,8 +165,8 @@ fn is_core_module(path: &std::path::Path) -> bool {
 }
 
 impl WasmPlugin {
-    /// Makes a fresh instance in a fresh store and calls `init` with the parameters. The error
-    /// does not name the plugin: the caller does.
+    /// Makes a fresh instance in a fresh store and calls `init` with the parameters, each
+    /// under the call deadline. The error does not name the plugin: the caller does.
     pub(super) fn instantiate(&self) -> Result<Instance, SinkError> {
         let fail = |what: &str, e: wasmtime::Error| SinkError::retryable(format!("{what}: {e:#}"));
         let mut wasi = WasiCtxBuilder::new();
@@ -165,10 +183,12 @@ impl WasmPlugin {
             wasi.preopened_dir(&dir.path, &guest, perms)
                 .map_err(|e| fail(&format!("granting {}", dir.path.display()), e))?;
         }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.max_files);
         let state = HostState {
-            name: self.file.name.clone(),
+            log: self.log.clone(),
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             limits: Limits::new(self.memory),
             last_error: None,
         };
@@ -176,15 +196,14 @@ impl WasmPlugin {
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(ticks(self.timeout));
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| fail("instantiating", e))?;
+        let bindings = bounded(self.timeout, self.pre.instantiate_async(&mut store))
+            .map_err(|e| trap_error(self, store.data_mut(), "instantiating", e))?;
         let mut instance = Instance { store, bindings };
         match instance.call_init(self) {
             Ok(Ok(())) => Ok(instance),
             Ok(Err(message)) => Err(SinkError::fatal(format!(
-                "rejected its configuration: {message}"
+                "rejected its configuration: {}",
+                plugin_text(message.as_bytes(), MAX_ERROR)
             ))),
             Err(e) => Err(e),
         }
@@ -207,13 +226,14 @@ impl SinkSpec for WasmSpec {
     fn summary(&self) -> String {
         let p = &self.0;
         format!(
-            "WASM plugin {} ({} parameters, {} granted directories, {} ms per call, {} MiB; \
-             compiled in {:.1?}, instantiated in {:.1?})",
+            "WASM plugin {} ({} parameters, {} granted directories, {} ms per call, {} MiB, \
+             {} files; compiled in {:.1?}, instantiated in {:.1?})",
             p.file.path.display(),
             p.file.params.len(),
             p.dirs.len(),
             p.timeout.as_millis(),
             p.memory >> 20,
+            p.max_files,
             p.compile_time,
             p.instantiate_time,
         )

@@ -1,16 +1,34 @@
 //! One lane's instance of a WASM plugin, re-created after a trap.
 
+use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sersync_plugin_sdk::abi::unix_nanos;
 use sersync_plugin_sdk::{Batch, EventKind, Sink, SinkError};
+use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap};
 
 use super::engine::ticks;
 use super::host::sersync::plugin::types as wit;
 use super::host::{HostState, SinkPlugin};
 use super::plugin::{named, WasmPlugin};
+use crate::third_party::{plugin_text, MAX_ERROR};
+
+/// Runs one call into an instance (`call`: instantiating it, `init` or `deliver`) for at most
+/// `timeout`. The store's epoch deadline stops WASM code that runs too long; this timer stops a
+/// call blocked in a host function (a sleep, a poll), which the epoch cannot interrupt: the
+/// call's future is dropped, which abandons the call, and it ends as if interrupted
+/// ([`Trap::Interrupt`]). Either way the instance must not be used again.
+pub(super) fn bounded<T>(
+    timeout: Duration,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    // The timer is made inside the runtime: it needs its clock.
+    wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(timeout, call).await })
+        .unwrap_or_else(|_elapsed| Err(Trap::Interrupt.into()))
+}
 
 /// A live instance: its store and its exports.
 pub(super) struct Instance {
@@ -25,10 +43,10 @@ impl Instance {
         plugin: &WasmPlugin,
     ) -> Result<Result<(), String>, SinkError> {
         self.arm(plugin);
-        let result = self
+        let call = self
             .bindings
             .call_init(&mut self.store, &plugin.file.params);
-        result.map_err(|e| self.trap(plugin, "init", e))
+        bounded(plugin.timeout, call).map_err(|e| self.trap(plugin, "init", e))
     }
 
     /// Sets the call deadline and forgets the previous call's errors.
@@ -37,20 +55,45 @@ impl Instance {
         self.store.data_mut().last_error = None;
     }
 
-    /// Names what made a call trap: the memory cap, the deadline, a panic, or else the trap.
+    /// Names what made a call trap: the memory cap, the descriptor cap, the deadline, a
+    /// panic, or else the trap (its text, which may quote the component's names, made
+    /// printable and cut like any of the plugin's messages).
     fn trap(&mut self, plugin: &WasmPlugin, call: &str, e: wasmtime::Error) -> SinkError {
-        let state = self.store.data_mut();
-        let why = if state.limits.refused {
-            format!("exceeded its memory limit of {} MiB", plugin.memory >> 20)
-        } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            format!("timed out after {} ms", plugin.timeout.as_millis())
-        } else if let Some(message) = state.last_error.take() {
-            format!("panicked: {message}")
-        } else {
-            format!("trapped: {e:#}")
-        };
-        SinkError::retryable(format!("{call} {why}"))
+        trap_error(plugin, self.store.data_mut(), call, e)
     }
+}
+
+/// The error of `call` failing with `e`, named from what the store's `state` saw.
+pub(super) fn trap_error(
+    plugin: &WasmPlugin,
+    state: &mut HostState,
+    call: &str,
+    e: wasmtime::Error,
+) -> SinkError {
+    let table_full = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    });
+    let why = if state.limits.refused {
+        format!("exceeded its memory limit of {} MiB", plugin.memory >> 20)
+    } else if table_full {
+        format!(
+            "exceeded its limit of {} open files and other WASI handles (max_files)",
+            plugin.max_files
+        )
+    } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        format!("timed out after {} ms", plugin.timeout.as_millis())
+    } else if let Some(message) = state.last_error.take() {
+        format!("panicked: {message}")
+    } else {
+        format!(
+            "trapped: {}",
+            plugin_text(format!("{e:#}").as_bytes(), MAX_ERROR)
+        )
+    };
+    SinkError::retryable(format!("{call} {why}"))
 }
 
 /// A lane of a WASM plugin.
@@ -83,13 +126,18 @@ impl WasmSink {
             slot => slot.insert(plugin.instantiate()?),
         };
         instance.arm(plugin);
-        let result = instance
-            .bindings
-            .call_deliver(&mut instance.store, &to_wit(batch));
-        match result {
+        let batch = to_wit(batch);
+        let call = instance.bindings.call_deliver(&mut instance.store, &batch);
+        match bounded(plugin.timeout, call) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if e.retryable => Err(SinkError::retryable(e.message)),
-            Ok(Err(e)) => Err(SinkError::fatal(e.message)),
+            Ok(Err(e)) => {
+                let message = plugin_text(e.message.as_bytes(), MAX_ERROR);
+                Err(if e.retryable {
+                    SinkError::retryable(message)
+                } else {
+                    SinkError::fatal(message)
+                })
+            }
             Err(e) => {
                 let mut err = instance.trap(plugin, "deliver", e);
                 err.message

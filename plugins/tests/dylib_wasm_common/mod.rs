@@ -213,3 +213,95 @@ impl tracing::Subscriber for Capture {
 
     fn exit(&self, _: &tracing::span::Id) {}
 }
+
+/// `<plugin type="KIND">` for the hostile plugin at `path`, with `extra` attributes and the
+/// parameters `attack` and (when given) `size`, and `more` children.
+pub fn hostile_node(
+    kind: &str,
+    path: &Path,
+    extra: &[(&str, &str)],
+    attack: &str,
+    size: Option<&str>,
+    more: Vec<ConfigNode>,
+) -> ConfigNode {
+    let mut params = vec![("attack", attack)];
+    params.extend(size.map(|s| ("size", s)));
+    plugin_node(kind, path, extra, &params, more)
+}
+
+/// Longest error message a plugin can put into the host's log and `/status`: the documented
+/// cut (4 KiB) plus the host's own words around it.
+const ERROR_BOUND: usize = 4096 + 256;
+
+/// Fails unless `text` is a single line without terminal escapes.
+pub fn assert_one_clean_line(text: &str) {
+    assert!(
+        !text.chars().any(|c| c.is_control()),
+        "control characters reached the host: {text:?}"
+    );
+}
+
+/// A 40 MiB error message with newlines and escapes comes back cut, on one line, and says so.
+pub fn huge_error_is_cut(kind: &str, path: &Path) {
+    let spec = configure(&hostile_node(kind, path, &[], "huge_error", None, vec![])).unwrap();
+    let mut sink = spec.start(&ctx()).unwrap();
+    let err = sink.deliver(&order("x")).unwrap_err();
+    assert_eq!(
+        err.class,
+        sersync_plugin_sdk::ErrorClass::Retryable,
+        "{err}"
+    );
+    assert!(
+        err.message.len() < ERROR_BOUND,
+        "an error of {} bytes reached the host",
+        err.message.len()
+    );
+    assert!(
+        err.message
+            .starts_with("plugin under-test: all good\\n2030-"),
+        "{err}"
+    );
+    assert!(err.message.ends_with(" bytes cut)"), "{err}");
+    assert_one_clean_line(&err.message);
+}
+
+/// A message holding a newline and escape sequences becomes one escaped line, both as a log
+/// line and as an error.
+pub fn forged_log_lines_are_escaped(kind: &str, path: &Path) {
+    let spec = configure(&hostile_node(kind, path, &[], "forged_log", None, vec![])).unwrap();
+    let mut sink = spec.start(&ctx()).unwrap();
+    let mut err = None;
+    let logs = capture_logs(|| err = sink.deliver(&order("x")).err());
+    let err = err.expect("the plugin fails");
+    assert_one_clean_line(&err.message);
+    assert!(err.message.contains("all good\\n2030-01-01"), "{err}");
+    assert!(err.message.contains("\\u{1b}[2K"), "{err}");
+    let line = logs
+        .iter()
+        .find(|l| l.contains("plugin=under-test"))
+        .expect("the plugin's line is logged");
+    assert_one_clean_line(line);
+}
+
+/// A plugin logging 2,000 lines of 8 KiB (16 MB) gets a bounded share of the log, and a line
+/// saying how many were dropped once it may log again.
+pub fn log_floods_are_rate_limited(kind: &str, path: &Path) {
+    let node = hostile_node(kind, path, &[], "log_flood", Some("2000"), vec![]);
+    let spec = configure(&node).unwrap();
+    let mut sink = spec.start(&ctx()).unwrap();
+    let logs = capture_logs(|| sink.deliver(&order("x")).unwrap());
+    let bytes: usize = logs.iter().map(String::len).sum();
+    assert!(
+        bytes < 1 << 20,
+        "{} lines, {bytes} bytes of log",
+        logs.len()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let logs = capture_logs(|| sink.deliver(&order("x")).unwrap());
+    assert!(
+        logs.first()
+            .is_some_and(|l| l.contains("log lines dropped")),
+        "{:?}",
+        logs.first()
+    );
+}

@@ -1,6 +1,5 @@
 //! `<engine>` (an extension): batching, backlog and retry tuning, and where state is kept.
 
-use std::path::Path;
 use std::time::Duration;
 
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
@@ -15,10 +14,19 @@ const TRANSFERS: Bounds = Bounds {
 };
 use crate::config::EngineConfig;
 
+/// `auditSeconds`: up to a year between audits; 0 turns them off.
+const AUDIT_SECONDS: Bounds = Bounds {
+    meaning: "a number of seconds between audits (0: none)",
+    min: 0,
+    max: 31_536_000,
+};
+
 /// `<engine settleMs maxDelayMs maxPending retryInitialMs retryMaxMs transfersPerRemote
-/// stateDir>`, each optional.
-/// `stateDir` defaults to `sersync-state` beside the failLog script.
-pub fn engine(node: Option<&ConfigNode>, fail_log: &Path) -> Result<EngineConfig, ConfigError> {
+/// auditSeconds stateDir>`, each optional.
+/// `stateDir` defaults to [`crate::state_dir::default_path`] (`$STATE_DIRECTORY`, else
+/// `/var/lib/sersync` for root, else the user's own state directory): never a directory
+/// others can write to.
+pub fn engine(node: Option<&ConfigNode>) -> Result<EngineConfig, ConfigError> {
     let millis = |attr: &str, bounds: &Bounds, default: u64| {
         number_or(node, attr, bounds, default).map(Duration::from_millis)
     };
@@ -27,10 +35,13 @@ pub fn engine(node: Option<&ConfigNode>, fail_log: &Path) -> Result<EngineConfig
         settle: millis("settlems", &MILLISECONDS, 10)?,
         max_delay: millis("maxdelayms", &POSITIVE_MILLISECONDS, 40)?,
         max_pending: number_or(node, "maxpending", &COUNT, 100_000)? as usize,
+        audit: Some(number_or(node, "auditseconds", &AUDIT_SECONDS, 0)?)
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs),
         retry_initial: millis("retryinitialms", &POSITIVE_MILLISECONDS, 500)?,
         retry_max: millis("retrymaxms", &POSITIVE_MILLISECONDS, 60_000)?,
         transfers_per_remote: number_or(node, "transfersperremote", &TRANSFERS, 2)? as usize,
-        state_dir: state_dir.map_or_else(|| fail_log.with_file_name("sersync-state"), Into::into),
+        state_dir: state_dir.map_or_else(crate::state_dir::default_path, Into::into),
     };
     ordered(
         node,

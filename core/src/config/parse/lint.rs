@@ -111,6 +111,8 @@ const HEAD: Shape = shape(
                 "maxpending",
                 "retryinitialms",
                 "retrymaxms",
+                "transfersperremote",
+                "auditseconds",
                 "statedir",
             ],
             &[],

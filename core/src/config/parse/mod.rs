@@ -40,7 +40,7 @@ pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
         )?,
         crontab: crontab(crontab_node, full_sync_excludes)?,
         enabled_plugins: plugins::enabled(sersync, &plugins)?,
-        engine: engine::engine(head.child("engine"), &fail_log.path)?,
+        engine: engine::engine(head.child("engine"))?,
         fail_log,
         plugins,
         warnings: Vec::new(),
@@ -105,6 +105,7 @@ fn watch(node: &ConfigNode) -> Result<WatchConfig, ConfigError> {
     let root = required(node, "watch", "<localpath watch=\"/opt/tongbu\">")?;
     Ok(WatchConfig {
         root: without_trailing_slash(root),
+        configured_as: None,
         remotes: node
             .children_named("remote")
             .map(remote)

@@ -25,6 +25,7 @@ pub fn spelled(name: &str) -> &str {
         "retryMaxMs",
         "stateDir",
         "transfersPerRemote",
+        "auditSeconds",
     ];
     MIXED_CASE
         .iter()
