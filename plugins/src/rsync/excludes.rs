@@ -71,16 +71,17 @@ pub fn collect_one_level(root: &Path, dirs: &[RelPath], filter: &dyn PathFilter)
 }
 
 /// The entries of `dir`, or `None` when there is nothing to walk: gone or not a directory
-/// (rsync turns the listed path into a delete or a file), or unreadable for sersync's user
-/// (then noted, and a rule excluding `dir` itself added to `rules`: the root excepted, which
-/// is no per-path problem). Any other error names the directory.
+/// (rsync turns the listed path into a delete or a file), or unreadable for sersync's user or
+/// too long a path to open (then noted, and a rule excluding `dir` itself added to `rules`:
+/// the root excepted, which is no per-path problem). Any other error names the directory.
 fn listing(
     root: &Path,
     dir: &RelPath,
     rules: &mut Vec<Vec<u8>>,
 ) -> io::Result<Option<fs::ReadDir>> {
     let absolute = dir.absolute(root);
-    match accessible(&absolute).and_then(|()| fs::read_dir(&absolute)) {
+    // Listed first: a path that is no directory (any more) must not look unreadable.
+    match fs::read_dir(&absolute).and_then(|entries| searchable(&absolute).map(|()| entries)) {
         Ok(entries) => Ok(Some(entries)),
         Err(e)
             if matches!(
@@ -90,7 +91,8 @@ fn listing(
         {
             Ok(None)
         }
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !dir.is_root() => {
+        // Unreadable, or too deep for a path (PATH_MAX): rsync could not send it either.
+        Err(e) if skippable(&e) && !dir.is_root() => {
             note_unreadable(&absolute.display().to_string(), &e.to_string());
             rules.push(rule_for(dir));
             Ok(None)
@@ -99,26 +101,25 @@ fn listing(
     }
 }
 
+/// Errors that are the entry's own, permanent until someone changes it.
+fn skippable(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::ENAMETOOLONG)
+}
+
 /// `e`, its message naming `path`.
 fn named(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// `Ok` when this process may list `dir` and reach its entries (read and search permission,
-/// as the effective user): a directory that can be listed but not entered fails rsync too.
-fn accessible(dir: &Path) -> io::Result<()> {
+/// `Ok` when this process may reach the entries of the directory `dir` (search permission, as
+/// the effective user): one that can be listed but not entered fails rsync too.
+fn searchable(dir: &Path) -> io::Result<()> {
     let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
         return Err(io::ErrorKind::InvalidInput.into());
     };
     // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
-    let rc = unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::R_OK | libc::X_OK,
-            libc::AT_EACCESS,
-        )
-    };
+    let rc =
+        unsafe { libc::faccessat(libc::AT_FDCWD, path.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
     if rc == 0 {
         Ok(())
     } else {
