@@ -382,12 +382,69 @@ fn excludes_are_anchored_byte_regexes_when_the_filter_is_on() {
     };
     assert_eq!(svn.source, r"(.*)\.svn");
     assert_eq!(svn.position.map(|p| p.line), Some(1));
-    assert!(svn.regex.is_match(b"a/b/.svn") && !svn.regex.is_match(b"a/.svn/x"));
-    assert!(
-        svn.regex.is_match(b"\xff\xfe.svn"),
-        "non-UTF-8 names match too"
-    );
-    assert!(stat.regex.is_match(b"static") && !stat.regex.is_match(b"static/x"));
+    assert!(svn.is_match(b"a/b/.svn") && !svn.is_match(b"a/.svn/x"));
+    assert!(svn.is_match(b"\xff\xfe.svn"), "non-UTF-8 names match too");
+    assert!(stat.is_match(b"static") && !stat.is_match(b"static/x"));
+}
+
+/// A `<filter>` of `n` excludes as generated lists hold them: exact paths, `(.*)` suffixes,
+/// `(.*)` prefixes, and one real regex in ten thousand; an invalid one last when `broken`.
+fn many_excludes(n: usize, broken: bool) -> String {
+    let mut xml = String::from("<head>\n<filter start=\"true\">\n");
+    for i in 0..n {
+        let expression = match i % 10_000 {
+            0 => format!("(a|b)/r{i}"),
+            k if k % 3 == 0 => format!("site/{i}/cache"),
+            k if k % 3 == 1 => format!("(.*)\\.ext{i}"),
+            _ => format!("tmp{i}/(.*)"),
+        };
+        xml.push_str(&format!("<exclude expression=\"{expression}\"/>\n"));
+    }
+    if broken {
+        xml.push_str("<exclude expression=\"((\"/>\n");
+    }
+    xml.push_str("</filter>\n</head>\n");
+    xml
+}
+
+#[test]
+fn a_million_excludes_load_in_bounded_time_and_still_match() {
+    const N: usize = 1_000_000;
+    // Was well over 20 minutes (a regex compiled twice per exclude, ~13 KB each). In a
+    // thread, so that a regression fails at the bound instead of hanging the suite.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let xml = many_excludes(N, false);
+        let started = std::time::Instant::now();
+        let loaded = parse(&xml).map(|c| {
+            let filter = sersync::filter::Filter::new(&c.filter);
+            (c, filter, started.elapsed())
+        });
+        let _ = tx.send(loaded);
+    });
+    let bound = Duration::from_secs(60);
+    let (c, filter, took) = rx
+        .recv_timeout(bound)
+        .unwrap_or_else(|_| panic!("{N} excludes did not load within {bound:?}"))
+        .unwrap();
+    eprintln!("{N} excludes loaded and indexed in {took:?}");
+    assert_eq!(c.filter.excludes.len(), N);
+    let rule = |path: &str| {
+        filter
+            .excluding_rule(&sersync_plugin_sdk::RelPath::from(path))
+            .map(|p| p.source.clone())
+    };
+    assert_eq!(rule("site/999003/cache"), Some("site/999003/cache".into()));
+    assert_eq!(rule("site/999003/cache/x"), None);
+    assert_eq!(rule("a/b/f.ext999004"), Some(r"(.*)\.ext999004".into()));
+    assert_eq!(rule("tmp999005/x/y"), Some("tmp999005/(.*)".into()));
+    assert_eq!(rule("b/r990000"), Some("(a|b)/r990000".into()));
+    assert_eq!(rule("c/r990000"), None);
+
+    // An invalid expression among them is still found and located.
+    let e = err(&many_excludes(10_000, true));
+    assert_eq!(at(&e).0, 10_003, "{e}");
+    assert!(e.message.contains("not a valid regular expression"), "{e}");
 }
 
 #[test]
@@ -402,7 +459,7 @@ fn tempfiles_can_be_replaced_or_switched_off() {
         r#"<head><filter><tempfiles><pattern expression=".*\.tmp"/></tempfiles></filter></head>"#,
     );
     assert_eq!(c.filter.temp_names.len(), 1);
-    assert!(c.filter.temp_names[0].regex.is_match(b"x.tmp"));
+    assert!(c.filter.temp_names[0].is_match(b"x.tmp"));
     assert!(c
         .describe()
         .contains("temporary names (from the file): .*\\.tmp"));
@@ -508,6 +565,54 @@ fn auth_needs_users_and_passwordfile() {
 }
 
 // ---- bad values, each located and explained --------------------------------------------
+
+#[test]
+fn remote_hosts_and_modules_rsync_could_misread_are_refused_where_they_stand() {
+    let watch =
+        |remote: &str| in_sersync(&format!("<localpath watch=\"/w\">\n  {remote}</localpath>"));
+    for (remote, attr, problem) in [
+        (
+            r#"<remote ip="-e touch x" name="m"/>"#,
+            "ip",
+            "starts with '-'",
+        ),
+        (
+            r#"<remote ip="--rsh=sh" name="m"/>"#,
+            "ip",
+            "starts with '-'",
+        ),
+        (r#"<remote ip="h" name="-e"/>"#, "name", "starts with '-'"),
+        (r#"<remote ip="a b" name="m"/>"#, "ip", "holds whitespace"),
+        (
+            r#"<remote ip="h" name="www&#9;x"/>"#,
+            "name",
+            "holds whitespace",
+        ),
+        (
+            r#"<remote ip="h&#27;[2J" name="m"/>"#,
+            "ip",
+            "holds a control character",
+        ),
+        (r#"<remote ip="h" name=" "/>"#, "name", "is empty"),
+        (r#"<remote ip="" name="m"/>"#, "ip", "is empty"),
+    ] {
+        let e = err(&watch(remote));
+        // Two spaces of indent, then the remote: the attribute's column on line 4.
+        let column = 2 + remote.find(&format!(" {attr}=")).unwrap() + 2;
+        assert_eq!(at(&e), (4, column as u32), "{remote}: {e}");
+        assert!(
+            e.message.contains(&format!("{attr} {problem}")),
+            "{remote}: {e}"
+        );
+        assert!(
+            !e.message.contains(['\n', '\t', '\u{1b}']),
+            "one line: {e:?}"
+        );
+        assert!(hint(&e).contains("<remote ip="), "{e}");
+    }
+    let c = ok(&watch(r#"<remote ip="::1" name="backup/www-1.2"/>"#));
+    assert_eq!(c.watches[0].remotes, [remote("::1", "backup/www-1.2")]);
+}
 
 #[test]
 fn a_port_out_of_range_or_not_a_number_is_located() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sersync::control::{
     serve, Control, LaneStatus, ServerHandle, StatusReport, StatusSnapshot, WatchStatus,
-    MAX_CONNECTIONS, REQUEST_DEADLINE,
+    MAX_CONNECTIONS, MAX_RECEIVING, REQUEST_DEADLINE,
 };
 use sersync::dispatch::{Histogram, HistogramSnapshot};
 
@@ -464,29 +464,117 @@ fn a_silent_client_does_not_block_others() {
     assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
 }
 
+/// Raises this process's soft descriptor limit to the hard one: the tests below hold more
+/// than a thousand sockets (both ends in this process).
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 #[test]
-fn a_flood_of_idle_connections_gets_503_then_clears() {
+fn idle_connections_take_no_place_and_past_the_limit_the_oldest_goes() {
+    raise_descriptor_limit();
     let (server, _) = start();
     let addr = server.local_addr();
-    let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+    let mut idle: Vec<TcpStream> = (0..MAX_CONNECTIONS * 2)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
-    // The accept thread takes them in order; once all places are taken the next gets a 503.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let busy = loop {
-        let reply = request(addr, "GET", "/status");
-        if reply.status == 503 || Instant::now() > deadline {
-            break reply;
-        }
-        thread::sleep(Duration::from_millis(20));
+    assert_eq!(request(addr, "GET", "/status").status, 200);
+    idle.extend((idle.len()..MAX_RECEIVING).map(|_| TcpStream::connect(addr).unwrap()));
+    // One more than the server receives at once: the oldest is closed with a 503, and a
+    // client that sends its request at once still gets an answer.
+    let oldest = &idle[0];
+    let newest = TcpStream::connect(addr).unwrap();
+    oldest
+        .set_read_timeout(Some(REQUEST_DEADLINE + Duration::from_secs(5)))
+        .unwrap();
+    let mut reply = String::new();
+    (&*oldest).read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+    assert_eq!(request(addr, "GET", "/status").status, 200);
+    drop((idle, newest));
+}
+
+/// Keeps `clients` connections sending one byte a second of a request head that never ends,
+/// reconnecting each as soon as the server closes it (slowloris), until `stop` is set.
+fn slowloris(addr: SocketAddr, clients: usize, stop: Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    let connect = || {
+        let stream = TcpStream::connect(addr).ok()?;
+        stream.set_nonblocking(true).ok()?;
+        Some(stream)
     };
-    assert_eq!(busy.status, 503);
-    drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while request(addr, "GET", "/status").status != 200 {
-        assert!(Instant::now() < deadline, "places were not given back");
-        thread::sleep(Duration::from_millis(20));
+    let mut attackers: Vec<Option<TcpStream>> = (0..clients).map(|_| connect()).collect();
+    let head = b"GET /status HTTP/1.1\r\nX-Slow: ";
+    let mut sent = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        let byte = head.get(sent).copied().unwrap_or(b'a');
+        for slot in &mut attackers {
+            let alive = slot
+                .as_mut()
+                .is_some_and(|s| s.write(&[byte]).is_ok_and(|n| n == 1));
+            if !alive {
+                *slot = connect();
+            }
+        }
+        sent += 1;
+        thread::sleep(Duration::from_secs(1));
     }
+}
+
+#[test]
+fn status_keeps_answering_under_200_slow_clients() {
+    raise_descriptor_limit();
+    let (server, _) = start();
+    let addr = server.local_addr();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attack = {
+        let stop = stop.clone();
+        thread::spawn(move || slowloris(addr, 200, stop))
+    };
+    // Let every slow client connect and start its head, then ask while they trickle on,
+    // across more than one request deadline (so they are cut off and come back meanwhile).
+    thread::sleep(Duration::from_millis(1500));
+    let attempts = 80;
+    let mut answered = 0;
+    let mut statuses = BTreeMap::new();
+    for _ in 0..attempts {
+        let status = try_status(addr);
+        *statuses.entry(status).or_insert(0) += 1;
+        if status == Some(200) {
+            answered += 1;
+        }
+        thread::sleep(REQUEST_DEADLINE * 2 / attempts);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    attack.join().unwrap();
+    assert!(
+        answered * 100 >= attempts * 95,
+        "{answered} of {attempts} /status requests answered 200 under 200 slow clients: {statuses:?}"
+    );
+}
+
+/// One `GET /status`; its status code, `None` when there was no complete reply.
+fn try_status(addr: SocketAddr) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream
+        .write_all(b"GET /status HTTP/1.1\r\nHost: test\r\n\r\n")
+        .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.split(' ').nth(1)?.parse().ok()
 }
 
 #[test]

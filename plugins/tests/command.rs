@@ -152,6 +152,77 @@ fn environment_names_event_path_root_and_move_source() {
     );
 }
 
+/// Set in the copy of this test binary that [`children_get_a_minimal_environment`] starts.
+const CHILD_MARK: &str = "SERSYNC_TEST_ENVIRONMENT_CHILD";
+
+#[test]
+fn children_get_a_minimal_environment() {
+    // sersync's environment is read when a lane starts; this test process must not change its
+    // own (other tests run beside it), so it runs itself again with the variables set.
+    if std::env::var_os(CHILD_MARK).is_none() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "children_get_a_minimal_environment",
+                "--nocapture",
+            ])
+            .env(CHILD_MARK, "1")
+            .env("SERSYNC_CDN_TOKEN", "cdn-secret")
+            .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
+            .env("LD_PRELOAD", "")
+            .env("SITE_ID", "main")
+            .env("LC_TIME", "C")
+            .env("TZ", "UTC")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the test's child run failed");
+        return;
+    }
+    let lane = Lane::new();
+    let out = lane.beside("env.out");
+    let body = r#"env -0 > "$1""#;
+    let prefix = format!(
+        "{} '{}'",
+        script(&lane.root, "env.sh", body),
+        escape(&out.display().to_string())
+    );
+    let node = plugin_xml(&format!(
+        r#"<plugin name="command"><param prefix="{prefix}" passEnv="SITE_ID NOT_SET"/></plugin>"#
+    ));
+    let mut sink = start(&node, &lane.root);
+    sink.deliver(&lane.batch(vec![lane.touch(EventKind::CloseWrite, b"f", false)]))
+        .unwrap();
+    let data = std::fs::read(&out).unwrap();
+    let mut names: Vec<String> = data
+        .split(|&b| b == 0)
+        .filter_map(|pair| pair.splitn(2, |&b| b == b'=').next())
+        .filter(|name| !name.is_empty())
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect();
+    // What /bin/sh itself adds to what it exports.
+    names.retain(|n| !matches!(n.as_str(), "PWD" | "OLDPWD" | "SHLVL" | "_"));
+    names.sort();
+    // Kept when sersync has them: the fixed names, every LC_*.
+    let mut expected: Vec<String> = std::env::vars_os()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .filter(|n| {
+            n.starts_with("LC_") || ["PATH", "HOME", "LANG", "LANGUAGE", "TZ"].contains(&n.as_str())
+        })
+        .chain(
+            [
+                "SERSYNC_EVENT",
+                "SERSYNC_IS_DIR",
+                "SERSYNC_PATH",
+                "SERSYNC_ROOT",
+                "SITE_ID",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+}
+
 #[test]
 fn include_filter_matches_whole_absolute_path() {
     let lane = Lane::new();
@@ -305,6 +376,10 @@ fn config_errors_are_located_and_explained() {
             r#"<plugin name="command"><param prefix="/bin/x" batch="true" maxArgs="0"/></plugin>"#,
             "at least 1",
         ),
+        (
+            r#"<plugin name="command"><param prefix="/bin/x" passEnv="OK BAD-NAME"/></plugin>"#,
+            "\"BAD-NAME\" is not a variable name",
+        ),
     ];
     support::assert_config_errors(&cases);
 }
@@ -397,5 +472,9 @@ fn config_errors_point_at_the_attribute() {
     support::assert_error_at(
         r#"<plugin name="command"><param suffix="" prefix=""/></plugin>"#,
         r#"prefix=""#,
+    );
+    support::assert_error_at(
+        r#"<plugin name="command"><param prefix="/bin/x" passEnv="1X"/></plugin>"#,
+        r#"passEnv=""#,
     );
 }

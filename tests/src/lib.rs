@@ -29,7 +29,7 @@ pub use capture::SharedBuffer;
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon, USER};
 pub use examples::{build_example, build_wat_example, wasm_target_installed, WASM_TARGET};
-pub use sersync::{sersync_bin, ConfigBuilder, Frozen, Sersync};
+pub use sersync::{sersync_bin, user_ids, ConfigBuilder, Frozen, Sersync};
 pub use stage::Stage;
 
 use std::time::{Duration, Instant};

@@ -254,9 +254,32 @@ impl Sersync {
         log_dir: &Path,
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Sersync {
+        Sersync::launch(Command::new(sersync_bin()), config, args, log_dir, env)
+    }
+
+    /// As [`Sersync::start`], running as the unprivileged `user` (e.g. `nobody`) with that
+    /// user's primary group and no supplementary groups; the test must run as root. The
+    /// binary, `config` and everything it names must be reachable by `user`; the log is
+    /// opened by the test.
+    pub fn start_as(user: &str, config: &Path, args: &[&str], log_dir: &Path) -> Sersync {
+        use std::os::unix::process::CommandExt;
+        let (uid, gid) = user_ids(user);
+        let mut command = Command::new(sersync_bin());
+        // std drops supplementary groups (setgroups(0)) when a root parent sets the uid.
+        command.uid(uid).gid(gid);
+        Sersync::launch(command, config, args, log_dir, &[])
+    }
+
+    fn launch(
+        mut command: Command,
+        config: &Path,
+        args: &[&str],
+        log_dir: &Path,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Sersync {
         let log = log_dir.join("sersync.log");
         let out = File::create(&log).expect("log file");
-        let child = Command::new(sersync_bin())
+        let child = command
             .arg("-o")
             .arg(config)
             .args(args)
@@ -380,6 +403,17 @@ impl Drop for Frozen<'_> {
     fn drop(&mut self) {
         self.sersync.signal(libc::SIGCONT);
     }
+}
+
+/// The uid and primary gid of `user`, from the password database.
+pub fn user_ids(user: &str) -> (u32, u32) {
+    let name = std::ffi::CString::new(user).expect("a user name without NUL");
+    // SAFETY: getpwnam reads a NUL-terminated name; the record it returns is read at once,
+    // before any other call could overwrite it (tests that use it do not race on getpwnam).
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(!entry.is_null(), "no user {user}");
+    // SAFETY: non-null, points to a valid passwd record.
+    unsafe { ((*entry).pw_uid, (*entry).pw_gid) }
 }
 
 impl Drop for Sersync {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regex::bytes::Regex;
+use crate::filter::Matcher;
 use sersync_plugin_sdk::{ConfigError, ConfigNode, Position};
 use sersync_plugins::rsync::{RsyncOptions, Target};
 
@@ -102,8 +102,9 @@ pub const DEFAULT_TEMP_PATTERNS: &[&str] = &[r"\..*\.sw[a-p]", r"4913", r".*~", 
 pub struct Pattern {
     /// The expression as written in the file.
     pub source: String,
-    /// Compiled, anchored (`^(?:…)$`), matching bytes.
-    pub regex: Regex,
+    /// What it matches, anchored at both ends, on bytes: a literal comparison when the
+    /// expression is a plain name, else the compiled regex.
+    pub matcher: Matcher,
     /// Where it was written; `None` for built-in defaults.
     pub position: Option<Position>,
 }

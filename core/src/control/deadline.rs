@@ -1,11 +1,12 @@
-//! A deadline for a whole exchange on a socket, not just for each call: every read or write
-//! gets only the time left, so a client trickling one byte at a time is cut off too.
+//! A deadline for a whole reply on a socket, not just for each call: every write gets only
+//! the time left, so a client taking the reply one byte at a time is cut off too. (Requests
+//! are read without blocking, each against its own deadline: see `server.rs`.)
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// `stream`, readable and writable until `until`; past it, every call fails with `TimedOut`.
+/// `stream`, writable until `until`; past it, every call fails with `TimedOut`.
 pub struct Deadline<'a> {
     stream: &'a TcpStream,
     until: Instant,
@@ -26,13 +27,6 @@ impl<'a> Deadline<'a> {
             left if left.is_zero() => Err(io::ErrorKind::TimedOut.into()),
             left => Ok(left),
         }
-    }
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.set_read_timeout(Some(self.left()?))?;
-        (&mut &*self.stream).read(buf)
     }
 }
 

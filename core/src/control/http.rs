@@ -1,7 +1,6 @@
 //! Just enough HTTP/1.1 for the control endpoint, request side: one request per connection,
-//! read within size limits, its head checked.
-
-use std::io::{self, Read};
+//! taken in as its bytes arrive (the server never waits on one client), within size limits,
+//! its head checked.
 
 use super::response::Response;
 
@@ -25,79 +24,75 @@ pub struct Request {
     pub body_len: usize,
 }
 
-/// Why no request came out of a connection.
+/// One request being received, fed whatever bytes arrive, in any pieces. It never blocks and
+/// holds at most [`MAX_HEAD`] bytes plus one read: a body is counted and dropped.
+#[derive(Debug, Default)]
+pub struct Incoming {
+    head: Vec<u8>,
+    /// The checked head, once complete, and how many body bytes are still to come.
+    request: Option<(Request, usize)>,
+}
+
+/// What the bytes received so far make of a request.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ReadError {
-    /// The client sent nothing, or went away: close without a word.
-    Silent,
-    /// The request is unusable; send this and close.
+pub enum Received {
+    /// Not complete yet: wait for more.
+    More,
+    /// Complete, its body (if any) consumed.
+    Request(Request),
+    /// Unusable; send this and close.
     Reply(Response),
 }
 
-/// Reads one request from `source`. Running out of time (a read failing with `TimedOut` or
-/// `WouldBlock`, as a socket read timeout does) before the head is complete is a 408.
-pub fn read_request(source: &mut impl Read) -> Result<Request, ReadError> {
-    let mut buf = Vec::with_capacity(1024);
-    let head_len = loop {
-        if let Some(end) = head_end(&buf) {
-            break end;
+impl Incoming {
+    /// Takes `bytes`, the next ones the client sent.
+    pub fn feed(&mut self, bytes: &[u8]) -> Received {
+        if let Some((_, left)) = &mut self.request {
+            *left = left.saturating_sub(bytes.len());
+            return self.finished();
         }
-        if buf.len() > MAX_HEAD {
-            return Err(ReadError::Reply(Response::text(
-                431,
-                format!("the request head is longer than {MAX_HEAD} bytes"),
-            )));
+        self.head.extend_from_slice(bytes);
+        let Some(head_len) = head_end(&self.head) else {
+            return if self.head.len() > MAX_HEAD {
+                Received::Reply(Response::text(
+                    431,
+                    format!("the request head is longer than {MAX_HEAD} bytes"),
+                ))
+            } else {
+                Received::More
+            };
+        };
+        let request = match parse_head(&self.head[..head_len]) {
+            Ok(request) => request,
+            Err(response) => return Received::Reply(response),
+        };
+        if request.body_len > MAX_BODY {
+            return Received::Reply(Response::text(
+                413,
+                format!("the request body is longer than {MAX_BODY} bytes"),
+            ));
         }
-        match read_some(source, &mut buf) {
-            Ok(0) => return Err(ReadError::Silent),
-            Ok(_) => {}
-            Err(e) if buf.is_empty() || !is_timeout(&e) => return Err(ReadError::Silent),
-            Err(_) => {
-                return Err(ReadError::Reply(Response::text(
-                    408,
-                    "the request was not complete in time",
-                )))
+        let left = request.body_len.saturating_sub(self.head.len() - head_len);
+        self.head = Vec::new();
+        self.request = Some((request, left));
+        self.finished()
+    }
+
+    fn finished(&mut self) -> Received {
+        match self.request.take() {
+            Some((request, 0)) => Received::Request(request),
+            waiting => {
+                self.request = waiting;
+                Received::More
             }
         }
-    };
-    let request = parse_head(&buf[..head_len]).map_err(ReadError::Reply)?;
-    if request.body_len > MAX_BODY {
-        return Err(ReadError::Reply(Response::text(
-            413,
-            format!("the request body is longer than {MAX_BODY} bytes"),
-        )));
     }
-    let mut received = buf.len() - head_len;
-    while received < request.body_len {
-        buf.clear();
-        match read_some(source, &mut buf) {
-            Ok(0) | Err(_) => return Err(ReadError::Silent),
-            Ok(n) => received += n,
-        }
-    }
-    Ok(request)
-}
 
-/// Whether `e` is a read running out of time.
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
-}
-
-/// One `read` of up to 4 KiB appended to `buf`, retried when interrupted by a signal.
-fn read_some(source: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        match source.read(&mut chunk) {
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                return Ok(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    /// What a client that ran out of time gets: nothing when it sent nothing (an idle
+    /// connection is closed without a word), else a 408.
+    pub fn timed_out(&self) -> Option<Response> {
+        (!self.head.is_empty() || self.request.is_some())
+            .then(|| Response::text(408, "the request was not complete in time"))
     }
 }
 
@@ -272,30 +267,19 @@ mod tests {
         assert_eq!(content_length(b""), None);
     }
 
-    /// Reads `chunks` one per call, then fails with `end` (or reports end of file).
-    struct Script {
-        chunks: Vec<&'static [u8]>,
-        end: Option<io::ErrorKind>,
-    }
-
-    impl Read for Script {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.chunks.is_empty() {
-                return self.end.map_or(Ok(0), |kind| Err(kind.into()));
-            }
-            let chunk = self.chunks.remove(0);
-            buf[..chunk.len()].copy_from_slice(chunk);
-            Ok(chunk.len())
+    /// Feeds `chunks` one at a time; the outcome of the last.
+    fn feed(chunks: &[&[u8]]) -> (Incoming, Received) {
+        let mut incoming = Incoming::default();
+        let mut last = Received::More;
+        for chunk in chunks {
+            last = incoming.feed(chunk);
         }
+        (incoming, last)
     }
 
-    fn read(chunks: Vec<&'static [u8]>, end: Option<io::ErrorKind>) -> Result<Request, ReadError> {
-        read_request(&mut Script { chunks, end })
-    }
-
-    fn reply_status(result: Result<Request, ReadError>) -> Option<u16> {
-        match result {
-            Err(ReadError::Reply(response)) => Some(response.status),
+    fn reply_status(received: Received) -> Option<u16> {
+        match received {
+            Received::Reply(response) => Some(response.status),
             _ => None,
         }
     }
@@ -311,51 +295,47 @@ mod tests {
                 bytes.extend_from_slice(chunk);
             }
             let _ = parse_head(&bytes);
-            let _ = read_request(&mut bytes.as_slice());
+            let chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+            let _ = feed(&[&[prefix.as_bytes()], chunks.as_slice()].concat());
         }
     }
 
     #[test]
     fn a_request_may_arrive_in_pieces_with_its_body() {
-        let request = read(
-            vec![
-                b"POST /sync HT",
-                b"TP/1.1\r\nContent-Length: 5\r\n\r\nab",
-                b"c",
-                b"de",
-            ],
-            Some(io::ErrorKind::TimedOut),
-        )
-        .unwrap();
+        let pieces: [&[u8]; 4] = [
+            b"POST /sync HT",
+            b"TP/1.1\r\nContent-Length: 5\r\n\r\nab",
+            b"c",
+            b"de",
+        ];
+        assert_eq!(feed(&pieces[..3]).1, Received::More);
+        let Received::Request(request) = feed(&pieces).1 else {
+            panic!("not complete");
+        };
         assert_eq!((request.path.as_str(), request.body_len), ("/sync", 5));
+        let (_, whole) = feed(&[b"GET /status HTTP/1.1\r\n\r\n"]);
+        assert!(matches!(whole, Received::Request(r) if r.path == "/status"));
     }
 
     #[test]
-    fn silence_and_hang_ups_get_no_reply() {
-        assert_eq!(
-            read(vec![], Some(io::ErrorKind::TimedOut)).unwrap_err(),
-            ReadError::Silent
-        );
-        assert_eq!(read(vec![b"GET /st"], None).unwrap_err(), ReadError::Silent);
-        let reset = Some(io::ErrorKind::ConnectionReset);
-        assert_eq!(
-            read(vec![b"GET /st"], reset).unwrap_err(),
-            ReadError::Silent
-        );
-        let short_body = vec![&b"POST /sync HTTP/1.1\r\nContent-Length: 9\r\n\r\nab"[..]];
-        assert_eq!(read(short_body, None).unwrap_err(), ReadError::Silent);
+    fn silence_gets_no_reply_and_a_started_request_a_408() {
+        assert_eq!(Incoming::default().timed_out(), None);
+        assert_eq!(feed(&[b""]).0.timed_out(), None);
+        let (started, _) = feed(&[b"GET /status HTTP/1.1\r\n"]);
+        assert_eq!(started.timed_out().map(|r| r.status), Some(408));
+        let (short_body, _) = feed(&[b"POST /sync HTTP/1.1\r\nContent-Length: 9\r\n\r\nab"]);
+        assert_eq!(short_body.timed_out().map(|r| r.status), Some(408));
     }
 
     #[test]
-    fn slow_oversized_and_huge_requests_get_an_error_reply() {
-        let slow = read(
-            vec![b"GET /status HTTP/1.1\r\n"],
-            Some(io::ErrorKind::WouldBlock),
+    fn oversized_and_huge_requests_get_an_error_reply() {
+        let endless: Vec<&[u8]> = vec![&[b'a'; 4096][..]; 4];
+        assert_eq!(reply_status(feed(&endless).1), Some(431));
+        let huge: &[u8] = b"POST /sync HTTP/1.1\r\nContent-Length: 65537\r\n\r\n";
+        assert_eq!(reply_status(feed(&[huge]).1), Some(413));
+        assert_eq!(
+            reply_status(feed(&[b"GET status HTTP/1.1\r\n\r\n"]).1),
+            Some(400)
         );
-        assert_eq!(reply_status(slow), Some(408));
-        let endless: Vec<&'static [u8]> = vec![&[b'a'; 4096][..]; 4];
-        assert_eq!(reply_status(read(endless, None)), Some(431));
-        let huge = vec![&b"POST /sync HTTP/1.1\r\nContent-Length: 65537\r\n\r\n"[..]];
-        assert_eq!(reply_status(read(huge, None)), Some(413));
     }
 }

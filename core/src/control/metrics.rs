@@ -98,6 +98,16 @@ pub fn render(s: &StatusSnapshot) -> String {
         "Directories watched, all watches together.",
     );
     out.sample("sersync_watched_directories", "", s.directories);
+    out.family(
+        "sersync_rsync_unreadable_paths_total",
+        "counter",
+        "Local paths the rsync sink skipped because sersync's user cannot read them, each once.",
+    );
+    out.sample(
+        "sersync_rsync_unreadable_paths_total",
+        "",
+        sersync_plugins::rsync::unreadable_paths(),
+    );
 
     let lane_labels: Vec<String> = s
         .lanes
@@ -244,6 +254,7 @@ mod tests {
         let text = render(&StatusSnapshot::default());
         assert!(text.contains("# TYPE sersync_lane_pending_paths gauge\n"));
         assert!(text.contains("sersync_events_seen_total 0\n"));
+        assert!(text.contains("# TYPE sersync_rsync_unreadable_paths_total counter\n"));
         assert!(!text.contains("_bucket"));
     }
 }

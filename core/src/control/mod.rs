@@ -15,7 +15,7 @@ mod server;
 mod snapshot;
 
 pub use report::{ErrorReport, LaneReport, LatencyReport, StatusReport, WatchReport};
-pub use server::{serve, ServerHandle, MAX_CONNECTIONS, REQUEST_DEADLINE};
+pub use server::{serve, ServerHandle, MAX_CONNECTIONS, MAX_RECEIVING, REQUEST_DEADLINE};
 pub use snapshot::{LaneStatus, StatusSnapshot, WatchStatus};
 
 /// What the control endpoint may ask of the running engine.

@@ -1,22 +1,32 @@
-//! The listener: one accept thread, one short-lived thread per connection (at most
-//! [`MAX_CONNECTIONS`] at once), one request per connection, with a deadline for reading the
-//! request and another for sending the reply.
+//! The listener: one thread accepts connections and takes in their requests as the bytes
+//! arrive (`poll(2)` over non-blocking sockets), so a client that sends slowly costs a socket
+//! and a small buffer but no thread and no place; only a complete request takes one of the
+//! [`MAX_CONNECTIONS`] places, each a short-lived thread that answers it within a deadline.
+//!
+//! Against a flood of slow clients (slowloris): at most [`MAX_RECEIVING`] connections are being
+//! received at once; a new one beyond that closes the one that has been sending the longest,
+//! so a client that sends its request at once always gets through; each has
+//! [`REQUEST_DEADLINE`] for its whole request.
 
-use std::io;
+use std::collections::VecDeque;
+use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::deadline::Deadline;
-use super::http::{read_request, ReadError};
+use super::http::{Incoming, Received, Request};
 use super::response::Response;
 use super::{routes, Control};
 
-/// Connections handled at once; more get a 503 at once, so a flood of idle connections
-/// cannot pile up threads.
+/// Requests answered at once; a complete request beyond that gets a 503 at once.
 pub const MAX_CONNECTIONS: usize = 32;
+
+/// Connections whose request is still arriving; past it, the oldest of them is closed.
+pub const MAX_RECEIVING: usize = 512;
 
 /// How long a client has to send its whole request.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
@@ -24,8 +34,12 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a client has to take the whole reply.
 const REPLY_DEADLINE: Duration = Duration::from_secs(5);
 
-/// How long the 503 to a connection over the limit may take (written by the accept thread).
+/// How long an error reply written by the listening thread (a 503, a 408, a 400) may take;
+/// it fits in any socket's send buffer, so this is only a bound.
 const BUSY_DEADLINE: Duration = Duration::from_millis(200);
+
+/// The longest the listening thread sleeps in `poll(2)`, so that a stop is seen.
+const POLL_LIMIT: Duration = Duration::from_millis(500);
 
 /// A running control endpoint. Dropping it (or [`ServerHandle::stop`]) stops accepting.
 #[derive(Debug)]
@@ -98,36 +112,174 @@ fn wake_address(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// A connection whose request is still arriving.
+struct Receiving {
+    stream: TcpStream,
+    since: Instant,
+    incoming: Incoming,
+}
+
+/// What became of a connection after its socket was read.
+enum Outcome {
+    /// Still arriving: keep it.
+    Waiting,
+    /// Closed or failed before a request: drop it without a word.
+    Gone,
+    /// A complete request, to answer.
+    Answer(Request),
+    /// An unusable request: send this and close.
+    Refuse(Response),
+}
+
 fn accept_loop(listener: &TcpListener, control: &Arc<dyn Control>, stop: &AtomicBool) {
     let active = Arc::new(AtomicUsize::new(0));
-    for connection in listener.incoming() {
+    let mut receiving: VecDeque<Receiving> = VecDeque::new();
+    if let Err(e) = listener.set_nonblocking(true) {
+        tracing::warn!("control endpoint: cannot make the listener non-blocking: {e}");
+        return;
+    }
+    while !stop.load(Ordering::SeqCst) {
+        let (listener_ready, ready) = wait(listener, &receiving);
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let stream = match connection {
-            Ok(stream) => stream,
+        // Read the ready ones first (newest last), then drop what ended or ran out of time.
+        let now = Instant::now();
+        let mut kept = VecDeque::with_capacity(receiving.len());
+        for (mut conn, is_ready) in receiving.drain(..).zip(ready) {
+            let outcome = if is_ready {
+                read_ready(&mut conn)
+            } else {
+                Outcome::Waiting
+            };
+            match outcome {
+                Outcome::Waiting if now.duration_since(conn.since) < REQUEST_DEADLINE => {
+                    kept.push_back(conn)
+                }
+                Outcome::Waiting => {
+                    if let Some(late) = conn.incoming.timed_out() {
+                        reply(&conn.stream, &late, BUSY_DEADLINE);
+                    }
+                }
+                Outcome::Gone => {}
+                Outcome::Answer(request) => answer(conn.stream, request, control, &active),
+                Outcome::Refuse(response) => reply(&conn.stream, &response, BUSY_DEADLINE),
+            }
+        }
+        receiving = kept;
+        if listener_ready {
+            accept_all(listener, &mut receiving);
+        }
+    }
+}
+
+/// Sleeps in `poll(2)` until the listener or a receiving connection is readable, or the
+/// earliest request deadline (at most [`POLL_LIMIT`]). Returns whether the listener is
+/// readable and, per connection, whether it is.
+fn wait(listener: &TcpListener, receiving: &VecDeque<Receiving>) -> (bool, Vec<bool>) {
+    let mut fds: Vec<libc::pollfd> = std::iter::once(listener.as_raw_fd())
+        .chain(receiving.iter().map(|c| c.stream.as_raw_fd()))
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let earliest = receiving
+        .iter()
+        .map(|c| (c.since + REQUEST_DEADLINE).saturating_duration_since(Instant::now()))
+        .min()
+        .unwrap_or(POLL_LIMIT)
+        .min(POLL_LIMIT);
+    // Rounded up, so that a deadline is past when poll returns.
+    let timeout = earliest.as_millis() as libc::c_int + 1;
+    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for the whole call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    if n < 0 {
+        // EINTR: look again; anything else would repeat, so do not spin on it.
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            thread::sleep(Duration::from_millis(50));
+        }
+        return (false, vec![false; receiving.len()]);
+    }
+    let ready = |fd: &libc::pollfd| fd.revents != 0;
+    (ready(&fds[0]), fds[1..].iter().map(ready).collect())
+}
+
+/// Reads what `conn` has sent until its socket has no more for now.
+fn read_ready(conn: &mut Receiving) -> Outcome {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match (&conn.stream).read(&mut chunk) {
+            Ok(0) => return Outcome::Gone,
+            Ok(n) => match conn.incoming.feed(&chunk[..n]) {
+                Received::More => {}
+                Received::Request(request) => return Outcome::Answer(request),
+                Received::Reply(response) => return Outcome::Refuse(response),
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Waiting,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Outcome::Gone,
+        }
+    }
+}
+
+/// Accepts every pending connection. Past [`MAX_RECEIVING`] the one that has been sending
+/// the longest is closed with a 503: slow clients make room for new ones, not the reverse.
+fn accept_all(listener: &TcpListener, receiving: &mut VecDeque<Receiving>) {
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 tracing::debug!("control endpoint: accept failed: {e}");
                 thread::sleep(Duration::from_millis(50));
-                continue;
+                return;
             }
         };
-        let Some(slot) = Slot::take(&active) else {
-            let busy = Response::text(503, "busy: too many connections");
-            reply(&stream, &busy, BUSY_DEADLINE);
+        if stream.set_nonblocking(true).is_err() {
             continue;
-        };
-        let control = control.clone();
-        let spawned = thread::Builder::new()
-            .name("control conn".into())
-            .spawn(move || {
-                let _slot = slot;
-                handle(stream, &*control);
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("control endpoint: cannot start a connection thread: {e}");
         }
+        if receiving.len() >= MAX_RECEIVING {
+            if let Some(oldest) = receiving.pop_front() {
+                reply(&oldest.stream, &busy(), BUSY_DEADLINE);
+            }
+        }
+        receiving.push_back(Receiving {
+            stream,
+            since: Instant::now(),
+            incoming: Incoming::default(),
+        });
+    }
+}
+
+fn busy() -> Response {
+    Response::text(503, "busy: too many connections")
+}
+
+/// Answers `request` from a thread of its own when a place is free, else with a 503.
+fn answer(
+    stream: TcpStream,
+    request: Request,
+    control: &Arc<dyn Control>,
+    active: &Arc<AtomicUsize>,
+) {
+    let Some(slot) = Slot::take(active) else {
+        reply(&stream, &busy(), BUSY_DEADLINE);
+        return;
+    };
+    let control = control.clone();
+    let spawned = thread::Builder::new()
+        .name("control conn".into())
+        .spawn(move || {
+            let _slot = slot;
+            let response = routes::respond(&request, &*control);
+            reply(&stream, &response, REPLY_DEADLINE);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("control endpoint: cannot start a connection thread: {e}");
     }
 }
 
@@ -151,19 +303,11 @@ impl Drop for Slot {
     }
 }
 
-/// Reads one request from `stream`, answers it and closes.
-fn handle(stream: TcpStream, control: &dyn Control) {
-    let response = match read_request(&mut Deadline::new(&stream, REQUEST_DEADLINE)) {
-        Ok(request) => routes::respond(&request, control),
-        Err(ReadError::Silent) => return,
-        Err(ReadError::Reply(response)) => response,
-    };
-    reply(&stream, &response, REPLY_DEADLINE);
-}
-
 /// Sends `response` within `budget` and closes the sending side; a client gone away is not
 /// an error worth a log line.
 fn reply(stream: &TcpStream, response: &Response, budget: Duration) {
+    // Written with a deadline, not in pieces as the socket takes them.
+    let _ = stream.set_nonblocking(false);
     if let Err(e) = response.write_to(&mut Deadline::new(stream, budget)) {
         tracing::debug!("control endpoint: cannot send the reply: {e}");
     }

@@ -27,6 +27,9 @@ pub(crate) struct CommandOptions {
     pub timeout: Duration,
     /// `<param batch="true" maxArgs="N">`: one run for up to N paths; `None` = one run per path.
     pub batch: Option<usize>,
+    /// `<param passEnv="NAME …">`: variables of sersync's environment passed to every run
+    /// besides the minimal set (see `process::inherited_env`).
+    pub pass_env: Vec<String>,
     /// `<filter start="true">` `<include expression>`: only absolute paths one of these matches
     /// whole are acted on; `None` = every path.
     pub includes: Option<Vec<Regex>>,
@@ -67,6 +70,7 @@ impl CommandOptions {
             ignore_error: param.flag("ignoreerror"),
             timeout: duration_attr(param, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
             batch,
+            pass_env: pass_env(param)?,
             includes,
         })
     }
@@ -91,4 +95,30 @@ fn words(node: &ConfigNode, name: &str) -> Result<Vec<OsString>, ConfigError> {
             ConfigError::at(attr.position, format!("<param {name}=\"{}\">: {e}", attr.value))
                 .with_hint("quotes must be balanced; the words are split like a shell would but nothing is expanded")
         })
+}
+
+/// `<param passEnv>`: variable names separated by whitespace, each `[A-Za-z_][A-Za-z0-9_]*`.
+fn pass_env(param: &ConfigNode) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = param.attr("passenv") else {
+        return Ok(Vec::new());
+    };
+    let valid = |name: &str| {
+        name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    value
+        .split_whitespace()
+        .map(|name| {
+            if valid(name) {
+                Ok(name.to_string())
+            } else {
+                Err(attr_error(
+                    param,
+                    "passenv",
+                    format!("<param passEnv=\"{value}\">: {name:?} is not a variable name"),
+                )
+                .with_hint("passEnv lists variable names separated by spaces, e.g. passEnv=\"SITE_ID DEPLOY_ENV\""))
+            }
+        })
+        .collect()
 }

@@ -49,7 +49,7 @@ impl SinkSpec for CommandSpec {
         };
         let argv = [show_words(&o.prefix), "PATH".into(), show_words(&o.suffix)];
         format!(
-            "command: runs {} ({mode}, timeout {:?}{}{}), no shell",
+            "command: runs {} ({mode}, timeout {:?}{}{}{}), no shell",
             argv.join(" ").trim_end(),
             o.timeout,
             if o.ignore_error {
@@ -60,6 +60,10 @@ impl SinkSpec for CommandSpec {
             match &o.includes {
                 Some(res) => format!(", only paths matching one of {} include filters", res.len()),
                 None => String::new(),
+            },
+            match o.pass_env.as_slice() {
+                [] => String::new(),
+                names => format!(", also passes {}", names.join(" ")),
             }
         )
     }
@@ -69,6 +73,7 @@ impl SinkSpec for CommandSpec {
             options: self.options.clone(),
             root: ctx.root.clone(),
             label: self.options.prefix[0].to_string_lossy().into_owned(),
+            inherited: process::inherited_env(std::env::vars_os(), &self.options.pass_env),
         }))
     }
 }
@@ -78,6 +83,8 @@ struct CommandSink {
     options: CommandOptions,
     root: PathBuf,
     label: String,
+    /// What every run keeps of sersync's environment, read when the lane starts.
+    inherited: Vec<(OsString, OsString)>,
 }
 
 /// One planned run: the paths it gets and its environment.
@@ -143,6 +150,7 @@ impl CommandSink {
         };
         let invocation = Invocation {
             argv: self.argv(&run.paths),
+            inherited: &self.inherited,
             env: run.env,
             cwd: &self.root,
             timeout: self.options.timeout,

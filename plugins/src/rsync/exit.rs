@@ -4,11 +4,16 @@ use std::process::ExitStatus;
 
 use sersync_plugin_sdk::SinkError;
 
+use super::excludes;
+
 /// The outcome of one run, from its exit status and the tail of its standard error.
 pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), SinkError> {
     let code = match status.code() {
         // 24: some source files vanished while sending; their deletes come as later events.
         Some(0) | Some(24) => return Ok(()),
+        // Partial transfer, when all that failed is local files sersync's user cannot read:
+        // retrying cannot cure that, everything else was sent, and rsync's deletes ran.
+        Some(23) if skip_unreadable_files(stderr) => return Ok(()),
         Some(code) => code,
         None => {
             return Err(SinkError::retryable(format!(
@@ -29,6 +34,35 @@ pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), Si
     } else {
         Err(SinkError::retryable(message))
     }
+}
+
+/// What the sending rsync says when it cannot open a local file for reading.
+const CANNOT_OPEN: &str = "rsync: [sender] send_files failed to open \"";
+const DENIED: &str = "\": Permission denied (13)";
+
+/// When every error in `stderr` is a local file that could not be opened for lack of
+/// permission, notes each of them (one warning per path, see [`excludes::note_unreadable`])
+/// and returns true. Any other error — one on the receiving side, a directory that could not
+/// be listed (rsync then skips the run's deletes), anything unrecognised — returns false and
+/// the run is retried. rsync before 3.2.0 does not say which side failed: always false.
+fn skip_unreadable_files(stderr: &str) -> bool {
+    let mut unreadable = Vec::new();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(path) = line
+            .strip_prefix(CANNOT_OPEN)
+            .and_then(|rest| rest.strip_suffix(DENIED))
+        {
+            unreadable.push(path);
+        } else if !(line.starts_with("rsync error: some files/attrs were not transferred")
+            || line.starts_with("file has vanished: "))
+        {
+            return false;
+        }
+    }
+    for path in &unreadable {
+        excludes::note_unreadable(path, "rsync cannot open it: Permission denied");
+    }
+    !unreadable.is_empty()
 }
 
 /// What the receiving rsync says when it cannot take `--delete-missing-args` entries from
@@ -112,6 +146,26 @@ mod tests {
     #[test]
     fn vanished_files_are_success() {
         assert!(classify(exit(24), "", "h::m").is_ok());
+    }
+
+    #[test]
+    fn unreadable_local_files_are_skipped_and_other_partial_transfers_retried() {
+        let unreadable = "rsync: [sender] send_files failed to open \"/src/f000\": Permission denied (13)\n\
+            rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1347) [sender=3.2.7]\n";
+        let before = excludes::unreadable_paths();
+        assert!(classify(exit(23), unreadable, "h::m").is_ok());
+        assert!(classify(exit(23), unreadable, "h::m").is_ok());
+        assert_eq!(excludes::unreadable_paths(), before + 1, "counted once");
+        let unlisted = "rsync: [sender] opendir \"/src/d000\" failed: Permission denied (13)\n";
+        let receiver = "rsync: [receiver] mkstemp \"/m/.f.XXXX\" failed: Permission denied (13)\n";
+        for stderr in [
+            format!("{unreadable}{unlisted}"),
+            format!("{receiver}{unreadable}"),
+            String::new(),
+        ] {
+            let err = classify(exit(23), &stderr, "h::m").unwrap_err();
+            assert!(err.is_retryable(), "{stderr}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ mod version;
 mod watchdog;
 
 pub use command::Target;
+pub use excludes::unreadable_paths;
 pub use limit::ProcessLimit;
 pub use sink::{RsyncSink, RsyncSpec};
 

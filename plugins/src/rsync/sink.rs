@@ -208,12 +208,7 @@ impl RsyncSink {
             ))
         } else if run.is_recursive() {
             let rules = excludes::collect(&self.root, &run.subtrees, self.filter.as_ref())
-                .map_err(|e| {
-                    SinkError::retryable(format!(
-                        "reading {} to list excludes: {e}",
-                        self.root.display()
-                    ))
-                })?;
+                .map_err(|e| SinkError::retryable(format!("listing excludes: reading {e}")))?;
             Some(rules)
         } else {
             None

@@ -1,10 +1,10 @@
 //! `<filter>`: exclude regexes and temporary-file names; `<crontabfilter>` globs.
 
-use regex::bytes::{Regex, RegexBuilder};
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
 use super::values::{enabled, quoted, required, switch};
 use crate::config::{FilterConfig, Pattern, DEFAULT_TEMP_PATTERNS};
+use crate::filter::Matcher;
 
 /// `<filter start>` with its `<exclude>`s, and `<filter><tempfiles>`.
 pub fn filter(head: &ConfigNode) -> Result<FilterConfig, ConfigError> {
@@ -34,7 +34,7 @@ pub fn default_temp_names() -> Vec<Pattern> {
         .iter()
         .map(|source| Pattern {
             source: (*source).to_string(),
-            regex: compile(source).expect("the built-in temp-name patterns are valid"),
+            matcher: Matcher::new(source).expect("the built-in temp-name patterns are valid"),
             position: None,
         })
         .collect()
@@ -50,7 +50,7 @@ fn pattern(node: &ConfigNode) -> Result<Pattern, ConfigError> {
     let example = format!("<{} expression=\"(.*)\\.svn\"/>", node.name);
     let source = required(node, "expression", &example)?;
     let attr = node.attribute("expression").expect("required() found it");
-    let regex = compile(source).map_err(|e| {
+    let matcher = Matcher::new(source).map_err(|e| {
         ConfigError::at(
             attr.position,
             format!(
@@ -65,24 +65,9 @@ fn pattern(node: &ConfigNode) -> Result<Pattern, ConfigError> {
     })?;
     Ok(Pattern {
         source: source.to_string(),
-        regex,
+        matcher,
         position: Some(node.position),
     })
-}
-
-/// Compiles a config regex: matched against the whole name (anchored at both ends), on raw
-/// bytes (`.` is any byte, newline included, so names that are not UTF-8 match too).
-pub fn compile(source: &str) -> Result<Regex, regex::Error> {
-    let build = |pattern: &str| {
-        RegexBuilder::new(pattern)
-            .unicode(false)
-            .dot_matches_new_line(true)
-            .build()
-    };
-    // Checked alone first: an expression like `a)|(b` would otherwise close the anchoring
-    // group and match unanchored, and the error's caret would point into our wrapper.
-    build(source)?;
-    build(&format!("^(?:{source})$"))
 }
 
 /// `<crontab><crontabfilter start="true"><exclude expression="GLOB">`: rsync `--exclude` globs.
@@ -102,22 +87,24 @@ mod tests {
 
     #[test]
     fn patterns_match_whole_names_as_bytes() {
-        let svn = compile(r"(.*)\.svn").unwrap();
+        let svn = Matcher::new(r"(.*)\.svn").unwrap();
         assert!(svn.is_match(b"a/b.svn"));
         assert!(!svn.is_match(b"a/b.svn/c"));
         assert!(svn.is_match(b"\xff\n.svn"));
-        assert!(compile("caf\u{e9}.*").unwrap().is_match("café~".as_bytes()));
+        assert!(Matcher::new("caf\u{e9}.*")
+            .unwrap()
+            .is_match("café~".as_bytes()));
     }
 
     #[test]
     fn an_expression_cannot_escape_its_anchors() {
-        assert!(compile("a)|(b").is_err());
+        assert!(Matcher::new("a)|(b").is_err());
     }
 
     #[test]
     fn default_temp_names_compile_and_match() {
         let names = default_temp_names();
-        let temp = |name: &[u8]| names.iter().any(|p| p.regex.is_match(name));
+        let temp = |name: &[u8]| names.iter().any(|p| p.is_match(name));
         for name in [&b".a.txt.swp"[..], b"4913", b"x~", b"#x#", b".#x"] {
             assert!(temp(name), "{}", String::from_utf8_lossy(name));
         }

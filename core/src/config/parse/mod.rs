@@ -126,8 +126,8 @@ fn without_trailing_slash(path: &str) -> PathBuf {
 fn remote(node: &ConfigNode) -> Result<Remote, ConfigError> {
     let example = "<remote ip=\"192.168.0.2\" name=\"module\"/>";
     Ok(Remote {
-        host: required(node, "ip", example)?.to_string(),
-        module: required(node, "name", example)?.to_string(),
+        host: rsync::destination_word(node, "ip", example)?.to_string(),
+        module: rsync::destination_word(node, "name", example)?.to_string(),
     })
 }
 

@@ -9,6 +9,48 @@ use super::values::{
     child_switch, enabled, quoted, required, required_number, spelled, Bounds, PORT, SECONDS,
 };
 
+/// A `<remote ip name>` attribute that becomes part of rsync's destination argument
+/// (`host::module`, `host:path`): required, and refused when rsync or ssh could read it as
+/// something else — empty, starting with `-` (an option), holding whitespace (a second word
+/// to ssh) or control characters.
+pub fn destination_word<'n>(
+    node: &'n ConfigNode,
+    attr: &str,
+    example: &str,
+) -> Result<&'n str, ConfigError> {
+    let value = required(node, attr, example)?;
+    let problem = if value.starts_with('-') {
+        "starts with '-', which rsync would take for an option"
+    } else if value.chars().any(char::is_whitespace) {
+        "holds whitespace"
+    } else if value.chars().any(char::is_control) {
+        "holds a control character"
+    } else {
+        return Ok(value);
+    };
+    let a = node.attribute(attr).expect("required checked it is there");
+    Err(ConfigError::at(
+        a.position,
+        format!("{}: {} {problem}", one_line(&quoted(node, a)), spelled(attr)),
+    )
+    .with_hint(format!(
+        "a host name or address and a module name (a path over ssh), one word each, for example {example}"
+    )))
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), so a message stays on one line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// rsync's options from `<rsync>`; `delete` and `full_sync_excludes` come from `<inotify>` and
 /// `<crontabfilter>`.
 pub fn rsync_options(
