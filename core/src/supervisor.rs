@@ -13,6 +13,7 @@ use crate::dispatch::Lane;
 use crate::engine::{self, Engine, FirstSync, RunOptions};
 use crate::systemd;
 use crate::watch::WatchError;
+use crate::watch::WatcherStats;
 
 /// What the main loop reacts to.
 #[derive(Debug)]
@@ -129,7 +130,7 @@ fn start(prepared: engine::Prepared, first: FirstSync, tx: &Sender<Notice>) -> E
 struct View {
     roots: Vec<PathBuf>,
     lanes: Vec<(Arc<Lane>, PathBuf, bool)>,
-    stats: Option<Arc<crate::watch::WatcherStats>>,
+    stats: Option<Arc<WatcherStats>>,
 }
 
 /// The [`Control`] implementation: follows the running engine across reloads.
@@ -165,17 +166,17 @@ impl Hub {
 impl Control for Hub {
     fn snapshot(&self) -> StatusSnapshot {
         let view = self.view.read().unwrap_or_else(|e| e.into_inner());
-        let (directories, events_seen, overflows) = view
-            .stats
-            .as_ref()
-            .map_or((0, 0, 0), |s| (s.directories(), s.events(), s.overflows()));
+        let stats = view.stats.as_deref();
+        let read = |f: fn(&WatcherStats) -> u64| stats.map_or(0, f);
         StatusSnapshot {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uptime: self.started.elapsed(),
-            overflows,
-            events_seen,
-            directories,
+            overflows: read(WatcherStats::overflows),
+            events_seen: read(WatcherStats::events),
+            directories: read(WatcherStats::directories),
+            watch_skipped: read(WatcherStats::skipped),
+            watch_rewalks: read(WatcherStats::rewalks),
             watches: view
                 .roots
                 .iter()
@@ -223,5 +224,7 @@ fn lane_status(lane: &Lane, root: &Path) -> LaneStatus {
         last_error: last.error,
         journal_bytes: lane.journal_bytes(),
         latency: stats.latency.snapshot(),
+        audit_runs: stats.audit_runs.load(Relaxed),
+        audit_differences: stats.audit_differences.load(Relaxed),
     }
 }

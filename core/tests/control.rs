@@ -47,6 +47,8 @@ impl FakeEngine {
                 last_error: Some((now - Duration::from_secs(600), "rsync exit 23".into())),
                 journal_bytes: 2_048,
                 latency: latency(&[3, 7, 40, 40, 120, 2_000]),
+                audit_runs: 4,
+                audit_differences: 1,
             },
             LaneStatus {
                 name: "refresh \"CDN\"\\edge\nsecond".into(),
@@ -61,6 +63,8 @@ impl FakeEngine {
                 last_error: Some((now, "HTTP 503 from the purge API".into())),
                 journal_bytes: 0,
                 latency: latency(&[70_000]),
+                audit_runs: 0,
+                audit_differences: 0,
             },
         ]
     }
@@ -75,6 +79,8 @@ impl Control for FakeEngine {
             overflows: 2,
             events_seen: 987_654,
             directories: 4_096,
+            watch_skipped: 1,
+            watch_rewalks: 0,
             watches: vec![
                 WatchStatus {
                     root: PathBuf::from("/data/www"),

@@ -60,6 +60,18 @@ const LANE_METRICS: &[LaneMetric] = &[
         "Bytes in the lane's durable journal of undelivered changes.",
         |l| l.journal_bytes,
     ),
+    (
+        "sersync_audit_runs_total",
+        "counter",
+        "Drift audits of the lane's remote (<engine auditSeconds>).",
+        |l| l.audit_runs,
+    ),
+    (
+        "sersync_audit_differences_total",
+        "counter",
+        "Paths the drift audits found different on the lane's remote, and sent again (0 when nothing outside sersync touches it and no event was lost).",
+        |l| l.audit_differences,
+    ),
 ];
 
 /// The latency histogram's name.
@@ -98,6 +110,18 @@ pub fn render(s: &StatusSnapshot) -> String {
         "Directories watched, all watches together.",
     );
     out.sample("sersync_watched_directories", "", s.directories);
+    out.family(
+        "sersync_watch_skipped_paths_total",
+        "counter",
+        "Paths neither watched nor synced because they cannot be: longer than PATH_MAX, or unreadable.",
+    );
+    out.sample("sersync_watch_skipped_paths_total", "", s.watch_skipped);
+    out.family(
+        "sersync_watch_rewalks_total",
+        "counter",
+        "Watch roots walked again because the kernel's events did not explain where a directory went.",
+    );
+    out.sample("sersync_watch_rewalks_total", "", s.watch_rewalks);
     out.family(
         "sersync_rsync_unreadable_paths_total",
         "counter",

@@ -20,6 +20,11 @@ pub struct StatusSnapshot {
     pub events_seen: u64,
     /// Directories watched, all watches together.
     pub directories: u64,
+    /// Paths neither watched nor synced because they cannot be (too long, unreadable).
+    pub watch_skipped: u64,
+    /// Times a watch root was walked again because the kernel's events did not explain
+    /// where a directory went.
+    pub watch_rewalks: u64,
     /// Every watch root.
     pub watches: Vec<WatchStatus>,
     /// Every lane.
@@ -60,4 +65,8 @@ pub struct LaneStatus {
     pub journal_bytes: u64,
     /// From an event's arrival to its batch being delivered.
     pub latency: HistogramSnapshot,
+    /// Drift audits run (`<engine auditSeconds>`).
+    pub audit_runs: u64,
+    /// Paths the audits found different on the remote (and sent again).
+    pub audit_differences: u64,
 }
