@@ -65,7 +65,7 @@ pub fn io_timeout_secs(options: &RsyncOptions) -> u32 {
 
 /// The arguments (after the program name) for one run that reads its file list from stdin.
 pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -> Vec<OsString> {
-    let mut args: Vec<OsString> = options.common_params.iter().map(OsString::from).collect();
+    let mut args: Vec<OsString> = options.passed_params().iter().map(OsString::from).collect();
     let user_sets = |prefix: &str| options.params_set(prefix);
     args.extend(
         ["-R", "--files-from=-", "--from0"]
@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(
             args,
             [
-                "-artuz",
+                "-artz",
                 "-R",
                 "--files-from=-",
                 "--from0",

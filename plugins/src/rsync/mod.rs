@@ -67,6 +67,40 @@ impl RsyncOptions {
     pub fn params_set(&self, prefix: &str) -> bool {
         self.common_params.iter().any(|p| p.starts_with(prefix))
     }
+
+    /// `<commonParams>` as passed to rsync: without `-u`/`--update` (also inside a cluster
+    /// such as 2.5.4's default `-artuz`). With it rsync keeps a remote file that is newer
+    /// than the source's, so a file renamed over a newer one, or restored with an old
+    /// mtime, would never reach the remote, and the remote would never equal the source.
+    pub fn passed_params(&self) -> Vec<String> {
+        self.common_params
+            .iter()
+            .filter(|p| *p != "--update" && *p != "-u")
+            .map(|p| without_update_flag(p))
+            .collect()
+    }
+
+    /// True when `<commonParams>` asks for `--update`, which sersync does not pass.
+    pub fn drops_update(&self) -> bool {
+        self.passed_params() != self.common_params
+    }
+}
+
+/// rsync's short options that take no argument: a cluster made only of them may lose its
+/// `u` safely (in one like `-B1024u` the letters after `B` are its argument).
+const FLAG_LETTERS: &str = "aAbcCdDEgHhIJklLmnNoOpPqrRsStuUvWxXz8";
+
+fn without_update_flag(param: &str) -> String {
+    match param.strip_prefix('-') {
+        Some(letters)
+            if !letters.starts_with('-')
+                && letters.contains('u')
+                && letters.chars().all(|c| FLAG_LETTERS.contains(c)) =>
+        {
+            format!("-{}", letters.replace('u', ""))
+        }
+        _ => param.to_string(),
+    }
 }
 
 impl Default for RsyncOptions {
@@ -91,4 +125,26 @@ pub struct RsyncAuth {
     pub user: String,
     /// The client password file (`passwordfile`).
     pub password_file: PathBuf,
+}
+
+#[cfg(test)]
+mod params_tests {
+    use super::*;
+
+    #[test]
+    fn update_is_never_passed_whatever_its_spelling() {
+        let options = |params: &[&str]| RsyncOptions {
+            common_params: params.iter().map(|p| p.to_string()).collect(),
+            ..RsyncOptions::default()
+        };
+        assert_eq!(options(&["-artuz"]).passed_params(), ["-artz"]);
+        assert_eq!(
+            options(&["-a", "-u", "--update", "-z"]).passed_params(),
+            ["-a", "-z"]
+        );
+        // A cluster with an option that takes an argument is left alone.
+        assert_eq!(options(&["-B1024u"]).passed_params(), ["-B1024u"]);
+        assert!(options(&["-artuz"]).drops_update());
+        assert!(!options(&["-artz", "--bwlimit=100"]).drops_update());
+    }
 }

@@ -156,7 +156,7 @@ mod tests {
             "the rescan of the root covers the file: {text}"
         );
         assert!(
-            lines[0].starts_with("cd '/w' && printf '%s\\0' '.' | 'rsync' '-artuz'"),
+            lines[0].starts_with("cd '/w' && printf '%s\\0' '.' | 'rsync' '-artz'"),
             "{text}"
         );
         assert!(lines[0].ends_with("'./' 'h::m'"), "{text}");

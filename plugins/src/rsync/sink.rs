@@ -75,8 +75,13 @@ impl SinkSpec for RsyncSpec {
                 limit.as_secs()
             )
         });
+        let update = if self.options.drops_update() {
+            "; -u/--update from <commonParams> is not passed: it would keep remote files newer than the source's"
+        } else {
+            ""
+        };
         format!(
-            "{} -> {}: {} {} (file list on stdin{timeout})",
+            "{} -> {}: {} {} (file list on stdin{timeout}{update})",
             self.watch_root.display(),
             self.target.destination(&self.options),
             self.options.program.display(),
