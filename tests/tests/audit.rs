@@ -3,19 +3,16 @@
 //! sersync alone keeps shows no difference.
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use sersync_tests::{assert_converges, wait_for, ConfigBuilder, RsyncDaemon, Sersync};
+use sersync_tests::{assert_converges, tree_diff, wait_for, Sersync, Stage};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
-fn audited(dir: &Path, src: &Path, daemon: &RsyncDaemon) -> Sersync {
-    let config = ConfigBuilder::new(src)
-        .remote(daemon, "www")
-        .head_xml("<engine auditSeconds=\"1\"/>\n")
-        .write(dir);
-    Sersync::start(&config, &[], dir)
+/// sersync pushing the stage's tree to module `www`, audited every second.
+fn audited(stage: &Stage) -> Sersync {
+    let config = stage.config("www", |c| c.head_xml("<engine auditSeconds=\"1\"/>\n"));
+    Sersync::start(&config, &[], stage.path())
 }
 
 /// The number of `audit done` lines in the log whose difference count is `differences`.
@@ -27,16 +24,15 @@ fn audits_with(log: &str, differences: usize) -> usize {
 
 #[test]
 fn what_is_changed_on_the_slave_behind_sersyncs_back_is_found_and_healed() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
+    let stage = Stage::new(&["www"]);
+    let src = &stage.src;
     fs::create_dir_all(src.join("d")).unwrap();
-    let daemon = RsyncDaemon::start(&["www"]);
-    let sersync = audited(dir.path(), &src, &daemon);
+    let sersync = audited(&stage);
     for name in ["kept", "d/removed-remotely", "d/changed-remotely"] {
         fs::write(src.join(name), name).unwrap();
     }
-    let slave = daemon.module_path("www");
-    assert_converges(&src, &slave, CONVERGE);
+    let slave = stage.dst("www");
+    assert_converges(src, &slave, CONVERGE);
     // Someone edits the slave: a file lost, one added, one rewritten (dated in the past, so
     // that rsync's --update does not keep it).
     fs::remove_file(slave.join("d/removed-remotely")).unwrap();
@@ -48,7 +44,7 @@ fn what_is_changed_on_the_slave_behind_sersyncs_back_is_found_and_healed() {
         .unwrap()
         .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
         .unwrap();
-    if let Err(e) = wait_for(CONVERGE, || sersync_tests::tree_diff(&src, &slave)) {
+    if let Err(e) = wait_for(CONVERGE, || tree_diff(src, &slave)) {
         panic!("not healed: {e}\n{}", sersync.log());
     }
     wait_for(CONVERGE, || {
@@ -72,11 +68,9 @@ fn what_is_changed_on_the_slave_behind_sersyncs_back_is_found_and_healed() {
 
 #[test]
 fn a_slave_kept_by_sersync_alone_shows_no_difference() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    let daemon = RsyncDaemon::start(&["www"]);
-    let sersync = audited(dir.path(), &src, &daemon);
+    let stage = Stage::new(&["www"]);
+    let src = &stage.src;
+    let sersync = audited(&stage);
     for i in 0..50 {
         let sub = src.join(format!("dir{}", i % 5));
         fs::create_dir_all(&sub).unwrap();
@@ -84,9 +78,7 @@ fn a_slave_kept_by_sersync_alone_shows_no_difference() {
     }
     fs::rename(src.join("dir1"), src.join("renamed")).unwrap();
     fs::remove_dir_all(src.join("dir2")).unwrap();
-    if let Err(e) = wait_for(CONVERGE, || {
-        sersync_tests::tree_diff(&src, &daemon.module_path("www"))
-    }) {
+    if let Err(e) = wait_for(CONVERGE, || tree_diff(src, &stage.dst("www"))) {
         panic!("{e}\n{}", sersync.log());
     }
     wait_for(CONVERGE, || {

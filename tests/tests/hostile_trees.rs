@@ -7,7 +7,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::Duration;
 
-use sersync_tests::{assert_converges, wait_for, ConfigBuilder, RsyncDaemon, Sersync};
+use sersync_tests::{assert_converges, wait_for, ConfigBuilder, RsyncDaemon, Sersync, Stage};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -34,19 +34,15 @@ fn make_deep_tree(top: &Path, name: &str, levels: usize) {
 
 #[test]
 fn a_tree_too_deep_to_watch_is_skipped_with_a_warning_and_the_rest_keeps_syncing() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    let daemon = RsyncDaemon::start(&["www"]);
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .write(dir.path());
-    let mut sersync = Sersync::start(&config, &[], dir.path());
+    let stage = Stage::new(&["www"]);
+    let (src, slave) = (&stage.src, stage.dst("www"));
+    let config = stage.config("www", |c| c);
+    let mut sersync = Sersync::start(&config, &[], stage.path());
     // 400 levels of 11 bytes: 4,400 bytes, past PATH_MAX.
-    make_deep_tree(&src, "d123456789", 400);
+    make_deep_tree(src, "d123456789", 400);
     fs::write(src.join("after"), b"written after the deep tree").unwrap();
     wait_for(CONVERGE, || {
-        fs::read(daemon.module_path("www").join("after")).map_err(|e| e.to_string())
+        fs::read(slave.join("after")).map_err(|e| e.to_string())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", sersync.log()));
     sersync
@@ -61,10 +57,10 @@ fn a_tree_too_deep_to_watch_is_skipped_with_a_warning_and_the_rest_keeps_syncing
     // It keeps running, and it starts again on the same tree.
     let status = sersync.terminate(Duration::from_secs(15)).expect("exits");
     assert!(status.success(), "{status}\n{}", sersync.log());
-    let again = Sersync::start(&config, &[], dir.path());
+    let again = Sersync::start(&config, &[], stage.path());
     fs::write(src.join("after-restart"), b"r").unwrap();
     wait_for(CONVERGE, || {
-        fs::read(daemon.module_path("www").join("after-restart")).map_err(|e| e.to_string())
+        fs::read(slave.join("after-restart")).map_err(|e| e.to_string())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", again.log()));
 }
