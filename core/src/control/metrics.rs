@@ -74,6 +74,60 @@ const LANE_METRICS: &[LaneMetric] = &[
     ),
 ];
 
+/// A number for the whole daemon: metric name, type, help text, and how to read it.
+type DaemonMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&StatusSnapshot) -> u64,
+);
+
+/// The daemon-wide counters and gauges, in output order (after `sersync_build_info`).
+const DAEMON_METRICS: &[DaemonMetric] = &[
+    (
+        "sersync_uptime_seconds",
+        "gauge",
+        "Seconds since sersync started.",
+        |s| s.uptime.as_secs(),
+    ),
+    (
+        "sersync_events_seen_total",
+        "counter",
+        "Raw inotify events read, all watches together.",
+        |s| s.events_seen,
+    ),
+    (
+        "sersync_kernel_overflows_total",
+        "counter",
+        "Kernel event queue overflows (each one triggers a rescan).",
+        |s| s.overflows,
+    ),
+    (
+        "sersync_watched_directories",
+        "gauge",
+        "Directories watched, all watches together.",
+        |s| s.directories,
+    ),
+    (
+        "sersync_watch_skipped_paths_total",
+        "counter",
+        "Paths neither watched nor synced because they cannot be: longer than PATH_MAX, or unreadable.",
+        |s| s.watch_skipped,
+    ),
+    (
+        "sersync_watch_rewalks_total",
+        "counter",
+        "Watch roots walked again because the kernel's events did not explain where a directory went.",
+        |s| s.watch_rewalks,
+    ),
+    (
+        "sersync_rsync_unreadable_paths_total",
+        "counter",
+        "Local paths the rsync sink skipped because sersync's user cannot read them, each once.",
+        |_| sersync_plugins::rsync::unreadable_paths(),
+    ),
+];
+
 /// The latency histogram's name.
 const LATENCY: &str = "sersync_lane_sync_latency_seconds";
 
@@ -86,52 +140,10 @@ pub fn render(s: &StatusSnapshot) -> String {
         "sersync's version, as a label; always 1.",
     );
     out.sample("sersync_build_info", &labels(&[("version", &s.version)]), 1);
-    out.family(
-        "sersync_uptime_seconds",
-        "gauge",
-        "Seconds since sersync started.",
-    );
-    out.sample("sersync_uptime_seconds", "", s.uptime.as_secs());
-    out.family(
-        "sersync_events_seen_total",
-        "counter",
-        "Raw inotify events read, all watches together.",
-    );
-    out.sample("sersync_events_seen_total", "", s.events_seen);
-    out.family(
-        "sersync_kernel_overflows_total",
-        "counter",
-        "Kernel event queue overflows (each one triggers a rescan).",
-    );
-    out.sample("sersync_kernel_overflows_total", "", s.overflows);
-    out.family(
-        "sersync_watched_directories",
-        "gauge",
-        "Directories watched, all watches together.",
-    );
-    out.sample("sersync_watched_directories", "", s.directories);
-    out.family(
-        "sersync_watch_skipped_paths_total",
-        "counter",
-        "Paths neither watched nor synced because they cannot be: longer than PATH_MAX, or unreadable.",
-    );
-    out.sample("sersync_watch_skipped_paths_total", "", s.watch_skipped);
-    out.family(
-        "sersync_watch_rewalks_total",
-        "counter",
-        "Watch roots walked again because the kernel's events did not explain where a directory went.",
-    );
-    out.sample("sersync_watch_rewalks_total", "", s.watch_rewalks);
-    out.family(
-        "sersync_rsync_unreadable_paths_total",
-        "counter",
-        "Local paths the rsync sink skipped because sersync's user cannot read them, each once.",
-    );
-    out.sample(
-        "sersync_rsync_unreadable_paths_total",
-        "",
-        sersync_plugins::rsync::unreadable_paths(),
-    );
+    for (name, kind, help, read) in DAEMON_METRICS {
+        out.family(name, kind, help);
+        out.sample(name, "", read(s));
+    }
 
     let lane_labels: Vec<String> = s
         .lanes
