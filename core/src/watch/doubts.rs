@@ -22,7 +22,6 @@ use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
 
 use super::reader::Watcher;
 use super::scan::{Report, Walked};
-use super::tree::DirKey;
 use super::WatchError;
 
 /// Drained reads a doubt may outlive before the root is walked again.
@@ -161,13 +160,12 @@ impl Watcher {
         if self.filter.is_excluded(&path, true) {
             return Ok(None);
         }
-        let meta = match std::fs::symlink_metadata(path.absolute(self.root_path(watch))) {
-            Ok(meta) if meta.is_dir() => meta,
-            // Renamed on, or gone: the events that say so may still be queued.
-            _ => return Ok(Some(watch)),
+        // Renamed on, or gone: the events that say so may still be queued.
+        let Some(key) = self.dir_key_at(watch, &path) else {
+            return Ok(Some(watch));
         };
         let held = self.tree.child(&doubt.parent, &doubt.name);
-        if held.and_then(|wd| self.tree.key(&wd)) == Some(DirKey::of(&meta)) {
+        if held.and_then(|wd| self.tree.key(&wd)) == Some(key) {
             return Ok(None);
         }
         let parent = Some(doubt.parent.clone());

@@ -507,11 +507,18 @@ impl Watcher {
     /// True when the directory `wd` stands for is at `path` now: a rename away from `path`
     /// was about another directory that had the name before.
     fn still_at(&self, wd: &WatchDescriptor, watch: WatchId, path: &RelPath) -> bool {
-        let Some(key) = self.tree.key(wd) else {
-            return false;
-        };
+        self.tree
+            .key(wd)
+            .is_some_and(|key| self.dir_key_at(watch, path) == Some(key))
+    }
+
+    /// The identity of the directory at `path` now; `None` when nothing, or no directory, is
+    /// there (a symlink is not followed).
+    pub(super) fn dir_key_at(&self, watch: WatchId, path: &RelPath) -> Option<DirKey> {
         std::fs::symlink_metadata(path.absolute(self.root_path(watch)))
-            .is_ok_and(|meta| meta.is_dir() && DirKey::of(&meta) == key)
+            .ok()
+            .filter(|meta| meta.is_dir())
+            .map(|meta| DirKey::of(&meta))
     }
 
     /// Forgets a directory subtree and releases its kernel watches.
