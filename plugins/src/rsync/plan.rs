@@ -108,9 +108,19 @@ impl TransferPlan {
         }
     }
 
+    /// Every run, the deletes judged by names alone: what `--dry-run` shows and what the
+    /// `<failLog>` script writes, commands read or run later rather than now.
+    pub fn runs_by_name(&self) -> Vec<Run> {
+        self.runs
+            .iter()
+            .cloned()
+            .chain(self.deletes_by_name())
+            .collect()
+    }
+
     /// The deletes as one run, judged by names alone (the directory each deleted path was
     /// in), for a command written now and run later: the `<failLog>` script.
-    pub fn deletes_by_name(&self) -> Option<Run> {
+    fn deletes_by_name(&self) -> Option<Run> {
         let mut scopes: Vec<RelPath> = Vec::new();
         for dir in self.deleted.iter().filter_map(RelPath::parent) {
             if !scopes.contains(&dir) {

@@ -21,12 +21,7 @@ const MAX_PATHS: usize = 10_000;
 pub fn command(options: &RsyncOptions, target: &Target, root: &Path, batch: &Batch) -> Vec<u8> {
     let plan = TransferPlan::for_batch(batch, options.delete);
     let mut out = Vec::new();
-    let runs: Vec<_> = plan
-        .runs
-        .iter()
-        .cloned()
-        .chain(plan.deletes_by_name())
-        .collect();
+    let runs = plan.runs_by_name();
     for run in &runs {
         if run.paths.len() > MAX_PATHS {
             out.extend_from_slice(

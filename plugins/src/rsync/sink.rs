@@ -385,12 +385,7 @@ impl Sink for RsyncSink {
 
     fn describe(&self, batch: &Batch) -> Vec<String> {
         let plan = TransferPlan::for_batch(batch, self.options.delete);
-        let runs: Vec<Run> = plan
-            .runs
-            .iter()
-            .cloned()
-            .chain(plan.deletes_by_name())
-            .collect();
+        let runs = plan.runs_by_name();
         if runs.is_empty() {
             return vec![format!("rsync to {}: nothing to send", self.remote())];
         }
