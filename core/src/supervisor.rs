@@ -8,7 +8,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{self, Config};
-use crate::control::{Control, LaneStatus, StatusSnapshot, WatchStatus};
+use crate::control::{Control, DaemonState, LaneStatus, StatusSnapshot, WatchStatus};
 use crate::dispatch::Lane;
 use crate::engine::{self, Engine, FirstSync, RunOptions};
 use crate::systemd;
@@ -169,6 +169,10 @@ impl Control for Hub {
         let stats = view.stats.as_deref();
         let read = |f: fn(&WatcherStats) -> u64| stats.map_or(0, f);
         StatusSnapshot {
+            state: match stats {
+                Some(_) => DaemonState::Running,
+                None => DaemonState::Starting,
+            },
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uptime: self.started.elapsed(),

@@ -6,13 +6,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use sersync::control::{
-    serve, Control, LaneStatus, ServerHandle, StatusReport, StatusSnapshot, WatchStatus,
-    MAX_CONNECTIONS, MAX_RECEIVING, REQUEST_DEADLINE,
+    serve, Control, DaemonState, LaneStatus, ServerHandle, StatusReport, StatusSnapshot,
+    WatchStatus, MAX_CONNECTIONS, MAX_RECEIVING, REQUEST_DEADLINE,
 };
 use sersync::dispatch::{Histogram, HistogramSnapshot};
 
@@ -20,6 +21,8 @@ use sersync::dispatch::{Histogram, HistogramSnapshot};
 #[derive(Default)]
 struct FakeEngine {
     syncs: Mutex<Vec<(Option<String>, Option<String>)>>,
+    /// Still establishing its watches.
+    starting: AtomicBool,
 }
 
 fn latency(millis: &[u64]) -> HistogramSnapshot {
@@ -73,6 +76,10 @@ impl FakeEngine {
 impl Control for FakeEngine {
     fn snapshot(&self) -> StatusSnapshot {
         StatusSnapshot {
+            state: match self.starting.load(Ordering::Relaxed) {
+                true => DaemonState::Starting,
+                false => DaemonState::Running,
+            },
             version: "0.1.0-test".into(),
             pid: 4242,
             uptime: Duration::from_secs(3_725),
@@ -152,6 +159,7 @@ fn status_is_json_with_the_engine_numbers() {
     assert_eq!(reply.status, 200);
     assert!(reply.head.contains("Content-Type: application/json"));
     let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(json["state"], "running");
     assert_eq!(json["version"], "0.1.0-test");
     assert_eq!(json["uptime_seconds"], 3_725);
     assert_eq!(json["overflows"], 2);
@@ -189,6 +197,23 @@ fn status_is_json_with_the_engine_numbers() {
     // The document reads back into the type `sersync status` uses.
     let report: StatusReport = serde_json::from_str(&reply.body).unwrap();
     assert_eq!(report.lanes.len(), 2);
+}
+
+#[test]
+fn a_daemon_still_establishing_its_watches_answers_status_with_503_and_says_so() {
+    let (server, engine) = start();
+    engine.starting.store(true, Ordering::Relaxed);
+    let reply = request(server.local_addr(), "GET", "/status");
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    let report: StatusReport = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(report.state, DaemonState::Starting);
+    // `sersync status` reads it and says so instead of failing.
+    let fetched = sersync::control::client::fetch_status("127.0.0.1", server.local_addr().port())
+        .expect("a starting daemon's report is usable");
+    assert!(sersync::control::client::render_table(&fetched)
+        .contains("(starting: establishing watches)"));
+    engine.starting.store(false, Ordering::Relaxed);
+    assert_eq!(request(server.local_addr(), "GET", "/status").status, 200);
 }
 
 /// One parsed sample line.

@@ -85,6 +85,16 @@ fn sersync(config: &Path, extra: &[&str]) -> std::process::Output {
         .expect("run sersync")
 }
 
+/// Waits for `/status` to say `running`: it answers 503 `starting` until every watch is
+/// established, and a change made before that may not be seen.
+fn wait_until_running(port: u16) {
+    wait_for(WAIT, || match http(port, "GET", "/status")? {
+        (200, body) if body.contains("\"state\": \"running\"") => Ok(()),
+        (code, body) => Err(format!("{code} {body}")),
+    })
+    .unwrap();
+}
+
 fn state_dir(config: &Path) -> std::path::PathBuf {
     config.with_file_name("sersync-state")
 }
@@ -111,7 +121,7 @@ fn daemon_with_pid_file_status_metrics_second_instance_and_sigterm() {
     })
     .unwrap();
     assert!(pid_alive(pid));
-    wait_for(WAIT, || http(port, "GET", "/status").map(|_| ())).unwrap();
+    wait_until_running(port);
 
     // Numbers move while it syncs.
     for i in 0..25 {
@@ -178,7 +188,7 @@ fn a_second_daemon_on_the_same_configuration_is_refused_without_a_pid_file_flag(
     let dir = &stage.dir;
     let first = sersync(&config, &["-d"]);
     assert!(first.status.success(), "{first:?}");
-    wait_for(WAIT, || http(port, "GET", "/status").map(|_| ())).unwrap();
+    wait_until_running(port);
     // The second one detaches too, then finds the default pid file locked and exits 1;
     // the first keeps serving.
     let second = Command::new(sersync_bin())

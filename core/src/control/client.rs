@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::StatusReport;
+use super::{DaemonState, StatusReport};
 use crate::config;
 
 /// How long connecting, and then each read or write, may take.
@@ -113,7 +113,8 @@ fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
     Err(last)
 }
 
-/// The body of a `200` reply (the server always closes after it, so it runs to the end).
+/// The body of a `200` reply, or of the `503` a starting daemon answers with its report
+/// (the server always closes after it, so it runs to the end).
 fn ok_body(reply: &[u8]) -> Result<&[u8], String> {
     let split = reply
         .windows(4)
@@ -124,6 +125,7 @@ fn ok_body(reply: &[u8]) -> Result<&[u8], String> {
     let status_line = String::from_utf8_lossy(status_line);
     match status_line.split(' ').nth(1) {
         Some("200") => Ok(body),
+        Some("503") if body.starts_with(b"{") => Ok(body),
         Some(_) => Err(format!(
             "{} {}",
             status_line.trim_end(),
@@ -135,8 +137,12 @@ fn ok_body(reply: &[u8]) -> Result<&[u8], String> {
 
 /// The human view of `report`: a summary line, then one line per lane.
 pub fn render_table(report: &StatusReport) -> String {
+    let starting = match report.state {
+        DaemonState::Starting => " (starting: establishing watches)",
+        DaemonState::Running => "",
+    };
     let mut out = format!(
-        "sersync {}, up {}, {} watch(es), {} directories, {} events seen, {} kernel overflows\n",
+        "sersync {}{starting}, up {}, {} watch(es), {} directories, {} events seen, {} kernel overflows\n",
         report.version,
         duration(report.uptime_seconds),
         report.watches.len(),
@@ -245,11 +251,17 @@ mod tests {
     }
 
     #[test]
-    fn only_a_200_reply_has_a_usable_body() {
+    fn only_a_200_or_a_starting_503_reply_has_a_usable_body() {
         assert_eq!(
             ok_body(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n{}").unwrap(),
             b"{}"
         );
+        assert_eq!(
+            ok_body(b"HTTP/1.1 503 Service Unavailable\r\n\r\n{\"state\": \"starting\"}").unwrap(),
+            b"{\"state\": \"starting\"}"
+        );
+        let busy = ok_body(b"HTTP/1.1 503 Service Unavailable\r\n\r\nbusy\n").unwrap_err();
+        assert_eq!(busy, "HTTP/1.1 503 Service Unavailable busy");
         let err = ok_body(b"HTTP/1.1 404 Not Found\r\n\r\nnope\n").unwrap_err();
         assert_eq!(err, "HTTP/1.1 404 Not Found nope");
         assert!(ok_body(b"HTTP/1.1 200 OK\r\n").is_err());
@@ -277,6 +289,7 @@ mod tests {
             },
         };
         let report = StatusReport {
+            state: DaemonState::Running,
             version: "0.1.0".into(),
             time: 1_100,
             pid: 4242,

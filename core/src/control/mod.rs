@@ -16,7 +16,7 @@ mod snapshot;
 
 pub use report::{ErrorReport, LaneReport, LatencyReport, StatusReport, WatchReport};
 pub use server::{serve, ServerHandle, MAX_CONNECTIONS, MAX_RECEIVING, REQUEST_DEADLINE};
-pub use snapshot::{LaneStatus, StatusSnapshot, WatchStatus};
+pub use snapshot::{DaemonState, LaneStatus, StatusSnapshot, WatchStatus};
 
 /// What the control endpoint may ask of the running engine.
 pub trait Control: Send + Sync {

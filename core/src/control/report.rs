@@ -8,11 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::latency::quantile;
-use super::{LaneStatus, StatusSnapshot};
+use super::{DaemonState, LaneStatus, StatusSnapshot};
 
 /// The whole `/status` reply.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
+    /// `starting` until every watch is established, then `running`.
+    #[serde(default = "running")]
+    pub state: DaemonState,
     /// sersync's version.
     pub version: String,
     /// The daemon's process id.
@@ -95,6 +98,7 @@ impl StatusReport {
     /// The report of `snapshot`, taken at `now`.
     pub fn new(snapshot: &StatusSnapshot, now: SystemTime) -> StatusReport {
         StatusReport {
+            state: snapshot.state,
             version: snapshot.version.clone(),
             pid: snapshot.pid,
             time: unix_seconds(now),
@@ -139,6 +143,12 @@ impl LaneReport {
             },
         }
     }
+}
+
+/// The state a report without one (from an older daemon) describes: it only answered once
+/// it ran.
+fn running() -> DaemonState {
+    DaemonState::Running
 }
 
 /// Whole seconds since the Unix epoch; 0 for a time before it.

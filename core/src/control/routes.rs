@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::http::Request;
 use super::response::Response;
-use super::{metrics, Control, StatusReport};
+use super::{metrics, Control, DaemonState, StatusReport};
 
 /// The reply to `request`.
 pub fn respond(request: &Request, control: &dyn Control) -> Response {
@@ -14,7 +14,11 @@ pub fn respond(request: &Request, control: &dyn Control) -> Response {
     match request.path.as_str() {
         "/status" if method == "GET" => {
             let report = StatusReport::new(&control.snapshot(), SystemTime::now());
-            Response::json(200, &report)
+            let code = match report.state {
+                DaemonState::Running => 200,
+                DaemonState::Starting => 503,
+            };
+            Response::json(code, &report)
         }
         "/metrics" if method == "GET" => {
             let text = metrics::render(&control.snapshot());

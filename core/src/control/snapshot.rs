@@ -8,6 +8,8 @@ use crate::dispatch::HistogramSnapshot;
 /// Everything the control endpoint reports.
 #[derive(Clone, Debug, Default)]
 pub struct StatusSnapshot {
+    /// Whether the daemon syncs yet.
+    pub state: DaemonState,
     /// sersync's version.
     pub version: String,
     /// The daemon's process id.
@@ -29,6 +31,18 @@ pub struct StatusSnapshot {
     pub watches: Vec<WatchStatus>,
     /// Every lane.
     pub lanes: Vec<LaneStatus>,
+}
+
+/// Whether changes are being watched and delivered yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaemonState {
+    /// The endpoint is up but the watches are still being established: a change made now
+    /// may not be seen. `/status` answers `503` in this state.
+    #[default]
+    Starting,
+    /// Every watch is established and the lanes deliver.
+    Running,
 }
 
 /// One watch root.
