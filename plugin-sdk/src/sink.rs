@@ -1,9 +1,11 @@
 //! The [`Sink`] trait: a destination for batches of events.
 //!
 //! # The contract
-//! - A sink receives one [`Batch`] at a time per lane (one lane = one sink instance for one
-//!   watch). The next batch is never handed over before `deliver` returned, so batches of one
-//!   lane never overtake each other.
+//! - A sink instance receives one [`Batch`] at a time: the next is never handed to it before
+//!   `deliver` returned. A lane (one sink for one watch) runs one instance, or several side by
+//!   side when the host allows parallel deliveries for that sink; then the batches in flight
+//!   at once never share a path (nor a path above or below one), so the changes of one path
+//!   never overtake each other.
 //! - A batch holds the *net* change of each path since the previous successful batch: many
 //!   writes to a file are one event, a file created and deleted again is no event at all, a
 //!   directory delete swallows every change below it. Sinks make the destination match the
