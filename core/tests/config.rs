@@ -892,8 +892,10 @@ fn engine_tuning_is_read_and_checked() {
 
 #[test]
 fn engine_times_take_a_unit_or_the_one_their_name_says() {
-    let c = ok("<head><engine settleMs=\"0\" maxDelayMs=\"1s\" retryInitialMs=\"2s\" \
-                retryMaxMs=\"5m\" auditSeconds=\"1h\"/></head>");
+    let c = ok(
+        "<head><engine settleMs=\"0\" maxDelayMs=\"1s\" retryInitialMs=\"2s\" \
+                retryMaxMs=\"5m\" auditSeconds=\"1h\"/></head>",
+    );
     let g = &c.engine;
     assert_eq!(
         (g.settle, g.max_delay, g.retry_initial, g.retry_max),
@@ -905,7 +907,8 @@ fn engine_times_take_a_unit_or_the_one_their_name_says() {
         )
     );
     assert_eq!(g.audit, Some(Duration::from_secs(3600)));
-    let c = ok("<head><engine settleMs=\" 250ms \" maxDelayMs=\"500\" auditSeconds=\"90\"/></head>");
+    let c =
+        ok("<head><engine settleMs=\" 250ms \" maxDelayMs=\"500\" auditSeconds=\"90\"/></head>");
     assert_eq!(
         (c.engine.settle, c.engine.max_delay, c.engine.audit),
         (
@@ -914,7 +917,12 @@ fn engine_times_take_a_unit_or_the_one_their_name_says() {
             Some(Duration::from_secs(90))
         )
     );
-    assert_eq!(ok("<head><engine auditSeconds=\"0s\"/></head>").engine.audit, None);
+    assert_eq!(
+        ok("<head><engine auditSeconds=\"0s\"/></head>")
+            .engine
+            .audit,
+        None
+    );
 
     let e = err("<head><engine settleMs=\"soon\"/></head>");
     assert_eq!(

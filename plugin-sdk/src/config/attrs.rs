@@ -246,12 +246,7 @@ impl Unit {
 
 /// The suffixes a duration may carry, with their length in milliseconds (`ms` before `m` and
 /// `s`, which it ends with).
-const SUFFIXES: &[(&str, u128)] = &[
-    ("ms", 1),
-    ("s", 1_000),
-    ("m", 60_000),
-    ("h", 3_600_000),
-];
+const SUFFIXES: &[(&str, u128)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
 
 /// Why a text is not an acceptable duration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,7 +407,9 @@ mod tests {
         assert!(number(&node("port", "-1"), "port", &PORT).is_err());
         assert_eq!(count(&node("maxargs", "7"), "maxargs").unwrap(), Some(7));
         let err = count(&node("maxargs", "0"), "maxargs").unwrap_err();
-        assert!(err.message.ends_with("<userDefinedPort maxArgs=\"0\">: 0 is out of range"));
+        assert!(err
+            .message
+            .ends_with("<userDefinedPort maxArgs=\"0\">: 0 is out of range"));
     }
 
     #[test]
@@ -445,7 +442,9 @@ mod tests {
             assert_eq!(d("1h"), Ok(Duration::from_secs(3600)));
             assert_eq!(d("0"), Ok(Duration::ZERO));
         }
-        for bad in ["", "s", "fast", "-1", "+1", "1.5s", "1m30s", "5 sec", "1d", "0x10"] {
+        for bad in [
+            "", "s", "fast", "-1", "+1", "1.5s", "1m30s", "5 sec", "1d", "0x10",
+        ] {
             assert_eq!(ms(bad), Err(DurationError::NotADuration), "{bad:?}");
         }
         assert_eq!(ms("99999999999999999999999h"), Err(DurationError::TooLong));
@@ -457,7 +456,10 @@ mod tests {
         let d = |value: &str| duration(&node("settlems", value), "settlems", &TIMEOUT_MS);
         assert_eq!(d("2s").unwrap(), Some(Duration::from_secs(2)));
         assert_eq!(d("40").unwrap(), Some(Duration::from_millis(40)));
-        assert_eq!(duration(&node("x", "1"), "settlems", &TIMEOUT).unwrap(), None);
+        assert_eq!(
+            duration(&node("x", "1"), "settlems", &TIMEOUT).unwrap(),
+            None
+        );
         let err = d("soon").unwrap_err();
         assert_eq!(
             err.message,
@@ -472,7 +474,10 @@ mod tests {
             )
         );
         assert!(d("0").unwrap_err().message.ends_with(": 0 is out of range"));
-        assert!(d("25h").unwrap_err().message.ends_with(": 25h is out of range"));
+        assert!(d("25h")
+            .unwrap_err()
+            .message
+            .ends_with(": 25h is out of range"));
         assert!(d("99999999999999999999999")
             .unwrap_err()
             .message

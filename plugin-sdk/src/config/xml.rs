@@ -8,10 +8,10 @@
 
 use std::borrow::Cow;
 
+use super::{Attribute, ConfigError, ConfigNode, Position};
 use quick_xml::events::attributes::{AttrError, Attribute as XmlAttribute};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
-use super::{Attribute, ConfigError, ConfigNode, Position};
 
 /// The root element every configuration file has.
 pub const ROOT: &str = "head";

@@ -6,6 +6,6 @@
 //! new code imports from the SDK directly.
 
 pub use sersync_plugin_sdk::config::attrs::{
-    child_switch, enabled, number_or, optional, quoted, required, required_number, spelled,
-    switch, Bounds, COUNT, PORT, SECONDS,
+    child_switch, enabled, number_or, optional, quoted, required, required_number, spelled, switch,
+    Bounds, COUNT, PORT, SECONDS,
 };
