@@ -75,7 +75,8 @@ impl FailLog {
             .open(&temp)?;
         file.write_all(HEADER)?;
         for (lane, command) in entries {
-            let name: String = lane.chars().filter(|c| !c.is_control()).collect();
+            // A comment ends at a newline: a lane name must not start a command.
+            let name = sersync_plugin_sdk::text::one_line(lane);
             writeln!(file, "\n# {name}")?;
             file.write_all(command)?;
         }

@@ -59,7 +59,7 @@ fn shipped_file_loads_unchanged_with_its_values() {
         (c.control.host.as_str(), c.control.port),
         ("localhost", 8008)
     );
-    assert!(!c.debug && !c.xfs);
+    assert!(!c.debug);
     assert!(c.filter.excludes.is_empty(), "<filter start=\"false\">");
     assert_eq!(c.filter.temp_names.len(), DEFAULT_TEMP_PATTERNS.len());
     let e = c.events;
@@ -205,7 +205,13 @@ fn element_and_attribute_names_are_case_insensitive() {
     assert_eq!(c.watches[0].root, Path::new("/a"));
     assert_eq!(c.watches[0].remotes[0].rsync_target(&c.rsync), "h:m");
     assert_eq!(c.rsync.common_params, ["-a"]);
-    assert!(!c.events.delete && !c.rsync.delete && c.events.create_file && c.xfs);
+    assert!(!c.events.delete && !c.rsync.delete && c.events.create_file);
+    let w = warning_texts(&c);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("<fileSystem xfs=\"true\"> is accepted and ignored")),
+        "{w:#?}"
+    );
 }
 
 #[test]
@@ -224,7 +230,7 @@ fn an_almost_empty_head_takes_every_default() {
         (c.control.host.as_str(), c.control.port),
         ("localhost", 8008)
     );
-    assert!(!c.debug && !c.xfs && c.filter.excludes.is_empty() && c.watches.is_empty());
+    assert!(!c.debug && c.filter.excludes.is_empty() && c.watches.is_empty());
     assert_eq!(c.filter.temp_names.len(), DEFAULT_TEMP_PATTERNS.len());
     let e = c.events;
     assert!(e.delete && e.create_folder && e.close_write && e.move_from && e.move_to);
@@ -657,7 +663,11 @@ fn non_numeric_timeout_schedule_and_time_to_execute_are_located() {
 
     let e = err(&in_sersync("<crontab start=\"true\" schedule=\"daily\"/>"));
     assert_eq!(at(&e), (3, 23));
-    assert!(hint(&e).contains("a number of minutes"), "{e}");
+    assert_eq!(
+        hint(&e),
+        "schedule is a period: a whole number of minutes, or one with a unit (500ms, 5s, 2m, \
+         1h), from 1m to 87600h"
+    );
     let e = err(&in_sersync("<crontab start=\"true\" schedule=\"0\"/>"));
     assert!(e.message.ends_with("0 is out of range"), "{e}");
 
@@ -665,8 +675,19 @@ fn non_numeric_timeout_schedule_and_time_to_execute_are_located() {
     assert_eq!(at(&e), (3, 20));
     assert_eq!(
         e.message,
-        "<failLog timeToExecute=\"soon\">: \"soon\" is not a whole number"
+        "<failLog timeToExecute=\"soon\">: \"soon\" is not a duration"
     );
+    let e = err(&in_sersync("<failLog path=\"/f\" timeToExecute=\"30s\"/>"));
+    assert!(e.message.ends_with(": 30s is out of range"), "{e}");
+}
+
+#[test]
+fn periods_in_minutes_take_a_unit_too() {
+    let c = ok(&in_sersync(
+        "<failLog path=\"/f\" timeToExecute=\"2h\"/><crontab start=\"true\" schedule=\"90\"/>",
+    ));
+    assert_eq!(c.fail_log.every, Duration::from_secs(7200));
+    assert_eq!(c.crontab.unwrap().every, Duration::from_secs(90 * 60));
 }
 
 #[test]
@@ -866,6 +887,68 @@ fn engine_tuning_is_read_and_checked() {
     assert_eq!(
         e.message,
         "<engine maxPending=\"many\">: \"many\" is not a whole number"
+    );
+}
+
+#[test]
+fn engine_times_take_a_unit_or_the_one_their_name_says() {
+    let c = ok(
+        "<head><engine settleMs=\"0\" maxDelayMs=\"1s\" retryInitialMs=\"2s\" \
+                retryMaxMs=\"5m\" auditSeconds=\"1h\"/></head>",
+    );
+    let g = &c.engine;
+    assert_eq!(
+        (g.settle, g.max_delay, g.retry_initial, g.retry_max),
+        (
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(300)
+        )
+    );
+    assert_eq!(g.audit, Some(Duration::from_secs(3600)));
+    let c =
+        ok("<head><engine settleMs=\" 250ms \" maxDelayMs=\"500\" auditSeconds=\"90\"/></head>");
+    assert_eq!(
+        (c.engine.settle, c.engine.max_delay, c.engine.audit),
+        (
+            Duration::from_millis(250),
+            Duration::from_millis(500),
+            Some(Duration::from_secs(90))
+        )
+    );
+    assert_eq!(
+        ok("<head><engine auditSeconds=\"0s\"/></head>")
+            .engine
+            .audit,
+        None
+    );
+
+    let e = err("<head><engine settleMs=\"soon\"/></head>");
+    assert_eq!(
+        e.message,
+        "<engine settleMs=\"soon\">: \"soon\" is not a duration"
+    );
+    assert_eq!(
+        hint(&e),
+        "settleMs is a time: a whole number of milliseconds, or one with a unit (500ms, 5s, 2m, \
+         1h), from 0 to 24h"
+    );
+    for bad in ["1.5s", "1m30s", "-1", "5 sec", "1d"] {
+        let e = err(&format!("<head><engine retryMaxMs=\"{bad}\"/></head>"));
+        assert!(e.message.ends_with("is not a duration"), "{bad}: {e}");
+    }
+    let e = err("<head><engine maxDelayMs=\"25h\"/></head>");
+    assert!(e.message.ends_with(": 25h is out of range"), "{e}");
+    let e = err("<head><engine auditSeconds=\"366d\"/></head>");
+    assert!(e.message.ends_with("is not a duration"), "{e}");
+    let e = err("<head><engine auditSeconds=\"8761h\"/></head>");
+    assert!(e.message.ends_with(": 8761h is out of range"), "{e}");
+    // The ordering check compares the durations, whatever units they were written in.
+    let e = err("<head><engine settleMs=\"1s\" maxDelayMs=\"999\"/></head>");
+    assert_eq!(
+        e.message,
+        "<engine>: settleMs (1000 ms) is more than maxDelayMs (999 ms)"
     );
 }
 

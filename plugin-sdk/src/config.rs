@@ -9,6 +9,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub mod attrs;
+#[cfg(feature = "xml")]
+pub mod xml;
+
 /// A line and column in the configuration file, both counted from 1.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Position {
@@ -59,10 +63,10 @@ impl ConfigNode {
         self.attribute(name).map(|a| a.value.as_str())
     }
 
-    /// The value of attribute `name`, or an error naming the element when it is missing.
+    /// The value of attribute `name`, or an error naming the element when it is missing
+    /// ([`attrs::required`] also refuses an empty one and shows an example).
     pub fn required_attr(&self, name: &str) -> Result<&str, ConfigError> {
-        self.attr(name)
-            .ok_or_else(|| self.error(format!("<{}> needs the attribute {name}=\"…\"", self.name)))
+        self.attr(name).ok_or_else(|| attrs::missing(self, name))
     }
 
     /// True only when attribute `name` is exactly `true` (sersync 2.5.4's rule for switches).

@@ -131,14 +131,7 @@ impl fmt::Display for RelPath {
         if self.is_root() {
             return f.write_str(".");
         }
-        for &b in &self.0 {
-            match b {
-                b'\\' => f.write_str("\\\\")?,
-                0x20..=0x7e => fmt::Write::write_char(f, b as char)?,
-                _ => write!(f, "\\x{b:02x}")?,
-            }
-        }
-        Ok(())
+        crate::text::write_escaped_bytes(f, &self.0)
     }
 }
 

@@ -7,14 +7,18 @@
 //! - [`json`]: the JSON form of an event that sersync's sinks and the example plugins write,
 //!   without a JSON library ([`json::event_json`], [`json::batch_lines`]).
 //! - [`config`]: [`ConfigNode`], one element of `confxml.xml` with its source position, which
-//!   built-in sinks read their own options from, and [`ConfigError`].
+//!   built-in sinks read their own options from, and [`ConfigError`]; [`config::attrs`], the
+//!   one way every value in the file is read (switches, numbers, durations) and its mistakes
+//!   worded; `config::xml` (feature `xml`, host side), the reader that makes the nodes.
+//! - [`text`]: untrusted bytes and text made safe for one line of a log or a message.
 //!
 //! - [`abi`]: the C ABI of native plugins and the [`Plugin`] trait a third-party sink
 //!   implements; [`export_sink!`] turns one into a shared library.
 //! - `guest` (feature `guest`, for `wasm32-wasip2` only): the same for WASM components, with
 //!   `export_wasm_sink!`. The WIT package is in `wit/plugin.wit`.
 //!
-//! Without features the crate has no dependencies: a plugin author pays nothing for it.
+//! Without features the crate has no dependencies: a plugin author pays nothing for it. (The
+//! `xml` feature, for the host, adds quick-xml.)
 
 pub mod abi;
 pub mod config;
@@ -24,6 +28,7 @@ pub mod guest;
 pub mod json;
 mod os_bytes;
 pub mod sink;
+pub mod text;
 
 pub use abi::{log, Level, Plugin};
 

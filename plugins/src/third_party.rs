@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use sersync_plugin_sdk::text::breaks_line;
 use sersync_plugin_sdk::{ConfigError, ConfigNode, Level};
 
 use crate::registry::SinkSpec;
@@ -90,7 +91,7 @@ const MAX_LOG: usize = 8 * 1024;
 
 /// A plugin's text (an error message or a log line, any bytes) as one printable line of at
 /// most `max` bytes: invalid UTF-8 becomes U+FFFD; control characters (newline, ESC, …) and
-/// the characters that reorder or break a terminal's line are escaped as Rust does (`\n`,
+/// the characters that reorder or break a terminal's line ([`breaks_line`]) are escaped as Rust does (`\n`,
 /// `\u{1b}`), so that no plugin can forge a log line; what does not fit is cut, and the line
 /// ends with `… (N bytes cut)`. Reads at most `max + 4` bytes of `raw`, however long it is.
 pub(crate) fn plugin_text(raw: &[u8], max: usize) -> String {
@@ -107,7 +108,7 @@ pub(crate) fn plugin_text(raw: &[u8], max: usize) -> String {
             .map(|c| (c, c.len_utf8()))
             .chain(invalid)
         {
-            let fits = if escaped(c) {
+            let fits = if breaks_line(c) {
                 let escape = c.escape_default();
                 text.len() + escape.len() <= max && {
                     text.extend(escape);
@@ -129,13 +130,6 @@ pub(crate) fn plugin_text(raw: &[u8], max: usize) -> String {
         text = format!("{text}… ({} bytes cut)", raw.len() - shown);
     }
     text
-}
-
-/// True for the characters [`plugin_text`] escapes: controls, and the Unicode marks that
-/// reorder text or end a line.
-fn escaped(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Bytes of log a plugin may write in a burst.

@@ -374,7 +374,7 @@ fn config_errors_are_located_and_explained() {
         ),
         (
             r#"<plugin name="command"><param prefix="/bin/x" batch="true" maxArgs="0"/></plugin>"#,
-            "at least 1",
+            "0 is out of range",
         ),
         (
             r#"<plugin name="command"><param prefix="/bin/x" passEnv="OK BAD-NAME"/></plugin>"#,

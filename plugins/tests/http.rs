@@ -188,7 +188,7 @@ fn config_errors_are_located_and_explained() {
         ),
         (
             r#"<plugin name="http"><endpoint url="http://h/" maxEvents="0"/></plugin>"#,
-            "at least 1",
+            "0 is out of range",
         ),
         (
             r#"<plugin name="http"><endpoint url="http://h/" cafile="/nonexistent.pem"/></plugin>"#,

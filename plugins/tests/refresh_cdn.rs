@@ -355,7 +355,7 @@ fn config_errors_are_located_and_explained() {
             lp(
                 r#"<cdninfo domainname="h" port="x" username="u" passwd="p"/><sendurl base="http://x"/>"#,
             ),
-            "port number",
+            "<cdninfo port=\"x\">: \"x\" is not a whole number",
         ),
         (
             lp(r#"<cdninfo domainname="h" username="u"/><sendurl base="http://x"/>"#),

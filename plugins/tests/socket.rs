@@ -250,7 +250,7 @@ fn config_errors_are_located_and_explained() {
     let cases = [
         (
             r#"<plugin name="socket"><localpath watch="/a"><deshost ip="h" port="70000"/></localpath></plugin>"#,
-            "port number",
+            "70000 is out of range",
         ),
         (
             r#"<plugin name="socket"><localpath watch="/a"><deshost ip="h"/></localpath></plugin>"#,

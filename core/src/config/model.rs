@@ -16,9 +16,6 @@ pub struct Config {
     pub control: ControlAddress,
     /// `<debug start>`: log every raw event, watch and batch. Default off.
     pub debug: bool,
-    /// `<fileSystem xfs>`: always `stat()` while walking. Default off (done anyway where the
-    /// kernel reports an unknown entry type).
-    pub xfs: bool,
     /// `<filter>`: what is never watched nor synced.
     pub filter: FilterConfig,
     /// `<inotify>`: which kinds of change are acted on.

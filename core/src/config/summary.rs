@@ -34,7 +34,7 @@ impl Config {
             describe_crontab(self.crontab.as_ref(), &self.rsync.full_sync_excludes),
             format!("plugins: {}", list_or_none(&self.enabled_plugins)),
             format!("control: {}:{}", self.control.host, self.control.port),
-            format!("debug: {}, xfs: {}", on_off(self.debug), on_off(self.xfs)),
+            format!("debug: {}", on_off(self.debug)),
             describe_engine(&self.engine),
         ];
         for line in lines {

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use sersync_plugin_sdk::text::breaks_line;
+
 use super::{DaemonState, StatusReport};
 use crate::config;
 
@@ -205,12 +207,15 @@ pub fn render_table(report: &StatusReport) -> String {
     out
 }
 
-/// The first line of `text`, control characters replaced, cut to `max` characters.
+/// The first line of `text`, every character that breaks or reorders a line
+/// ([`breaks_line`], the SDK's one rule) replaced by `?`, cut to `max` characters. A table
+/// cell, unlike a log line ([`sersync_plugin_sdk::text::one_line`]), keeps one column per
+/// character, so nothing is spelled out.
 fn printable(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
     let mut out: String = line
         .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if breaks_line(c) { '?' } else { c })
         .take(max)
         .collect();
     if line.chars().count() > max || text.lines().nth(1).is_some() {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use regex::bytes::Regex;
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use crate::common::options::{attr_error, count_attr, duration_attr, path_regex};
+use crate::common::options::path_regex;
+use sersync_plugin_sdk::config::attrs::{attr_error, count, duration, TIMEOUT};
 
 /// How long a run may take by default before it is killed.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,7 +52,7 @@ impl CommandOptions {
             ));
         }
         let batch = if param.flag("batch") {
-            Some(count_attr(param, "maxargs")?.unwrap_or(DEFAULT_MAX_ARGS))
+            Some(count(param, "maxargs")?.unwrap_or(DEFAULT_MAX_ARGS))
         } else {
             None
         };
@@ -68,7 +69,7 @@ impl CommandOptions {
             prefix,
             suffix: words(param, "suffix")?,
             ignore_error: param.flag("ignoreerror"),
-            timeout: duration_attr(param, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+            timeout: duration(param, "timeout", &TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
             batch,
             pass_env: pass_env(param)?,
             includes,

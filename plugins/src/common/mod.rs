@@ -10,20 +10,10 @@ pub(crate) mod net;
 pub(crate) mod options;
 pub(crate) mod percent;
 
-/// Renders raw bytes for a log line or an error message: printable ASCII as is, `\` as `\\`,
-/// every other byte as `\xNN`, so that a file name with a newline or invalid UTF-8 stays on one
+/// Raw bytes for a log line or an error message (the SDK's one escaping of bytes, the form
+/// paths are shown in everywhere): a file name with a newline or invalid UTF-8 stays on one
 /// line and cannot forge log entries.
-pub(crate) fn show(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out
-}
+pub(crate) use sersync_plugin_sdk::text::escape_bytes as show;
 
 /// An element for unit tests: `name` with `attrs` and `children`, positions left at zero.
 #[cfg(test)]

@@ -1,66 +1,12 @@
-//! Option parsing the sinks share: durations, hosts and ports, path regexes, and the
-//! `<localpath watch>` sections of `refreshCDN` and `socket`.
+//! Option parsing the sinks share beyond the SDK's attribute toolkit
+//! (`sersync_plugin_sdk::config::attrs`: switches, numbers, durations): hosts and ports, path
+//! regexes, and the `<localpath watch>` sections of `refreshCDN` and `socket`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use regex::bytes::{Regex, RegexBuilder};
+use sersync_plugin_sdk::config::attrs::{attr_error, missing, number, Bounds, PORT};
 use sersync_plugin_sdk::{ConfigError, ConfigNode, SinkError};
-
-/// An error located at attribute `attr` of `node` (at the element when the attribute is absent).
-pub(crate) fn attr_error(node: &ConfigNode, attr: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::at(
-        node.attribute(attr).map_or(node.position, |a| a.position),
-        message,
-    )
-}
-
-/// Attribute `name` of `node` as a duration: `250ms`, `5s`, `2m`, or a bare number of seconds
-/// (the unit sersync 2.5.4 used for `<timeout time>`). `Ok(None)` when absent; zero is refused.
-pub(crate) fn duration_attr(
-    node: &ConfigNode,
-    name: &str,
-) -> Result<Option<Duration>, ConfigError> {
-    let Some(attr) = node.attribute(name) else {
-        return Ok(None);
-    };
-    let text = attr.value.trim();
-    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1_000)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (text, 1_000)
-    };
-    match number.trim().parse::<u64>() {
-        Ok(n) if n > 0 => Ok(Some(Duration::from_millis(n.saturating_mul(unit_ms)))),
-        _ => Err(ConfigError::at(
-            attr.position,
-            format!(
-                "<{} {name}=\"{}\">: expected a duration",
-                node.name, attr.value
-            ),
-        )
-        .with_hint(
-            "write e.g. \"500ms\", \"5s\" or \"2m\"; a bare number is seconds; zero is not allowed",
-        )),
-    }
-}
-
-/// Attribute `name` as a count of at least 1; `Ok(None)` when absent.
-pub(crate) fn count_attr(node: &ConfigNode, name: &str) -> Result<Option<usize>, ConfigError> {
-    match node.parse_attr::<usize>(name, "a whole number of at least 1")? {
-        Some(0) => Err(attr_error(
-            node,
-            name,
-            format!("<{} {name}=\"0\">: must be at least 1", node.name),
-        )
-        .with_hint(format!("leave {name} out for the default"))),
-        n => Ok(n),
-    }
-}
 
 /// A TCP peer: host name or IP address (IPv6 without brackets) and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,14 +44,21 @@ impl HostPort {
                 "write a name like cdn.example.com, an IPv4 address or an IPv6 address such as ::1",
             ));
         }
-        let port = match node.parse_attr::<u16>(port_attr, "a port number (1-65535)")? {
-            Some(0) => None,
-            Some(p) => Some(p),
-            None => default_port,
+        // With a default, 0 stands for it (as an absent attribute does).
+        let bounds = match default_port {
+            Some(_) => Bounds {
+                meaning: "a TCP port (0: the default)",
+                min: 0,
+                ..PORT
+            },
+            None => PORT,
+        };
+        let port = match number(node, port_attr, &bounds)? {
+            Some(0) | None => default_port,
+            Some(p) => Some(p as u16),
         };
         let port = port.ok_or_else(|| {
-            node.error(format!("<{}> needs {port_attr}=\"1-65535\"", node.name))
-                .with_hint("the TCP port the peer listens on")
+            missing(node, port_attr).with_hint("the TCP port the peer listens on, 1 to 65535")
         })?;
         Ok(HostPort {
             host: host.to_string(),
@@ -233,17 +186,6 @@ mod tests {
 
     fn node(attrs: &[(&str, &str)]) -> ConfigNode {
         test_node("x", attrs, vec![])
-    }
-
-    #[test]
-    fn durations() {
-        let d = |v| duration_attr(&node(&[("t", v)]), "t");
-        assert_eq!(d("250ms").unwrap(), Some(Duration::from_millis(250)));
-        assert_eq!(d("5s").unwrap(), Some(Duration::from_secs(5)));
-        assert_eq!(d("2m").unwrap(), Some(Duration::from_secs(120)));
-        assert_eq!(d("100").unwrap(), Some(Duration::from_secs(100)));
-        assert!(d("0").is_err() && d("fast").is_err());
-        assert_eq!(duration_attr(&node(&[]), "t").unwrap(), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use reqwest::Url;
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
 use crate::common::http::{client, headers};
-use crate::common::options::{attr_error, count_attr, duration_attr};
+use sersync_plugin_sdk::config::attrs::{attr_error, count, duration, TIMEOUT};
 
 /// Bound of one request by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,9 +57,9 @@ impl HttpOptions {
         Ok(HttpOptions {
             client: client(
                 endpoint,
-                duration_attr(endpoint, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+                duration(endpoint, "timeout", &TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
             )?,
-            max_events: count_attr(endpoint, "maxevents")?.unwrap_or(DEFAULT_MAX_EVENTS),
+            max_events: count(endpoint, "maxevents")?.unwrap_or(DEFAULT_MAX_EVENTS),
             url,
             headers,
         })

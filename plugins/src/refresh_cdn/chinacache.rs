@@ -8,8 +8,9 @@ use sersync_plugin_sdk::{ConfigError, ConfigNode, SinkError};
 
 use crate::common::http::classify_status;
 use crate::common::net::{connect, io_error};
-use crate::common::options::{duration_attr, HostPort};
+use crate::common::options::HostPort;
 use crate::common::percent::{encode, QUERY_KEEP};
+use sersync_plugin_sdk::config::attrs::{duration, TIMEOUT};
 
 /// Per-connection bound by default (2.5.4 used 300 ms, which a loaded API often missed).
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,7 +53,7 @@ impl ChinaCache {
             peer: HostPort::parse(cdninfo, "domainname", "port", Some(80))?,
             user: cdninfo.required_attr("username")?.to_string(),
             password: cdninfo.required_attr("passwd")?.to_string(),
-            timeout: duration_attr(cdninfo, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+            timeout: duration(cdninfo, "timeout", &TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
         })
     }
 

@@ -9,8 +9,8 @@ use reqwest::{Method, Url};
 use sersync_plugin_sdk::{ConfigError, ConfigNode, SinkError};
 
 use crate::common::http::{client, header_names, headers, send};
-use crate::common::options::{attr_error, count_attr, duration_attr};
 use crate::common::percent::{encode, QUERY_KEEP};
+use sersync_plugin_sdk::config::attrs::{attr_error, count, duration, TIMEOUT};
 
 /// Bound of one request by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,7 +100,7 @@ impl Purge {
             method,
             url,
             max_urls: if body.is_some() {
-                count_attr(node, "maxurls")?.unwrap_or(DEFAULT_MAX_URLS)
+                count(node, "maxurls")?.unwrap_or(DEFAULT_MAX_URLS)
             } else {
                 1
             },
@@ -108,7 +108,7 @@ impl Purge {
             interval,
             client: client(
                 node,
-                duration_attr(node, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+                duration(node, "timeout", &TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
             )?,
             headers,
         })

@@ -6,8 +6,9 @@ use std::path::Path;
 use regex::bytes::Regex;
 use sersync_plugin_sdk::{ConfigError, ConfigNode, RelPath};
 
-use crate::common::options::{attr_error, path_regex};
+use crate::common::options::path_regex;
 use crate::common::percent::{encode, PATH_KEEP};
+use sersync_plugin_sdk::config::attrs::attr_error;
 
 /// How a path becomes a URL.
 #[derive(Clone, Debug)]

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use crate::common::options::{attr_error, duration_attr, HostPort, PerWatch};
+use crate::common::options::{HostPort, PerWatch};
+use sersync_plugin_sdk::config::attrs::{attr_error, duration, TIMEOUT};
 
 /// Bound of a connect or a write by default.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,7 +48,7 @@ pub(crate) fn parse(plugin: &ConfigNode) -> Result<PerWatch<Vec<DesHost>>, Confi
                 Ok(DesHost {
                     peer: HostPort::parse(d, "ip", "port", None)?,
                     format,
-                    timeout: duration_attr(d, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+                    timeout: duration(d, "timeout", &TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

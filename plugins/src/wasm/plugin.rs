@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sersync_plugin_sdk::config::attrs::{duration, number, Bounds, TIMEOUT_MS};
 use sersync_plugin_sdk::{ConfigError, ConfigNode, Sink, SinkContext, SinkError};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::Store;
@@ -74,19 +75,11 @@ impl fmt::Debug for WasmPlugin {
 /// `<allow_dir path="DIR" readonly="true|false"/>`, `<param name value/>`.
 pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
     let file = PluginFile::from_node(node)?;
-    let timeout_ms = positive(node, "timeout_ms", "a number of milliseconds")?;
-    let memory = match positive(node, "memory_mb", "a number of MiB")? {
-        None => DEFAULT_MEMORY_MB << 20,
-        Some(mb) => usize::try_from(mb)
-            .ok()
-            .and_then(|mb| mb.checked_mul(1 << 20))
-            .ok_or_else(|| node.error(format!("<plugin memory_mb=\"{mb}\">: too large")))?,
-    };
-    let max_files = match positive(node, "max_files", "a number of files")? {
-        None => DEFAULT_MAX_FILES,
-        Some(n) => usize::try_from(n)
-            .map_err(|_| node.error(format!("<plugin max_files=\"{n}\">: too large")))?,
-    };
+    let timeout = duration(node, "timeout_ms", &TIMEOUT_MS)?;
+    let memory =
+        number(node, "memory_mb", &MEMORY_MB)?.map_or(DEFAULT_MEMORY_MB, |mb| mb as usize) << 20;
+    let max_files =
+        number(node, "max_files", &MAX_FILES)?.map_or(DEFAULT_MAX_FILES, |n| n as usize);
     let dirs = node
         .children_named("allow_dir")
         .map(|d| {
@@ -136,7 +129,7 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
         file,
         pre,
         dirs,
-        timeout: Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
+        timeout: timeout.unwrap_or(Duration::from_millis(DEFAULT_TIMEOUT_MS)),
         memory,
         max_files,
         log,
@@ -151,13 +144,19 @@ pub fn configure(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
     Ok(Box::new(WasmSpec(Arc::new(plugin))))
 }
 
-/// Attribute `name` as a number above 0, if present.
-fn positive(node: &ConfigNode, name: &str, what: &str) -> Result<Option<u64>, ConfigError> {
-    match node.parse_attr::<u64>(name, what)? {
-        Some(0) => Err(node.error(format!("<{} {name}=\"0\">: must be above 0", node.name))),
-        n => Ok(n),
-    }
-}
+/// `memory_mb`: at least 1 MiB, at most the 4 GiB a 32-bit instance can address.
+const MEMORY_MB: Bounds = Bounds {
+    meaning: "a number of MiB",
+    min: 1,
+    max: 4_096,
+};
+
+/// `max_files`: at least one handle.
+const MAX_FILES: Bounds = Bounds {
+    meaning: "a number of handles",
+    min: 1,
+    max: 1_000_000,
+};
 
 /// True when the file starts like a core module (wasm magic, version 1) rather than a component.
 fn is_core_module(path: &std::path::Path) -> bool {

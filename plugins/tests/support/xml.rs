@@ -1,34 +1,13 @@
-//! Reads confxml text into [`ConfigNode`]s the way the engine does: element and attribute names
-//! folded to lower case, the positions of elements and attributes kept.
+//! Reads confxml text into [`ConfigNode`]s with the engine's own reader
+//! (`sersync_plugin_sdk::config::xml`): names folded to lower case, positions kept, exactly as
+//! the daemon hands a sink its section.
 
-use quick_xml::events::{BytesStart, Event};
-use quick_xml::Reader;
-use sersync_plugin_sdk::config::Attribute;
-use sersync_plugin_sdk::{ConfigNode, Position};
+use sersync_plugin_sdk::config::xml::parse_tree;
+use sersync_plugin_sdk::ConfigNode;
 
-/// The document element of `xml`.
+/// The `<head>` element of `xml`.
 pub fn parse(xml: &str) -> ConfigNode {
-    let mut reader = Reader::from_str(xml);
-    let mut stack: Vec<ConfigNode> = vec![ConfigNode::default()];
-    loop {
-        let start = reader.buffer_position() as usize;
-        let event = reader.read_event().expect("well-formed XML");
-        let tag = (start, reader.buffer_position() as usize);
-        match event {
-            Event::Start(e) => stack.push(node(&e, xml, tag)),
-            Event::Empty(e) => {
-                let n = node(&e, xml, tag);
-                stack.last_mut().unwrap().children.push(n);
-            }
-            Event::End(_) => {
-                let n = stack.pop().unwrap();
-                stack.last_mut().unwrap().children.push(n);
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    stack.pop().unwrap().children.remove(0)
+    parse_tree(xml).unwrap_or_else(|e| panic!("malformed test XML: {e}"))
 }
 
 /// The top-level `<plugin name="…">` called `name` (case-insensitive) in `xml`.
@@ -46,51 +25,6 @@ pub fn plugin(xml: &str, name: &str) -> ConfigNode {
 pub fn plugin_xml(plugin: &str) -> ConfigNode {
     let xml = format!("<head version=\"2.5\">\n{plugin}\n</head>");
     parse(&xml).children.remove(0)
-}
-
-/// The element `e`, whose tag spans `tag` (byte offsets) in `xml`; each attribute gets the
-/// position of its name.
-fn node(e: &BytesStart<'_>, xml: &str, tag: (usize, usize)) -> ConfigNode {
-    let text = &xml[tag.0..tag.1];
-    let element = position(xml, tag.0);
-    ConfigNode {
-        name: e.name().into_inner().to_ascii_lowercase(),
-        attributes: e
-            .attributes()
-            .map(|a| {
-                let a = a.expect("well-formed attribute");
-                let key = a.key.into_inner();
-                let at = text
-                    .match_indices(key)
-                    .map(|(i, _)| i)
-                    .find(|&i| {
-                        text[..i].ends_with(char::is_whitespace)
-                            && text[i + key.len()..].trim_start().starts_with('=')
-                    })
-                    .map_or(element, |i| position(xml, tag.0 + i));
-                Attribute {
-                    name: key.to_ascii_lowercase(),
-                    value: a
-                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                        .expect("valid entities")
-                        .into_owned(),
-                    position: at,
-                }
-            })
-            .collect(),
-        children: Vec::new(),
-        position: element,
-    }
-}
-
-fn position(xml: &str, offset: usize) -> Position {
-    let before = &xml[..offset.min(xml.len())];
-    let skipped = xml[before.len()..].len() - xml[before.len()..].trim_start().len();
-    let before = &xml[..before.len() + skipped];
-    Position {
-        line: before.matches('\n').count() as u32 + 1,
-        column: (before.len() - before.rfind('\n').map_or(0, |i| i + 1)) as u32 + 1,
-    }
 }
 
 /// `text` escaped for an attribute value in double quotes.

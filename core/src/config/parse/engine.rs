@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use sersync_plugin_sdk::config::attrs::{duration_or, Span, Unit};
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use super::values::{number_or, optional, Bounds, COUNT, MILLISECONDS, POSITIVE_MILLISECONDS};
+use super::values::{number_or, optional, Bounds, COUNT};
+use crate::config::EngineConfig;
 
 /// `transfersPerRemote`: rsync processes one remote of one watch may run at once.
 const TRANSFERS: Bounds = Bounds {
@@ -12,13 +14,29 @@ const TRANSFERS: Bounds = Bounds {
     min: 1,
     max: 16,
 };
-use crate::config::EngineConfig;
 
-/// `auditSeconds`: up to a year between audits; 0 turns them off.
-const AUDIT_SECONDS: Bounds = Bounds {
-    meaning: "a number of seconds between audits (0: none)",
-    min: 0,
-    max: 31_536_000,
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// `settleMs`: a bare number is milliseconds; zero (no settle window) allowed, at most a day.
+const SETTLE: Span = Span {
+    meaning: "a time",
+    unit: Unit::Milliseconds,
+    min: Duration::ZERO,
+    max: DAY,
+};
+
+/// `maxDelayMs`, `retryInitialMs`, `retryMaxMs`: like [`SETTLE`], but never zero.
+const POSITIVE: Span = Span {
+    min: Duration::from_millis(1),
+    ..SETTLE
+};
+
+/// `auditSeconds`: a bare number is seconds; up to a year between audits; 0 turns them off.
+const AUDIT: Span = Span {
+    meaning: "a period between audits (0: none)",
+    unit: Unit::Seconds,
+    min: Duration::ZERO,
+    max: Duration::from_secs(31_536_000),
 };
 
 /// `<engine settleMs maxDelayMs maxPending retryInitialMs retryMaxMs transfersPerRemote
@@ -27,19 +45,18 @@ const AUDIT_SECONDS: Bounds = Bounds {
 /// `/var/lib/sersync` for root, else the user's own state directory): never a directory
 /// others can write to.
 pub fn engine(node: Option<&ConfigNode>) -> Result<EngineConfig, ConfigError> {
-    let millis = |attr: &str, bounds: &Bounds, default: u64| {
-        number_or(node, attr, bounds, default).map(Duration::from_millis)
+    let millis = |attr: &str, span: &Span, default: u64| {
+        duration_or(node, attr, span, Duration::from_millis(default))
     };
     let state_dir = optional(node, "statedir", "<engine stateDir=\"/var/lib/sersync\"/>")?;
     let engine = EngineConfig {
-        settle: millis("settlems", &MILLISECONDS, 10)?,
-        max_delay: millis("maxdelayms", &POSITIVE_MILLISECONDS, 40)?,
+        settle: millis("settlems", &SETTLE, 10)?,
+        max_delay: millis("maxdelayms", &POSITIVE, 40)?,
         max_pending: number_or(node, "maxpending", &COUNT, 100_000)? as usize,
-        audit: Some(number_or(node, "auditseconds", &AUDIT_SECONDS, 0)?)
-            .filter(|&s| s > 0)
-            .map(Duration::from_secs),
-        retry_initial: millis("retryinitialms", &POSITIVE_MILLISECONDS, 500)?,
-        retry_max: millis("retrymaxms", &POSITIVE_MILLISECONDS, 60_000)?,
+        audit: Some(duration_or(node, "auditseconds", &AUDIT, Duration::ZERO)?)
+            .filter(|d| !d.is_zero()),
+        retry_initial: millis("retryinitialms", &POSITIVE, 500)?,
+        retry_max: millis("retrymaxms", &POSITIVE, 60_000)?,
         transfers_per_remote: number_or(node, "transfersperremote", &TRANSFERS, 2)? as usize,
         state_dir: state_dir.map_or_else(crate::state_dir::default_path, Into::into),
     };

@@ -130,6 +130,7 @@ const SWITCHES: &[&str] = &["start", "xfs"];
 pub fn warnings(head: &ConfigNode, config: &Config) -> Vec<ConfigError> {
     let mut found = Vec::new();
     check(head, &HEAD, &mut found);
+    found.extend(ignored_xfs(head));
     found.extend(silent_watches(config));
     found
 }
@@ -238,6 +239,25 @@ fn distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// `<fileSystem xfs="true">`: accepted, as 2.5.4's files have it, but it changes nothing. 2.5.4
+/// needed it where XFS reported no entry type (`DT_UNKNOWN`); the walk `lstat()`s exactly those
+/// entries whatever the switch says, and a type the file system does report is right, so
+/// `stat()`ing every entry would only make walks slower.
+fn ignored_xfs(head: &ConfigNode) -> Option<ConfigError> {
+    let node = head.child("filesystem")?;
+    let attr = node.attribute("xfs").filter(|a| a.value == "true")?;
+    Some(
+        ConfigError::at(
+            attr.position,
+            format!("{} is accepted and ignored", quoted(node, attr)),
+        )
+        .with_hint(
+            "the walk stat()s every entry whose type readdir does not report (XFS without \
+             ftype) whatever the switch says; remove the attribute",
+        ),
+    )
 }
 
 /// Watches whose changes go nowhere: no `<remote>` and no plugin enabled.

@@ -10,9 +10,10 @@ mod values;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sersync_plugin_sdk::config::attrs::{duration_or, Span, Unit};
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use self::values::{child_switch, number_or, optional, required, switch, MINUTES, PORT};
+use self::values::{child_switch, number_or, optional, required, PORT};
 use crate::config::{
     Config, ControlAddress, CrontabConfig, EventSwitches, FailLogConfig, Remote, WatchConfig,
 };
@@ -29,7 +30,6 @@ pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
         file: file.to_path_buf(),
         control: control(head.child("host"))?,
         debug: child_switch(Some(head), "debug", false),
-        xfs: switch(head.child("filesystem"), "xfs", false),
         filter: filter::filter(head)?,
         events,
         watches: watches(sersync)?,
@@ -136,7 +136,7 @@ fn fail_log(node: Option<&ConfigNode>) -> Result<FailLogConfig, ConfigError> {
     let example = "<failLog path=\"/tmp/rsync_fail_log.sh\" timeToExecute=\"60\"/>";
     Ok(FailLogConfig {
         path: PathBuf::from(optional(node, "path", example)?.unwrap_or("/tmp/rsync_fail_log.sh")),
-        every: minutes(number_or(node, "timetoexecute", &MINUTES, 60)?),
+        every: duration_or(node, "timetoexecute", &MINUTES, minutes(60))?,
     })
 }
 
@@ -149,11 +149,19 @@ fn crontab(
         return Ok(None);
     };
     Ok(Some(CrontabConfig {
-        every: minutes(number_or(Some(node), "schedule", &MINUTES, 600)?),
+        every: duration_or(Some(node), "schedule", &MINUTES, minutes(600))?,
         excludes,
     }))
 }
 
-fn minutes(n: u64) -> Duration {
+/// `timeToExecute`, `schedule`: a bare number is minutes; at least one, at most ten years.
+const MINUTES: Span = Span {
+    meaning: "a period",
+    unit: Unit::Minutes,
+    min: minutes(1),
+    max: minutes(5_256_000),
+};
+
+const fn minutes(n: u64) -> Duration {
     Duration::from_secs(n * 60)
 }
