@@ -1,8 +1,9 @@
 //! Pieces the built-in sinks share, so that each sink's folder holds only what is its own:
-//! reading a batch as a list of changed paths, option parsing (durations, hosts, regexes,
+//! reading one attribute (`attrs`, which core's reading of `confxml.xml` uses too), reading a batch as a list of changed paths, option parsing (durations, hosts, regexes,
 //! `<localpath>` selection, headers), TCP and HTTP plumbing with one error classification, and
 //! the JSON form of an event.
 
+pub mod attrs;
 pub(crate) mod changes;
 pub(crate) mod http;
 pub(crate) mod json;

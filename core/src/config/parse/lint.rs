@@ -240,7 +240,8 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Watches whose changes go nowhere: no `<remote>` and no plugin enabled.
+/// Watches whose changes go nowhere: no destination of `<sersync>`'s own sinks (a `<remote>`)
+/// and no plugin enabled.
 fn silent_watches(config: &Config) -> Vec<ConfigError> {
     if !config.enabled_plugins.is_empty() {
         return Vec::new();
@@ -248,8 +249,9 @@ fn silent_watches(config: &Config) -> Vec<ConfigError> {
     config
         .watches
         .iter()
-        .filter(|w| w.remotes.is_empty())
-        .map(|w| {
+        .enumerate()
+        .filter(|(i, _)| !config.sersync_sinks.serves(*i))
+        .map(|(_, w)| {
             ConfigError::at(
                 w.position,
                 format!(
