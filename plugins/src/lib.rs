@@ -6,23 +6,24 @@
 //! [`registry::configure_sersync`] for the sinks `<sersync>` itself configures (rsync, one per
 //! `<remote>`), and starts one instance per lane with [`SinkSpec::start`]. What core needs to
 //! know about a sink is a capability of its spec (full syncs, a failLog command, parallel
-//! deliveries, progress), never its type: the sink modules are private to this crate, and
-//! only the registry, the SDK types, [`attrs`], [`audit`] and [`progress`] are public.
+//! deliveries, progress), never its type: the built-in sink modules (rsync, command, refreshCDN, socket, http) are
+//! private to this crate, and only the registry, the SDK types, [`attrs`], [`audit`],
+//! [`progress`] and the third-party loaders are public.
 //!
 //! Third-party plugins (`<plugin type="dylib|wasm" path="FILE">`) are loaded by [`dylib`]
 //! (native shared libraries, through the SDK's C ABI) and [`wasm`] (WASM components, through
 //! wasmtime; cargo feature `wasm`, on by default).
 
 pub mod audit;
-pub mod command;
+mod command;
 mod common;
 pub mod dylib;
-pub mod http;
+mod http;
 pub mod progress;
-pub mod refresh_cdn;
+mod refresh_cdn;
 pub mod registry;
 mod rsync;
-pub mod socket;
+mod socket;
 mod third_party;
 #[cfg(feature = "wasm")]
 pub mod wasm;
