@@ -8,7 +8,12 @@
 //! know about a sink is a capability of its spec (full syncs, a failLog command, parallel
 //! deliveries, progress), never its type: the built-in sink modules (rsync, command, refreshCDN, socket, http) are
 //! private to this crate, and only the registry, the SDK types, [`attrs`], [`audit`],
-//! [`progress`] and the third-party loaders are public.
+//! [`progress`] and the third-party loaders are public. Naming a sink from outside fails to
+//! compile, and this doctest fails if one becomes public again:
+//!
+//! ```compile_fail
+//! use sersync_plugins::rsync::RsyncSpec;
+//! ```
 //!
 //! Third-party plugins (`<plugin type="dylib|wasm" path="FILE">`) are loaded by [`dylib`]
 //! (native shared libraries, through the SDK's C ABI) and [`wasm`] (WASM components, through
