@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use sersync_plugin_sdk::{ConfigError, Event, EventKind, RelPath, Sink, SinkContext, WatchId};
 use sersync_plugins::audit::Auditor;
-use sersync_plugins::rsync::progress::ProgressBoard;
 
 use crate::audit::LaneAudit;
 use crate::catchup::{self, Heartbeat};
@@ -21,6 +20,7 @@ use crate::config::{Config, FailLogConfig};
 use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode, Pool};
 use crate::faillog::{FailLog, SpecRecorder};
 use crate::filter::Filter;
+use crate::progress::ProgressBoard;
 use crate::state_dir::{StateDir, StateDirError};
 use crate::topology::{LanePlan, Topology};
 use crate::watch::{limits::InotifyLimits, Root, WatchError, Watcher, WatcherStats};
@@ -38,7 +38,8 @@ pub struct RunOptions {
     pub mode: Mode,
     /// How long stopping waits for lanes to deliver what they hold.
     pub shutdown_deadline: Duration,
-    /// `-r` on a terminal: where every rsync lane shows its start-up full sync.
+    /// `-r` on a terminal: where every lane whose sink can report progress shows its
+    /// start-up full sync.
     pub progress: Option<Arc<ProgressBoard>>,
 }
 
@@ -272,7 +273,7 @@ impl Engine {
             fail_log,
             mode,
         } = prepared;
-        let has_rsync = ready.iter().any(|r| r.plan.full_syncs);
+        let has_rsync = ready.iter().any(|r| r.plan.spec.takes_full_syncs());
         let script =
             (has_rsync && mode == Mode::Deliver).then(|| Arc::new(FailLog::new(&fail_log.path)));
         // Verified once per start; a refused directory is reported by every lane and the
@@ -436,7 +437,7 @@ fn start_lanes(
             max_pending,
             journal,
         );
-        if let (Some(log), true) = (script, plan.full_syncs) {
+        if let (Some(log), true) = (script, plan.spec.takes_full_syncs()) {
             lane.record_failures(Arc::new(SpecRecorder {
                 log: log.clone(),
                 spec: plan.spec.clone(),
@@ -448,7 +449,7 @@ fn start_lanes(
         lane.start(sinks, mode, &pool);
         lanes.push(RunningLane {
             lane,
-            full_syncs: plan.full_syncs,
+            full_syncs: plan.spec.takes_full_syncs(),
         });
     }
     (lanes, audits)

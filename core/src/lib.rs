@@ -13,6 +13,7 @@ pub mod faillog;
 pub mod filter;
 pub mod logging;
 pub mod naming;
+pub mod progress;
 pub mod state_dir;
 pub mod supervisor;
 pub mod systemd;

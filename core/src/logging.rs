@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sersync_plugins::rsync::progress::ProgressBoard;
+use crate::progress::ProgressBoard;
 use tracing_subscriber::EnvFilter;
 
 /// The log line format.

@@ -9,10 +9,10 @@ use sersync::cli::Cli;
 use sersync::config::Config;
 use sersync::dispatch::Mode;
 use sersync::engine::RunOptions;
+use sersync::progress::ProgressBoard;
 use sersync::supervisor::{self, Hub};
 use sersync::topology::{configure_named, Topology};
 use sersync::{daemon, logging};
-use sersync_plugins::rsync::progress::ProgressBoard;
 
 /// Exit status for a configuration that cannot be used (sersync 2.5.4 used 255).
 const EXIT_CONFIG: u8 = 255;

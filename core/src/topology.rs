@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sersync_plugin_sdk::{ConfigError, WatchId};
-use sersync_plugins::rsync::progress::ProgressBoard;
-use sersync_plugins::rsync::{ProcessLimit, RsyncSpec};
-use sersync_plugins::{configure_plugin, SinkSpec};
+use sersync_plugins::progress::ProgressDisplay;
+use sersync_plugins::{configure_plugin, SinkSetup, SinkSpec};
 
 use crate::config::Config;
+use crate::progress::ProgressBoard;
 use crate::watch::Root;
 
 /// One lane to start: a sink for one watch.
@@ -17,10 +17,9 @@ use crate::watch::Root;
 pub struct LanePlan {
     /// The watch it serves.
     pub watch: WatchId,
-    /// The configured sink.
+    /// The configured sink; what the engine does with the lane follows from its
+    /// capabilities (`takes_full_syncs`, `replay_command`, …).
     pub spec: Arc<dyn SinkSpec>,
-    /// True for rsync lanes: the ones `-r`, the crontab and `POST /sync` push whole trees to.
-    pub full_syncs: bool,
 }
 
 /// Every watch root and every lane.
@@ -33,9 +32,10 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Plans the watches and lanes. `only_plugin` is `-m NAME`: that plugin alone, no rsync.
-    /// `workers` bounds the rsync processes running at once. `progress` is the board of the
-    /// start-up full sync (`-r` on a terminal): every rsync lane gets a place on it.
+    /// Plans the watches and lanes. `only_plugin` is `-m NAME`: that plugin alone, none of
+    /// the sinks `<sersync>` configures. `workers` (`-n`) and `progress`, the board of the
+    /// start-up full sync (`-r` on a terminal), are handed to those sinks ([`SinkSetup`]):
+    /// each that can report progress takes a place on the board.
     pub fn plan(
         config: &Config,
         only_plugin: Option<&str>,
@@ -49,25 +49,16 @@ impl Topology {
         let sersync_roots: Vec<PathBuf> = config.watches.iter().map(|w| w.root.clone()).collect();
         if only_plugin.is_none() {
             config.require_watches()?;
-            let limit = Arc::new(ProcessLimit::new(workers));
-            for watch in &config.watches {
-                let id = topology.root_id(&watch.root);
-                for remote in &watch.remotes {
-                    let mut spec = RsyncSpec::new(
-                        config.rsync.clone(),
-                        remote.target(),
-                        watch.root.clone(),
-                        limit.clone(),
-                    );
-                    if let Some(board) = progress {
-                        spec = spec.with_progress(board);
-                    }
-                    topology.lanes.push(LanePlan {
-                        watch: id,
-                        spec: Arc::new(spec),
-                        full_syncs: true,
-                    });
-                }
+            let setup = SinkSetup {
+                workers,
+                progress: progress.map(|board| board.clone() as Arc<dyn ProgressDisplay>),
+            };
+            for (i, spec) in config.sersync_sinks.specs(&sersync_roots, &setup) {
+                let id = topology.root_id(&sersync_roots[i]);
+                topology.lanes.push(LanePlan {
+                    watch: id,
+                    spec: Arc::from(spec),
+                });
             }
         }
         let plugins: Vec<&str> = match only_plugin {
@@ -94,7 +85,6 @@ impl Topology {
                 topology.lanes.push(LanePlan {
                     watch: id,
                     spec: spec.clone(),
-                    full_syncs: false,
                 });
             }
         }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sersync::config::{self, Config, Remote, DEFAULT_TEMP_PATTERNS};
+use sersync::config::{self, Config, DEFAULT_TEMP_PATTERNS};
 use sersync_plugin_sdk::ConfigError;
 
 const SHIPPED: &str = include_str!("fixtures/confxml-2.5.4.xml");
@@ -42,12 +42,18 @@ fn in_sersync(body: &str) -> String {
     format!("<head>\n<sersync>\n{body}\n</sersync>\n</head>")
 }
 
-fn remote(host: &str, module: &str) -> Remote {
-    Remote {
-        host: host.into(),
-        module: module.into(),
-    }
+/// The `--check` lines under the `i`-th watch: where its changes go (the rsync sink's words).
+fn destinations(c: &Config, i: usize) -> Vec<String> {
+    c.sersync_sinks.describe_watch(i)
 }
+
+/// The `--check` line of how rsync runs: what it is really passed.
+fn rsync_line(c: &Config) -> String {
+    c.sersync_sinks.describe().join("\n")
+}
+
+/// What that line adds when `<commonParams>` holds `-u`, which is not passed.
+const DROPS_UPDATE: &str = "; -u/--update from <commonParams> is not passed: it would keep remote files newer than the source's";
 
 // ---- the shipped file ------------------------------------------------------------------
 
@@ -68,22 +74,20 @@ fn shipped_file_loads_unchanged_with_its_values() {
 
     assert_eq!(c.watches.len(), 1);
     assert_eq!(c.watches[0].root, Path::new("/opt/tongbu"));
-    assert_eq!(c.watches[0].remotes, [remote("127.0.0.1", "tongbu1")]);
+    assert_eq!(destinations(&c, 0), ["rsync to 127.0.0.1::tongbu1"]);
     assert_eq!(
         (c.watches[0].position.line, c.watches[0].position.column),
         (24, 2)
     );
 
-    let r = &c.rsync;
-    assert_eq!(r.program, Path::new("rsync"));
-    assert_eq!(r.common_params, ["-artuz"]);
+    // rsync, -artuz without its -u, no port, timeout, ssh nor password file, deletes on.
     assert_eq!(
-        (&r.auth, r.port, r.timeout, r.ssh),
-        (&None, None, None, false)
+        rsync_line(&c),
+        format!("rsync: rsync -artz (deletes propagated{DROPS_UPDATE})")
     );
-    assert!(r.delete);
-    assert!(
-        r.full_sync_excludes.is_empty(),
+    assert_eq!(
+        c.sersync_sinks.describe_full_syncs(),
+        None,
         "<crontabfilter start=\"false\">"
     );
 
@@ -119,7 +123,7 @@ fn describe_shows_the_effective_configuration() {
     for expected in [
         "configuration conf.xml",
         "watch /opt/tongbu\n  rsync to 127.0.0.1::tongbu1\n",
-        "rsync: rsync -artuz (deletes propagated)",
+        "rsync: rsync -artz (deletes propagated; -u/--update from <commonParams> is not passed: it would keep remote files newer than the source's)",
         "exclude: none",
         "temporary names (built-in): ",
         "events on: delete, createFolder, closeWrite, moveFrom, moveTo; off: createFile, attrib, modify",
@@ -172,14 +176,14 @@ fn describe_shows_auth_port_timeout_ssh_and_crontab() {
     let c = ok(&in_sersync(
         r#"<localpath watch="/w"><remote ip="::1" name="/srv/w"/></localpath>
 <rsync><commonParams params="-az --chmod='u=rwX go=rX'"/><userDefinedPort start="true" port="874"/>
-<timeout start="true" time="30"/><ssh start="true"/></rsync>
+<timeout start="true" time="1m"/><ssh start="true"/></rsync>
 <crontab start="true" schedule="5"><crontabfilter start="true"><exclude expression="*.php"/></crontabfilter></crontab>
 <plugin start="true" name="socket"/>"#,
     ));
     let text = c.describe();
     for expected in [
         "rsync to [::1]:/srv/w",
-        "rsync: rsync -az '--chmod=u=rwX go=rX' --port=874 --timeout=30 -e ssh (deletes propagated)",
+        "rsync: rsync -az '--chmod=u=rwX go=rX' --port=874 --timeout=60 -e ssh (deletes propagated)",
         "crontab: full sync every 5 min, full syncs exclude *.php",
         "plugins: socket",
     ] {
@@ -203,9 +207,12 @@ fn element_and_attribute_names_are_case_insensitive() {
 <INOTIFY><Delete Start="false"/><CREATEFILE start="true"/></inotify><FileSystem XFS="true"/></Head>"#,
     );
     assert_eq!(c.watches[0].root, Path::new("/a"));
-    assert_eq!(c.watches[0].remotes[0].rsync_target(&c.rsync), "h:m");
-    assert_eq!(c.rsync.common_params, ["-a"]);
-    assert!(!c.events.delete && !c.rsync.delete && c.events.create_file);
+    assert_eq!(destinations(&c, 0), ["rsync to h:m"]);
+    assert_eq!(
+        rsync_line(&c),
+        "rsync: rsync -a -e ssh (deletes not propagated)"
+    );
+    assert!(!c.events.delete && c.events.create_file);
     let w = warning_texts(&c);
     assert!(
         w.iter()
@@ -235,9 +242,10 @@ fn an_almost_empty_head_takes_every_default() {
     let e = c.events;
     assert!(e.delete && e.create_folder && e.close_write && e.move_from && e.move_to);
     assert!(!e.create_file && !e.attrib && !e.modify);
-    assert_eq!(c.rsync.common_params, ["-artuz"]);
-    assert_eq!(c.rsync.program, Path::new("rsync"));
-    assert!(c.rsync.delete && c.rsync.auth.is_none() && !c.rsync.ssh);
+    assert_eq!(
+        rsync_line(&c),
+        format!("rsync: rsync -artz (deletes propagated{DROPS_UPDATE})")
+    );
     assert_eq!(c.fail_log.path, Path::new("/tmp/rsync_fail_log.sh"));
     assert_eq!(c.fail_log.every, Duration::from_secs(3600));
     assert!(c.crontab.is_none() && c.enabled_plugins.is_empty() && c.plugins.is_empty());
@@ -278,11 +286,9 @@ fn every_localpath_is_honoured() {
         roots,
         [Path::new("/srv/a"), Path::new("/srv/b"), Path::new("/")]
     );
-    assert_eq!(
-        c.watches[0].remotes,
-        [remote("h1", "a"), remote("h2", "a2")]
-    );
-    assert_eq!(c.watches[1].remotes, [remote("h3", "b")]);
+    assert_eq!(destinations(&c, 0), ["rsync to h1::a", "rsync to h2::a2"]);
+    assert_eq!(destinations(&c, 1), ["rsync to h3::b"]);
+    assert_eq!(destinations(&c, 2), ["no remote"]);
     assert_eq!(c.watches[1].position.line, 4);
 }
 
@@ -304,7 +310,7 @@ fn entities_are_decoded_in_values() {
         r#"<localpath watch="/a&amp;b"><remote ip="h" name="&#x6d;"/></localpath>"#,
     ));
     assert_eq!(c.watches[0].root, Path::new("/a&b"));
-    assert_eq!(c.watches[0].remotes[0].module, "m");
+    assert_eq!(destinations(&c, 0), ["rsync to h::m"]);
 }
 
 // ---- warnings ------------------------------------------------------------------------
@@ -363,7 +369,7 @@ fn a_watch_whose_changes_go_nowhere_is_warned_about() {
 #[test]
 fn a_repeated_single_element_is_warned_about() {
     let c = ok("<head><sersync><rsync/>\n<rsync><ssh start=\"true\"/></rsync><localpath watch=\"/a\"/><localpath watch=\"/b\"/></sersync></head>");
-    assert!(!c.rsync.ssh, "the first <rsync> is read");
+    assert!(!rsync_line(&c).contains("ssh"), "the first <rsync> is read");
     let w = warning_texts(&c);
     assert_eq!(w.len(), 3, "{w:#?}");
     assert_eq!(w[0], "conf.xml:2:1: a second <rsync> in <sersync> is ignored\n  hint: only the first, at 1:16, is read; merge the two");
@@ -486,16 +492,18 @@ fn crontab_and_its_filter_shape_full_syncs() {
     ));
     let crontab = c.crontab.as_ref().unwrap();
     assert_eq!(crontab.every, Duration::from_secs(30 * 60));
-    assert_eq!(crontab.excludes, ["*.php", "info/*"]);
-    assert_eq!(c.rsync.full_sync_excludes, ["*.php", "info/*"]);
+    assert_eq!(
+        c.sersync_sinks.describe_full_syncs().as_deref(),
+        Some("full syncs exclude *.php info/*")
+    );
 
     let c = ok(&in_sersync(
         r#"<crontab start="false"><crontabfilter start="true"><exclude expression="*.o"/></crontabfilter></crontab>"#,
     ));
     assert_eq!(c.crontab, None);
     assert_eq!(
-        c.rsync.full_sync_excludes,
-        ["*.o"],
+        c.sersync_sinks.describe_full_syncs().as_deref(),
+        Some("full syncs exclude *.o"),
         "-r full syncs use them too"
     );
     let c = ok(&in_sersync(r#"<crontab start="true"/>"#));
@@ -510,17 +518,17 @@ fn rsync_options_are_read_when_switched_on() {
         r#"<rsync><commonParams params="-artuz --exclude 'a b' \&quot;q\&quot;"/>
 <auth start="true" users="root" passwordfile="/etc/rsync.pas"/>
 <userDefinedPort start="true" port="874"/><timeout start="true" time="0"/>
-<program path="/opt/rsync/bin/rsync"/></rsync>"#,
+<program path="/opt/rsync/bin/rsync"/></rsync>
+<localpath watch="/w"><remote ip="h" name="m"/></localpath>"#,
     ));
-    let r = &c.rsync;
-    assert_eq!(r.common_params, ["-artuz", "--exclude", "a b", "\"q\""]);
-    let auth = r.auth.as_ref().unwrap();
     assert_eq!(
-        (auth.user.as_str(), auth.password_file.as_path()),
-        ("root", Path::new("/etc/rsync.pas"))
+        rsync_line(&c),
+        format!(
+            "rsync: /opt/rsync/bin/rsync -artz --exclude 'a b' '\"q\"' --port=874 --timeout=0 \
+             --password-file=/etc/rsync.pas (deletes propagated{DROPS_UPDATE})"
+        )
     );
-    assert_eq!((r.port, r.timeout), (Some(874), Some(0)));
-    assert_eq!(r.program, Path::new("/opt/rsync/bin/rsync"));
+    assert_eq!(destinations(&c, 0), ["rsync to root@h::m"]);
 }
 
 #[test]
@@ -529,8 +537,8 @@ fn switched_off_rsync_options_are_ignored_even_when_invalid() {
         r#"<rsync><auth start="false"/><userDefinedPort start="false" port="x"/><timeout start="false" time="y"/></rsync>"#,
     ));
     assert_eq!(
-        (&c.rsync.auth, c.rsync.port, c.rsync.timeout),
-        (&None, None, None)
+        rsync_line(&c),
+        format!("rsync: rsync -artz (deletes propagated{DROPS_UPDATE})")
     );
 }
 
@@ -617,7 +625,7 @@ fn remote_hosts_and_modules_rsync_could_misread_are_refused_where_they_stand() {
         assert!(hint(&e).contains("<remote ip="), "{e}");
     }
     let c = ok(&watch(r#"<remote ip="::1" name="backup/www-1.2"/>"#));
-    assert_eq!(c.watches[0].remotes, [remote("::1", "backup/www-1.2")]);
+    assert_eq!(destinations(&c, 0), ["rsync to [::1]::backup/www-1.2"]);
 }
 
 #[test]
@@ -652,14 +660,17 @@ fn a_port_out_of_range_or_not_a_number_is_located() {
 #[test]
 fn non_numeric_timeout_schedule_and_time_to_execute_are_located() {
     let e = err(&in_sersync(
-        "<rsync><timeout start=\"true\" time=\"1m\"/></rsync>",
+        "<rsync><timeout start=\"true\" time=\"soon\"/></rsync>",
     ));
     assert_eq!(at(&e), (3, 30));
     assert_eq!(
         e.message,
-        "<timeout time=\"1m\">: \"1m\" is not a whole number"
+        "<timeout time=\"soon\">: \"soon\" is not a duration"
     );
-    assert!(hint(&e).contains("a number of seconds"), "{e}");
+    assert!(
+        hint(&e).contains("a whole number of seconds, or one with a unit"),
+        "{e}"
+    );
 
     let e = err(&in_sersync("<crontab start=\"true\" schedule=\"daily\"/>"));
     assert_eq!(at(&e), (3, 23));
@@ -1039,7 +1050,11 @@ fn the_password_file_must_exist_and_be_private() {
 
     tree.password_file(0o600);
     let c = config::load(&file).unwrap();
-    assert_eq!(c.rsync.auth.unwrap().password_file, pas);
+    assert!(
+        rsync_line(&c).contains(&format!(" --password-file={} ", pas.display())),
+        "{}",
+        rsync_line(&c)
+    );
 }
 
 #[test]
@@ -1080,13 +1095,20 @@ fn read_makes_relative_paths_absolute() {
     let c = config::read(&file).unwrap();
     let cwd = std::env::current_dir().unwrap();
     assert_eq!(c.watches[0].root, cwd.join("rel/dir"));
-    assert_eq!(c.rsync.program, cwd.join("bin/rsync"));
+    assert!(
+        rsync_line(&c).starts_with(&format!(
+            "rsync: {} -artz ",
+            cwd.join("bin/rsync").display()
+        )),
+        "{}",
+        rsync_line(&c)
+    );
     assert_eq!(c.fail_log.path, cwd.join("f.sh"));
     let c = config::read(&tree.config("")).unwrap();
-    assert_eq!(
-        c.rsync.program,
-        Path::new("rsync"),
-        "a bare name is looked up in PATH"
+    assert!(
+        rsync_line(&c).starts_with("rsync: rsync -artz "),
+        "a bare name is looked up in PATH: {}",
+        rsync_line(&c)
     );
 }
 

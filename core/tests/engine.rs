@@ -173,7 +173,6 @@ fn the_crontab_pushes_everything_again() {
     // The file's schedule is in minutes; one second here.
     config.crontab = Some(CrontabConfig {
         every: Duration::from_secs(1),
-        excludes: Vec::new(),
     });
     run_engine(&config, FirstSync::CatchUp, || {
         // Nothing happens in the tree: only the crontab can bring the file over, and repair

@@ -1,12 +1,10 @@
-//! Checks that look at the file system: the watched directories and rsync's password file.
+//! Checks that look at the file system: the watched directories (the sinks check what they
+//! name themselves, `SersyncSinks::check_files`).
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
-use sersync_plugin_sdk::{ConfigError, Position};
-use sersync_plugins::rsync::RsyncAuth;
+use sersync_plugin_sdk::ConfigError;
 
 use crate::config::WatchConfig;
 
@@ -84,78 +82,4 @@ pub fn resolve_roots(watches: &mut [WatchConfig]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// rsync's password file exists, can be read, and passes rsync's own checks: not accessible
-/// by others (`mode & 0o006`), and owned by root when we run as root. `at` is where
-/// `passwordfile` is written.
-pub fn password_file(auth: &RsyncAuth, at: Option<Position>) -> Result<(), ConfigError> {
-    let file = auth.password_file.display();
-    let fail = |message: String, hint: String| {
-        let error = ConfigError::new(message).with_hint(hint);
-        Err(ConfigError {
-            position: at,
-            ..error
-        })
-    };
-    let meta = match fs::metadata(&auth.password_file) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return fail(
-                format!("the rsync password file {file} does not exist"),
-                format!(
-                    "write the rsync password of user {} as its only line, then chmod 600 {file}",
-                    auth.user
-                ),
-            )
-        }
-        Err(e) => {
-            return fail(
-                format!("the rsync password file {file} cannot be accessed: {e}"),
-                readable_hint(),
-            )
-        }
-        Ok(meta) => meta,
-    };
-    if !meta.is_file() {
-        return fail(
-            format!("the rsync password file {file} is not a regular file"),
-            "passwordfile names a file holding the rsync password".into(),
-        );
-    }
-    if meta.mode() & 0o006 != 0 {
-        return fail(
-            format!(
-                "the rsync password file {file} is accessible by other users (mode {:04o}); rsync refuses it",
-                meta.mode() & 0o7777
-            ),
-            format!("chmod 600 {file}"),
-        );
-    }
-    if running_as_root() && meta.uid() != 0 {
-        return fail(
-            format!(
-                "the rsync password file {file} is not owned by root; rsync run as root refuses it"
-            ),
-            format!("chown root {file}"),
-        );
-    }
-    readable(&auth.password_file).or_else(|e| {
-        fail(
-            format!("the rsync password file {file} cannot be read: {e}"),
-            readable_hint(),
-        )
-    })
-}
-
-fn readable(file: &Path) -> io::Result<()> {
-    fs::File::open(file).map(drop)
-}
-
-fn readable_hint() -> String {
-    "sersync runs rsync as its own user, which must be able to read the file".into()
-}
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }

@@ -4,25 +4,27 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use sersync_plugin_sdk::{ConfigError, ConfigNode};
+use sersync_plugin_sdk::ConfigError;
 
 use super::{checks, parse, xml, Config};
 
 /// Reads and parses `path`, then checks what the configuration names on the file system:
-/// every watched directory exists and can be listed, and rsync's password file (when
-/// `<auth start="true">`) exists, is readable and is neither other-accessible nor, when
-/// running as root, owned by another user. Relative paths are made absolute against the
+/// every watched directory exists and can be listed, and what the sinks `<sersync>`
+/// configures name on disk (rsync's password file, when `<auth start="true">`: exists, is
+/// readable and is neither other-accessible nor, when running as root, owned by another
+/// user). Relative paths are made absolute against the
 /// current directory, as in [`read`].
 ///
 /// This is what the daemon runs. It does not require a `<localpath>`: see
 /// [`Config::require_watches`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let (head, mut config) = read_with_tree(path)?;
+    let mut config = read(path)?;
     checks::watch_dirs(&config.watches).map_err(|e| e.in_file(path))?;
     checks::resolve_roots(&mut config.watches).map_err(|e| e.in_file(path))?;
-    if let Some(auth) = &config.rsync.auth {
-        checks::password_file(auth, password_file_position(&head)).map_err(|e| e.in_file(path))?;
-    }
+    config
+        .sersync_sinks
+        .check_files()
+        .map_err(|e| e.in_file(path))?;
     Ok(config)
 }
 
@@ -31,7 +33,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// password file, the failLog script, `stateDir`, an rsync `program` with a `/`) are made
 /// absolute against the current directory, the one 2.5.4 resolved them against.
 pub fn read(path: &Path) -> Result<Config, ConfigError> {
-    read_with_tree(path).map(|(_, config)| config)
+    let bytes = fs::read(path).map_err(|e| unreadable(path, &e))?;
+    let mut config = parse_bytes(&bytes, path)?;
+    absolute_paths(&mut config).map_err(|e| {
+        ConfigError::new(format!("cannot resolve relative paths: {e}"))
+            .with_hint("start sersync from an existing directory, or write absolute paths")
+            .in_file(path)
+    })?;
+    Ok(config)
 }
 
 /// Parses the bytes of a configuration file named `file` (used in messages only): UTF-8 when
@@ -43,24 +52,8 @@ pub fn parse_bytes(bytes: &[u8], file: &Path) -> Result<Config, ConfigError> {
 /// Parses configuration text named `file` (used in messages only). Touches no file; paths
 /// stay as written.
 pub fn parse_str(text: &str, file: &Path) -> Result<Config, ConfigError> {
-    parse_text(text, file).map(|(_, config)| config)
-}
-
-fn parse_text(text: &str, file: &Path) -> Result<(ConfigNode, Config), ConfigError> {
     let head = xml::parse_tree(text).map_err(|e| e.in_file(file))?;
-    let config = parse::config(&head, file).map_err(|e| e.in_file(file))?;
-    Ok((head, config))
-}
-
-fn read_with_tree(path: &Path) -> Result<(ConfigNode, Config), ConfigError> {
-    let bytes = fs::read(path).map_err(|e| unreadable(path, &e))?;
-    let (head, mut config) = parse_text(&xml::decode(&bytes), path)?;
-    absolute_paths(&mut config).map_err(|e| {
-        ConfigError::new(format!("cannot resolve relative paths: {e}"))
-            .with_hint("start sersync from an existing directory, or write absolute paths")
-            .in_file(path)
-    })?;
-    Ok((head, config))
+    parse::config(&head, file).map_err(|e| e.in_file(file))
 }
 
 fn unreadable(path: &Path, error: &io::Error) -> ConfigError {
@@ -82,12 +75,7 @@ fn absolute_paths(config: &mut Config) -> io::Result<()> {
     for watch in &mut config.watches {
         absolute(&mut watch.root)?;
     }
-    if let Some(auth) = &mut config.rsync.auth {
-        absolute(&mut auth.password_file)?;
-    }
-    if config.rsync.program.components().count() > 1 {
-        absolute(&mut config.rsync.program)?;
-    }
+    config.sersync_sinks.absolute_paths()?;
     absolute(&mut config.fail_log.path)?;
     absolute(&mut config.engine.state_dir)
 }
@@ -97,10 +85,4 @@ fn absolute(path: &mut PathBuf) -> io::Result<()> {
         *path = std::path::absolute(&*path)?;
     }
     Ok(())
-}
-
-/// Where `<sersync><rsync><auth passwordfile>` is written.
-fn password_file_position(head: &ConfigNode) -> Option<sersync_plugin_sdk::Position> {
-    let auth = head.child("sersync")?.child("rsync")?.child("auth")?;
-    Some(auth.attribute("passwordfile")?.position)
 }

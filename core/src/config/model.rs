@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::filter::Matcher;
 use sersync_plugin_sdk::{ConfigError, ConfigNode, Position};
-use sersync_plugins::rsync::{RsyncOptions, Target};
+use sersync_plugins::SersyncSinks;
 
 /// Everything `confxml.xml` says, checked and typed.
 #[derive(Debug)]
@@ -22,8 +22,11 @@ pub struct Config {
     pub events: EventSwitches,
     /// Every `<sersync><localpath>`, in file order.
     pub watches: Vec<WatchConfig>,
-    /// `<sersync><rsync>` plus the parts of `<inotify>`/`<crontab>` that shape rsync commands.
-    pub rsync: RsyncOptions,
+    /// The sinks `<sersync>` itself configures (rsync, one per `<remote>` of each
+    /// `<localpath>`), read by them from `<sersync><rsync>`, the `<remote>`s, `<inotify><delete>`
+    /// and `<crontab><crontabfilter>` (`sersync_plugins::configure_sersync`). Core knows them
+    /// only through their specs.
+    pub sersync_sinks: SersyncSinks,
     /// `<sersync><failLog path timeToExecute>`.
     pub fail_log: FailLogConfig,
     /// `<sersync><crontab>`, when `start="true"`.
@@ -136,35 +139,8 @@ pub struct WatchConfig {
     pub root: PathBuf,
     /// The path the file gave, when it was not the real directory (a symlink in it).
     pub configured_as: Option<PathBuf>,
-    /// Its `<remote ip name>` children.
-    pub remotes: Vec<Remote>,
     /// Where the element stands.
     pub position: Position,
-}
-
-/// `<remote ip name>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Remote {
-    /// Host name or address (`ip`).
-    pub host: String,
-    /// rsync module (`name`); with `<ssh start="true">`, a path on the remote host.
-    pub module: String,
-}
-
-impl Remote {
-    /// The rsync sink's view of this remote.
-    pub fn target(&self) -> Target {
-        Target {
-            host: self.host.clone(),
-            module: self.module.clone(),
-        }
-    }
-
-    /// The destination argument rsync gets for this remote: `user@host::module` for an rsync
-    /// daemon (`user@` with `<auth start="true">`), `host:path` with `<ssh start="true">`.
-    pub fn rsync_target(&self, rsync: &RsyncOptions) -> String {
-        self.target().destination(rsync)
-    }
 }
 
 /// `<failLog path timeToExecute>`.
@@ -176,13 +152,12 @@ pub struct FailLogConfig {
     pub every: Duration,
 }
 
-/// `<crontab start="true" schedule>` with `<crontabfilter>`.
+/// `<crontab start="true" schedule>` (what full syncs leave out, `<crontabfilter>`, is the
+/// sinks' to read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrontabConfig {
     /// Period of the full sync. Default 600 minutes.
     pub every: Duration,
-    /// rsync `--exclude` globs from `<crontabfilter start="true">`.
-    pub excludes: Vec<String>,
 }
 
 /// A top-level `<plugin name="…">` section, kept as written: the sink it names reads its

@@ -8,8 +8,9 @@ use super::{
 };
 
 impl Config {
-    /// The effective configuration, one topic a line (watches with one line per remote):
-    /// what is watched and where it goes (the exact rsync destination), how rsync is run,
+    /// The effective configuration, one topic a line (watches with one line per destination):
+    /// what is watched and where it goes (the exact rsync destination), how the sinks of
+    /// `<sersync>` run (their own words, `SersyncSinks::describe`),
     /// filters, events, fail log, crontab, plugins, control address and engine tuning.
     /// Defaults are shown like values from the file, so the text says what will happen.
     /// Warnings follow, one `warning:` line each (with its hint on the next line).
@@ -18,11 +19,11 @@ impl Config {
         if self.watches.is_empty() {
             out.push_str("watch: none (<sersync><localpath>)\n");
         }
-        for watch in &self.watches {
-            out.push_str(&self.describe_watch(watch));
+        for (i, watch) in self.watches.iter().enumerate() {
+            out.push_str(&self.describe_watch(i, watch));
         }
-        let lines = [
-            format!("rsync: {}", self.rsync_words()),
+        let mut lines = self.sersync_sinks.describe();
+        lines.extend([
             describe_excludes(&self.filter),
             describe_temp_names(&self.filter),
             describe_events(&self.events),
@@ -31,12 +32,15 @@ impl Config {
                 self.fail_log.path.display(),
                 minutes(self.fail_log.every)
             ),
-            describe_crontab(self.crontab.as_ref(), &self.rsync.full_sync_excludes),
+            describe_crontab(
+                self.crontab.as_ref(),
+                self.sersync_sinks.describe_full_syncs(),
+            ),
             format!("plugins: {}", list_or_none(&self.enabled_plugins)),
             format!("control: {}:{}", self.control.host, self.control.port),
             format!("debug: {}", on_off(self.debug)),
             describe_engine(&self.engine),
-        ];
+        ]);
         for line in lines {
             let _ = writeln!(out, "{line}");
         }
@@ -46,51 +50,12 @@ impl Config {
         out
     }
 
-    fn describe_watch(&self, watch: &WatchConfig) -> String {
+    fn describe_watch(&self, i: usize, watch: &WatchConfig) -> String {
         let mut out = format!("watch {}\n", watch.root.display());
-        if watch.remotes.is_empty() {
-            out.push_str("  no remote\n");
-        }
-        for remote in &watch.remotes {
-            let _ = writeln!(out, "  rsync to {}", remote.rsync_target(&self.rsync));
+        for line in self.sersync_sinks.describe_watch(i) {
+            let _ = writeln!(out, "  {line}");
         }
         out
-    }
-
-    /// rsync's program and the options every run gets, as a shell would show them.
-    fn rsync_words(&self) -> String {
-        let rsync = &self.rsync;
-        let mut words = vec![rsync.program.display().to_string()];
-        words.extend(rsync.common_params.iter().cloned());
-        words.extend(rsync.port.map(|p| format!("--port={p}")));
-        words.extend(rsync.timeout.map(|t| format!("--timeout={t}")));
-        if rsync.ssh {
-            words.extend(["-e".to_string(), "ssh".to_string()]);
-        }
-        words.extend(
-            rsync
-                .auth
-                .as_ref()
-                .map(|a| format!("--password-file={}", a.password_file.display())),
-        );
-        let deletes = if rsync.delete {
-            "deletes propagated"
-        } else {
-            "deletes not propagated"
-        };
-        let words: Vec<_> = words.iter().map(|w| shell_word(w)).collect();
-        format!("{} ({deletes})", words.join(" "))
-    }
-}
-
-/// `word` as a shell would need it: unquoted when it has only characters no shell treats
-/// specially (so `--port=874` stays readable), else single-quoted.
-fn shell_word(word: &str) -> std::borrow::Cow<'_, str> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        word.into()
-    } else {
-        shell_words::quote(word)
     }
 }
 
@@ -135,11 +100,8 @@ fn describe_events(events: &EventSwitches) -> String {
     )
 }
 
-fn describe_crontab(crontab: Option<&CrontabConfig>, full_sync_excludes: &[String]) -> String {
-    let excluding = match full_sync_excludes {
-        [] => String::new(),
-        globs => format!(", full syncs exclude {}", globs.join(" ")),
-    };
+fn describe_crontab(crontab: Option<&CrontabConfig>, full_syncs: Option<String>) -> String {
+    let excluding = full_syncs.map_or_else(String::new, |leave_out| format!(", {leave_out}"));
     match crontab {
         None => format!("crontab: off{excluding}"),
         Some(c) => format!("crontab: full sync every {}{excluding}", minutes(c.every)),

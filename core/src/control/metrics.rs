@@ -120,12 +120,6 @@ const DAEMON_METRICS: &[DaemonMetric] = &[
         "Watch roots walked again because the kernel's events did not explain where a directory went.",
         |s| s.watch_rewalks,
     ),
-    (
-        "sersync_rsync_unreadable_paths_total",
-        "counter",
-        "Local paths the rsync sink skipped because sersync's user cannot read them, each once.",
-        |_| sersync_plugins::rsync::unreadable_paths(),
-    ),
 ];
 
 /// The latency histogram's name.
@@ -143,6 +137,11 @@ pub fn render(s: &StatusSnapshot) -> String {
     for (name, kind, help, read) in DAEMON_METRICS {
         out.family(name, kind, help);
         out.sample(name, "", read(s));
+    }
+    // The built-in sinks' own daemon-wide counters, named by them.
+    for counter in sersync_plugins::sink_counters() {
+        out.family(counter.name, "counter", counter.help);
+        out.sample(counter.name, "", counter.value);
     }
 
     let lane_labels: Vec<String> = s

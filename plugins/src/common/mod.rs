@@ -1,6 +1,6 @@
 //! Pieces the built-in sinks share, so that each sink's folder holds only what is its own:
-//! reading a batch as a list of changed paths, option parsing (durations, hosts, regexes,
-//! `<localpath>` selection, headers), TCP and HTTP plumbing with one error classification, and
+//! reading a batch as a list of changed paths, option parsing (hosts, regexes, `<localpath>`
+//! selection, headers; values themselves are read with the SDK's `config::attrs`), TCP and HTTP plumbing with one error classification, and
 //! the JSON form of an event.
 
 pub(crate) mod changes;

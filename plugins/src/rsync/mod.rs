@@ -16,17 +16,22 @@
 //!
 //! See [`plan`] for the mapping from events to runs, [`command`] for the argument list,
 //! [`exit`] for how rsync's exit status is classified, [`ancestry`] for the check above,
-//! [`audit`] for reading a dry run's itemized changes, and [`progress`] for the start-up
-//! full sync's progress on a terminal.
+//! [`audit`] for reading a dry run's itemized changes, [`progress`] for reading rsync's
+//! progress lines during the start-up full sync, and [`config`] for its part of
+//! `confxml.xml`.
+//!
+//! Nothing here is public outside the crate: core reaches the sink only through the registry
+//! (`configure_sersync`, [`crate::SinkSpec`]).
 
 mod ancestry;
 mod audit;
 mod command;
+pub mod config;
 mod excludes;
 mod exit;
 mod limit;
 mod plan;
-pub mod progress;
+mod progress;
 mod replay;
 mod sink;
 mod version;
@@ -35,7 +40,7 @@ mod watchdog;
 pub use command::Target;
 pub use excludes::unreadable_paths;
 pub use limit::ProcessLimit;
-pub use sink::{RsyncSink, RsyncSpec};
+pub use sink::RsyncSpec;
 
 use std::path::PathBuf;
 

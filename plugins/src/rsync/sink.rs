@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use super::command::{arguments, RunShape, Target};
 use super::plan::{Run, TransferPlan};
-use super::progress::{self, ProgressBoard, ProgressEntry};
+use super::progress;
 use super::watchdog::{self, Watchdog};
 use super::{ancestry, audit, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
 use crate::audit::{Auditor, Drift};
+use crate::progress::{ProgressDisplay, ProgressReporter};
 use crate::SinkSpec;
 
 /// The rsync sink for one `<remote>` of one `<localpath>`.
@@ -22,7 +23,7 @@ pub struct RsyncSpec {
     target: Target,
     watch_root: PathBuf,
     limit: Arc<ProcessLimit>,
-    progress: Option<ProgressEntry>,
+    progress: Option<Arc<dyn ProgressReporter>>,
 }
 
 impl RsyncSpec {
@@ -42,10 +43,11 @@ impl RsyncSpec {
         }
     }
 
-    /// Shows this remote's first full sync of the watch root on `board` (`-r` on a terminal).
-    pub fn with_progress(mut self, board: &Arc<ProgressBoard>) -> Self {
+    /// Reports this remote's first full sync of the watch root to `display` (`-r` on a
+    /// terminal).
+    pub fn with_progress(mut self, display: &Arc<dyn ProgressDisplay>) -> Self {
         let remote = self.target.destination(&self.options);
-        self.progress = Some(board.register(&self.watch_root, &remote));
+        self.progress = Some(display.clone().reporter(&self.watch_root, &remote));
         self
     }
 }
@@ -94,6 +96,15 @@ impl SinkSpec for RsyncSpec {
         true
     }
 
+    /// A rescan of the root is a recursive push that makes the remote match.
+    fn takes_full_syncs(&self) -> bool {
+        true
+    }
+
+    fn reports_progress(&self) -> bool {
+        self.progress.is_some()
+    }
+
     fn replay_command(&self, batch: &Batch) -> Option<Vec<u8>> {
         Some(replay::command(
             &self.options,
@@ -138,7 +149,7 @@ pub struct RsyncSink {
     root: PathBuf,
     filter: Arc<dyn PathFilter>,
     limit: Arc<ProcessLimit>,
-    progress: Option<ProgressEntry>,
+    progress: Option<Arc<dyn ProgressReporter>>,
 }
 
 impl RsyncSink {
@@ -178,14 +189,18 @@ impl RsyncSink {
 
     /// Where `run` reports its progress: a run that sends the whole root, while this remote's
     /// start-up full sync has not succeeded yet.
-    fn progress_for(&self, run: &Run) -> Option<&ProgressEntry> {
+    fn progress_for(&self, run: &Run) -> Option<&Arc<dyn ProgressReporter>> {
         let whole_root = run.subtrees.iter().any(RelPath::is_root);
         self.progress
             .as_ref()
             .filter(|p| whole_root && p.is_pending())
     }
 
-    fn execute(&self, run: &Run, progress: Option<&ProgressEntry>) -> Result<(), SinkError> {
+    fn execute(
+        &self,
+        run: &Run,
+        progress: Option<&Arc<dyn ProgressReporter>>,
+    ) -> Result<(), SinkError> {
         let output = match progress {
             Some(entry) => Output::Progress(entry),
             None => Output::Discard,
@@ -289,7 +304,7 @@ impl RsyncSink {
         let follower = progress
             .and_then(|entry| Some((entry.clone(), child.stdout.take()?)))
             .map(|(entry, pipe)| {
-                std::thread::spawn(move || progress::parse::follow(pipe, |s| entry.update(s)))
+                std::thread::spawn(move || progress::follow(pipe, |s| entry.update(s)))
             });
         // Read beside stderr, so that neither pipe can fill up and stall rsync.
         let captured = child.stdout.take().filter(|_| capture).map(|mut pipe| {
@@ -333,7 +348,7 @@ enum Output<'a> {
     /// Nowhere.
     Discard,
     /// Read as progress lines into the entry.
-    Progress(&'a ProgressEntry),
+    Progress(&'a Arc<dyn ProgressReporter>),
     /// Returned to the caller.
     Capture,
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use sersync_plugin_sdk::config::attrs::{duration_or, Span, Unit};
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use super::values::{number_or, optional, Bounds, COUNT};
 use crate::config::EngineConfig;
+use sersync_plugin_sdk::config::attrs::{number_or, optional, Bounds, COUNT};
 
 /// `transfersPerRemote`: rsync processes one remote of one watch may run at once.
 const TRANSFERS: Bounds = Bounds {

@@ -1,10 +1,10 @@
-//! `<filter>`: exclude regexes and temporary-file names; `<crontabfilter>` globs.
+//! `<filter>`: exclude regexes and temporary-file names.
 
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use super::values::{enabled, quoted, required, switch};
 use crate::config::{FilterConfig, Pattern, DEFAULT_TEMP_PATTERNS};
 use crate::filter::Matcher;
+use sersync_plugin_sdk::config::attrs::{enabled, quoted, required, switch};
 
 /// `<filter start>` with its `<exclude>`s, and `<filter><tempfiles>`.
 pub fn filter(head: &ConfigNode) -> Result<FilterConfig, ConfigError> {
@@ -68,17 +68,6 @@ fn pattern(node: &ConfigNode) -> Result<Pattern, ConfigError> {
         matcher,
         position: Some(node.position),
     })
-}
-
-/// `<crontab><crontabfilter start="true"><exclude expression="GLOB">`: rsync `--exclude` globs.
-pub fn crontab_excludes(crontab: Option<&ConfigNode>) -> Result<Vec<String>, ConfigError> {
-    let Some(filter) = enabled(crontab, "crontabfilter") else {
-        return Ok(Vec::new());
-    };
-    filter
-        .children_named("exclude")
-        .map(|e| Ok(required(e, "expression", "<exclude expression=\"*.php\"/>")?.to_string()))
-        .collect()
 }
 
 #[cfg(test)]

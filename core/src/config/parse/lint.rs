@@ -5,8 +5,8 @@
 use sersync_plugin_sdk::config::Attribute;
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
-use super::values::{quoted, spelled};
 use crate::config::Config;
+use sersync_plugin_sdk::config::attrs::{quoted, spelled};
 
 /// The elements and attributes this version reads, by position in the tree.
 struct Shape {
@@ -260,7 +260,8 @@ fn ignored_xfs(head: &ConfigNode) -> Option<ConfigError> {
     )
 }
 
-/// Watches whose changes go nowhere: no `<remote>` and no plugin enabled.
+/// Watches whose changes go nowhere: no destination of `<sersync>`'s own sinks (a `<remote>`)
+/// and no plugin enabled.
 fn silent_watches(config: &Config) -> Vec<ConfigError> {
     if !config.enabled_plugins.is_empty() {
         return Vec::new();
@@ -268,8 +269,9 @@ fn silent_watches(config: &Config) -> Vec<ConfigError> {
     config
         .watches
         .iter()
-        .filter(|w| w.remotes.is_empty())
-        .map(|w| {
+        .enumerate()
+        .filter(|(i, _)| !config.sersync_sinks.serves(*i))
+        .map(|(_, w)| {
             ConfigError::at(
                 w.position,
                 format!(

@@ -4,25 +4,23 @@ mod engine;
 mod filter;
 mod lint;
 mod plugins;
-mod rsync;
-mod values;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sersync_plugin_sdk::config::attrs::{duration_or, Span, Unit};
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
+use sersync_plugins::{configure_sersync, SersyncNodes};
 
-use self::values::{child_switch, number_or, optional, required, PORT};
 use crate::config::{
-    Config, ControlAddress, CrontabConfig, EventSwitches, FailLogConfig, Remote, WatchConfig,
+    Config, ControlAddress, CrontabConfig, EventSwitches, FailLogConfig, WatchConfig,
 };
+use sersync_plugin_sdk::config::attrs::{child_switch, number_or, optional, required, PORT};
 
 /// The typed configuration from the root `<head>` element of `file`. Touches no file.
 pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
     let sersync = head.child("sersync");
     let crontab_node = sersync.and_then(|s| s.child("crontab"));
-    let full_sync_excludes = filter::crontab_excludes(crontab_node)?;
     let events = events(head.child("inotify"));
     let fail_log = fail_log(sersync.and_then(|s| s.child("faillog")))?;
     let plugins = plugins::sections(head)?;
@@ -33,12 +31,11 @@ pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
         filter: filter::filter(head)?,
         events,
         watches: watches(sersync)?,
-        rsync: rsync::rsync_options(
-            sersync.and_then(|s| s.child("rsync")),
-            events.delete,
-            full_sync_excludes.clone(),
-        )?,
-        crontab: crontab(crontab_node, full_sync_excludes)?,
+        sersync_sinks: configure_sersync(SersyncNodes {
+            sersync,
+            inotify: head.child("inotify"),
+        })?,
+        crontab: crontab(crontab_node)?,
         enabled_plugins: plugins::enabled(sersync, &plugins)?,
         engine: engine::engine(head.child("engine"))?,
         fail_log,
@@ -100,16 +97,12 @@ fn watches(sersync: Option<&ConfigNode>) -> Result<Vec<WatchConfig>, ConfigError
     Ok(watches)
 }
 
-/// `<localpath watch>` with its `<remote>`s.
+/// `<localpath watch>` (its `<remote>`s are the rsync sink's).
 fn watch(node: &ConfigNode) -> Result<WatchConfig, ConfigError> {
     let root = required(node, "watch", "<localpath watch=\"/opt/tongbu\">")?;
     Ok(WatchConfig {
         root: without_trailing_slash(root),
         configured_as: None,
-        remotes: node
-            .children_named("remote")
-            .map(remote)
-            .collect::<Result<_, _>>()?,
         position: node.position,
     })
 }
@@ -122,15 +115,6 @@ fn without_trailing_slash(path: &str) -> PathBuf {
     }
 }
 
-/// `<remote ip name>`: both needed.
-fn remote(node: &ConfigNode) -> Result<Remote, ConfigError> {
-    let example = "<remote ip=\"192.168.0.2\" name=\"module\"/>";
-    Ok(Remote {
-        host: rsync::destination_word(node, "ip", example)?.to_string(),
-        module: rsync::destination_word(node, "name", example)?.to_string(),
-    })
-}
-
 /// `<failLog path timeToExecute>`. Default `/tmp/rsync_fail_log.sh` every 60 minutes.
 fn fail_log(node: Option<&ConfigNode>) -> Result<FailLogConfig, ConfigError> {
     let example = "<failLog path=\"/tmp/rsync_fail_log.sh\" timeToExecute=\"60\"/>";
@@ -141,16 +125,12 @@ fn fail_log(node: Option<&ConfigNode>) -> Result<FailLogConfig, ConfigError> {
 }
 
 /// `<crontab start="true" schedule>`. Default every 600 minutes.
-fn crontab(
-    node: Option<&ConfigNode>,
-    excludes: Vec<String>,
-) -> Result<Option<CrontabConfig>, ConfigError> {
+fn crontab(node: Option<&ConfigNode>) -> Result<Option<CrontabConfig>, ConfigError> {
     let Some(node) = node.filter(|c| c.flag("start")) else {
         return Ok(None);
     };
     Ok(Some(CrontabConfig {
         every: duration_or(Some(node), "schedule", &MINUTES, minutes(600))?,
-        excludes,
     }))
 }
 

@@ -4,8 +4,8 @@
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 use sersync_plugins::registry::BUILT_IN_PLUGINS;
 
-use super::values::required;
 use crate::config::PluginConfig;
+use sersync_plugin_sdk::config::attrs::required;
 
 const SECTION_EXAMPLE: &str = "<plugin name=\"refreshCDN\">…</plugin>";
 

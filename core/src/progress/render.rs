@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::parse::Snapshot;
+use sersync_plugins::progress::Snapshot;
 
 const PREFIX: &str = "full sync";
 
@@ -125,7 +125,7 @@ fn clock(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rsync::progress::parse::FileCounts;
+    use sersync_plugins::progress::FileCounts;
 
     fn snapshot(files: Option<FileCounts>) -> Snapshot {
         Snapshot {

@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::parse::Snapshot;
 use super::render;
+use sersync_plugins::progress::Snapshot;
+use sersync_plugins::progress::{ProgressDisplay, ProgressReporter};
 
 /// How often the ticker redraws while a run goes on (five times a second).
 const REDRAW_EVERY: Duration = Duration::from_millis(200);
@@ -255,6 +256,30 @@ impl ProgressEntry {
     }
 }
 
+impl ProgressDisplay for ProgressBoard {
+    fn reporter(self: Arc<Self>, root: &Path, destination: &str) -> Arc<dyn ProgressReporter> {
+        Arc::new(ProgressBoard::register(&self, root, destination))
+    }
+}
+
+impl ProgressReporter for ProgressEntry {
+    fn is_pending(&self) -> bool {
+        ProgressEntry::is_pending(self)
+    }
+
+    fn started(&self) {
+        ProgressEntry::started(self)
+    }
+
+    fn update(&self, snapshot: Snapshot) {
+        ProgressEntry::update(self, snapshot)
+    }
+
+    fn finished(&self, succeeded: bool) {
+        ProgressEntry::finished(self, succeeded)
+    }
+}
+
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.print_above(buf)?;
@@ -366,7 +391,7 @@ fn stderr_columns() -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rsync::progress::parse::FileCounts;
+    use sersync_plugins::progress::FileCounts;
     use sersync_tests::SharedBuffer;
 
     /// The terminal after all that was written: see [`screen`].

@@ -18,40 +18,7 @@
 
 use std::io::Read;
 
-/// How far a whole rsync run is, from one progress line.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Snapshot {
-    /// Bytes of the files sent so far: their size, not what crossed the wire.
-    pub bytes: u64,
-    /// `bytes` as a share of the size of every file listed so far, 0 to 100. Low at the end of
-    /// a run that found most files up to date.
-    pub percent: u8,
-    /// The current transfer rate, in bytes per second.
-    pub rate: f64,
-    /// The file counts, absent before the first file is handled.
-    pub files: Option<FileCounts>,
-}
-
-/// The file counts of a progress line: `(xfr#SENT, to-chk=LEFT/TOTAL)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileCounts {
-    /// Files sent so far.
-    pub transferred: u64,
-    /// File-list entries (files, directories, links) not checked yet.
-    pub left: u64,
-    /// File-list entries listed so far.
-    pub total: u64,
-    /// True once the file list is complete (`to-chk`); false while rsync still lists
-    /// directories (`ir-chk`) and `total` still grows.
-    pub complete: bool,
-}
-
-impl FileCounts {
-    /// Entries checked so far.
-    pub fn checked(&self) -> u64 {
-        self.total - self.left
-    }
-}
+pub use crate::progress::{FileCounts, Snapshot};
 
 /// Parses one progress line (without its `\r` or `\n`); `None` unless it is one, whole.
 pub fn parse_line(line: &[u8]) -> Option<Snapshot> {

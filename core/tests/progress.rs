@@ -1,15 +1,15 @@
-//! The rsync sink reporting the start-up full sync (`-r`) on a progress board, against a real
-//! rsync daemon: two remotes in parallel on one board that draws into a buffer.
-
-mod support;
+//! The rsync sink reporting the start-up full sync (`-r`) on core's progress board, against a
+//! real rsync daemon: two remotes in parallel on one board that draws into a buffer. The
+//! sinks are configured as the daemon configures them (a `confxml.xml`, `Topology::plan`),
+//! so the test also holds that the board reaches the sink through the registry only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sersync_plugin_sdk::{Batch, Event, EventKind, RelPath, Sink, WatchId};
-use sersync_plugins::rsync::progress::ProgressBoard;
-use sersync_plugins::rsync::{ProcessLimit, RsyncAuth, RsyncOptions, RsyncSpec, Target};
-use sersync_plugins::SinkSpec;
+use sersync::config::parse_str;
+use sersync::progress::ProgressBoard;
+use sersync::topology::Topology;
+use sersync_plugin_sdk::{Batch, Event, EventKind, RelPath, Sink, SinkContext, WatchId};
 use sersync_tests::{tree_diff, RsyncDaemon, SharedBuffer, USER};
 
 fn board() -> (Arc<ProgressBoard>, SharedBuffer) {
@@ -31,35 +31,41 @@ fn tree(root: &Path) -> (u64, u64) {
     (1 + 3 + 121, 121)
 }
 
-/// The sink for `module` of `daemon`, pushing `root`, reporting on `board`.
-fn sink(
+/// One sink per module of `daemon`, pushing `root`, reporting on `board`, in module order.
+fn sinks(
     daemon: &RsyncDaemon,
-    module: &str,
+    modules: &[&str],
     root: &Path,
     board: &Arc<ProgressBoard>,
-) -> Box<dyn Sink> {
-    let options = RsyncOptions {
-        auth: Some(RsyncAuth {
-            user: USER.into(),
-            password_file: daemon.password_file(),
-        }),
-        port: Some(daemon.port()),
-        timeout: Some(20),
-        ..RsyncOptions::default()
+) -> Vec<Box<dyn Sink>> {
+    let remotes: String = modules
+        .iter()
+        .map(|m| format!("<remote ip=\"{}\" name=\"{m}\"/>", daemon.address()))
+        .collect();
+    let text = format!(
+        "<head><sersync><localpath watch=\"{}\">{remotes}</localpath><rsync>\
+         <auth start=\"true\" users=\"{USER}\" passwordfile=\"{}\"/>\
+         <userDefinedPort start=\"true\" port=\"{}\"/><timeout start=\"true\" time=\"20\"/>\
+         </rsync></sersync></head>",
+        root.display(),
+        daemon.password_file().display(),
+        daemon.port()
+    );
+    let config = parse_str(&text, Path::new("conf.xml")).expect("the configuration parses");
+    let topology = Topology::plan(&config, None, 4, Some(board)).expect("the lanes are planned");
+    let ctx = SinkContext {
+        watch: WatchId(0),
+        root: root.to_path_buf(),
+        filter: Arc::new(sersync_plugin_sdk::sink::NoFilter),
     };
-    let target = Target {
-        host: daemon.address().into(),
-        module: module.into(),
-    };
-    RsyncSpec::new(
-        options,
-        target,
-        root.to_path_buf(),
-        Arc::new(ProcessLimit::new(4)),
-    )
-    .with_progress(board)
-    .start(&support::context(root))
-    .expect("the rsync sink starts")
+    topology
+        .lanes
+        .iter()
+        .map(|lane| {
+            assert!(lane.spec.reports_progress() && lane.spec.takes_full_syncs());
+            lane.spec.start(&ctx).expect("the rsync sink starts")
+        })
+        .collect()
 }
 
 fn rescan(path: &str) -> Batch {
@@ -94,10 +100,7 @@ fn each_remote_reports_its_first_full_sync_then_falls_silent() {
     std::fs::create_dir(&src).unwrap();
     let (entries, files) = tree(&src);
     let (board, out) = board();
-    let mut sinks: Vec<Box<dyn Sink>> = modules
-        .iter()
-        .map(|m| sink(&daemon, m, &src, &board))
-        .collect();
+    let mut sinks = sinks(&daemon, &modules, &src, &board);
 
     // The start-up full sync, both remotes at once as their lanes run it.
     std::thread::scope(|s| {
@@ -137,7 +140,7 @@ fn only_a_push_of_the_whole_root_is_shown_and_a_failed_one_is_retried() {
     std::fs::create_dir(&src).unwrap();
     let (entries, _) = tree(&src);
     let (board, out) = board();
-    let mut sink = sink(&daemon, "www", &src, &board);
+    let mut sink = sinks(&daemon, &["www"], &src, &board).remove(0);
 
     // A rescan of a subtree (overflow recovery, a moved-in directory) is not the full sync.
     sink.deliver(&rescan("d1")).unwrap();
