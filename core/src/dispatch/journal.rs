@@ -38,6 +38,60 @@ pub struct Journal {
     name: String,
     file: File,
     bytes: u64,
+    /// A test's hold on every write of this journal (a stuck disk).
+    #[cfg(test)]
+    stall: Option<Stall>,
+}
+
+/// For tests: a stuck disk under one journal. While held, every write of the journals it
+/// was given to waits (see [`Journal::stall_with`]).
+#[cfg(test)]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Stall(Arc<(std::sync::Mutex<StallState>, std::sync::Condvar)>);
+
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct StallState {
+    held: bool,
+    /// Writes waiting now.
+    waiting: usize,
+    /// Writes that went through.
+    passed: usize,
+}
+
+#[cfg(test)]
+impl Stall {
+    /// Every write waits from now on.
+    pub(crate) fn hold(&self) {
+        self.0 .0.lock().unwrap().held = true;
+    }
+
+    /// The waiting writes, and later ones, go through.
+    pub(crate) fn release(&self) {
+        self.0 .0.lock().unwrap().held = false;
+        self.0 .1.notify_all();
+    }
+
+    /// Writes waiting now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.0 .0.lock().unwrap().waiting
+    }
+
+    /// Writes that went through so far.
+    pub(crate) fn passed(&self) -> usize {
+        self.0 .0.lock().unwrap().passed
+    }
+
+    fn pass(&self) {
+        let (state, released) = &*self.0;
+        let mut state = state.lock().unwrap();
+        state.waiting += 1;
+        while state.held {
+            state = released.wait(state).unwrap();
+        }
+        state.waiting -= 1;
+        state.passed += 1;
+    }
 }
 
 impl Journal {
@@ -103,9 +157,25 @@ impl Journal {
                 name: name.to_string(),
                 file,
                 bytes: size,
+                #[cfg(test)]
+                stall: None,
             },
             events,
         ))
+    }
+
+    /// For tests: every write of this journal waits while `stall` is held.
+    #[cfg(test)]
+    pub(crate) fn stall_with(&mut self, stall: Stall) {
+        self.stall = Some(stall);
+    }
+
+    /// Waits while a test holds this journal's writes.
+    fn stalled(&self) {
+        #[cfg(test)]
+        if let Some(stall) = &self.stall {
+            stall.pass();
+        }
     }
 
     /// Where the journal is, for messages.
@@ -127,6 +197,7 @@ impl Journal {
         if buffer.is_empty() {
             return Ok(());
         }
+        self.stalled();
         self.file.write_all(&buffer)?;
         self.bytes += buffer.len() as u64;
         Ok(())
@@ -135,6 +206,7 @@ impl Journal {
     /// Replaces the contents with exactly `pending`: atomically and durably (temporary file,
     /// fsync, rename), or by truncation when nothing is pending.
     pub fn rewrite(&mut self, pending: &[Event]) -> io::Result<()> {
+        self.stalled();
         if pending.is_empty() {
             self.file.set_len(HEADER.len() as u64)?;
             self.bytes = HEADER.len() as u64;
@@ -158,6 +230,7 @@ impl Journal {
 
     /// Removes the file (the lane delivered everything and stops).
     pub fn remove(self) -> io::Result<()> {
+        self.stalled();
         self.dir.remove(&self.name)
     }
 }

@@ -12,6 +12,7 @@ mod in_flight;
 mod journal;
 mod lane;
 mod pool;
+mod writer;
 
 pub use backoff::Backoff;
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
