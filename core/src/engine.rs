@@ -534,7 +534,7 @@ fn start_schedules(
         schedules.push(periodic("failLog", every, stop.clone(), move || {
             for lane in rsync_lanes
                 .iter()
-                .filter(|l| l.stats().retry_streak.load(Ordering::Relaxed) > 0)
+                .filter(|l| l.stats().retry_streak() > 0)
             {
                 tracing::info!(lane = %lane.name(), "failLog timeToExecute: retrying now");
                 lane.retry_now();

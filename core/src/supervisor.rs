@@ -212,23 +212,22 @@ impl Control for Hub {
 }
 
 fn lane_status(lane: &Lane, root: &Path) -> LaneStatus {
-    use std::sync::atomic::Ordering::Relaxed;
     let stats = lane.stats();
-    let last = stats.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let last = stats.last();
     LaneStatus {
         name: lane.name().to_string(),
         root: root.to_path_buf(),
         pending: lane.pending() as u64,
-        in_flight: stats.in_flight.load(Relaxed),
-        batches: stats.batches.load(Relaxed),
-        events: stats.events.load(Relaxed),
-        failures: stats.failures.load(Relaxed),
-        retry_streak: stats.retry_streak.load(Relaxed),
+        in_flight: stats.in_flight(),
+        batches: stats.batches(),
+        events: stats.events(),
+        failures: stats.failures(),
+        retry_streak: stats.retry_streak(),
         last_success: last.success,
         last_error: last.error,
         journal_bytes: lane.journal_bytes(),
-        latency: stats.latency.snapshot(),
-        audit_runs: stats.audit_runs.load(Relaxed),
-        audit_differences: stats.audit_differences.load(Relaxed),
+        latency: stats.latency(),
+        audit_runs: stats.audit_runs(),
+        audit_differences: stats.audit_differences(),
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sersync_plugin_sdk::{Batch, Event, Sink, SinkError, WatchId};
 
 use super::backoff::Backoff;
-use super::histogram::Histogram;
+use super::histogram::{Histogram, HistogramSnapshot};
 use super::in_flight::{InFlight, Ticket};
 use super::journal::Journal;
 use super::pool::Pool;
@@ -46,27 +46,73 @@ pub enum Mode {
     DryRun,
 }
 
-/// Counters and last outcomes, for logs and the control endpoint.
+/// Counters and last outcomes, for logs and the control endpoint: written by the lane
+/// (and its audit), read through the accessors.
 #[derive(Debug, Default)]
 pub struct LaneStats {
+    batches: AtomicU64,
+    events: AtomicU64,
+    failures: AtomicU64,
+    in_flight: AtomicU64,
+    retry_streak: AtomicU32,
+    latency: Histogram,
+    last: Mutex<LastOutcome>,
+    audit_runs: AtomicU64,
+    audit_differences: AtomicU64,
+}
+
+impl LaneStats {
     /// Batches delivered.
-    pub batches: AtomicU64,
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
     /// Events delivered.
-    pub events: AtomicU64,
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
     /// Failed deliveries.
-    pub failures: AtomicU64,
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
     /// Events in the batches being delivered now.
-    pub in_flight: AtomicU64,
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Consecutive failed deliveries (0 when the last one succeeded).
-    pub retry_streak: AtomicU32,
+    pub fn retry_streak(&self) -> u32 {
+        self.retry_streak.load(Ordering::Relaxed)
+    }
+
     /// From a change being seen to its batch being delivered.
-    pub latency: Histogram,
+    pub fn latency(&self) -> HistogramSnapshot {
+        self.latency.snapshot()
+    }
+
     /// When the last delivery succeeded, and the last error.
-    pub last: Mutex<LastOutcome>,
+    pub fn last(&self) -> LastOutcome {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Drift audits run (`<engine auditSeconds>`).
-    pub audit_runs: AtomicU64,
+    pub fn audit_runs(&self) -> u64 {
+        self.audit_runs.load(Ordering::Relaxed)
+    }
+
     /// Paths the audits found different on the remote (and sent again).
-    pub audit_differences: AtomicU64,
+    pub fn audit_differences(&self) -> u64 {
+        self.audit_differences.load(Ordering::Relaxed)
+    }
+
+    /// Counts one drift audit that found `differences` paths different.
+    pub fn count_audit(&self, differences: u64) {
+        self.audit_runs.fetch_add(1, Ordering::Relaxed);
+        self.audit_differences
+            .fetch_add(differences, Ordering::Relaxed);
+    }
 }
 
 /// The last success and failure of a lane.
