@@ -150,13 +150,13 @@ impl Default for Hub {
 
 impl Hub {
     fn show(&self, engine: &Engine) {
-        let roots: Vec<PathBuf> = engine.roots().iter().map(|r| r.path.clone()).collect();
+        let roots = engine.roots();
         let view = View {
             lanes: engine
                 .lanes()
-                .map(|(lane, full)| (lane.clone(), roots[lane.watch().0 as usize].clone(), full))
+                .map(|(lane, full)| (lane.clone(), roots.path(lane.watch()).into(), full))
                 .collect(),
-            roots,
+            roots: roots.paths(),
             stats: Some(engine.watcher_stats().clone()),
         };
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;

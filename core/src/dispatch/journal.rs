@@ -20,12 +20,13 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use sersync_plugin_sdk::{Event, EventKind, RelPath, WatchId};
 
+use super::LaneId;
 use crate::naming::stable_hash;
 use crate::state_dir::StateDir;
 
@@ -95,11 +96,15 @@ impl Stall {
 }
 
 impl Journal {
-    /// The file name for the lane `name` serving `root`: readable prefix plus a hash of both,
+    /// The file name for the lane `id`: readable prefix plus a hash of its name and root,
     /// so that a lane keeps its journal across restarts and reloads.
-    pub fn file_name(name: &str, root: &Path) -> String {
-        let hash = stable_hash([name.as_bytes(), root.as_os_str().as_encoded_bytes()]);
-        let readable: String = name
+    pub fn file_name(id: &LaneId) -> String {
+        let hash = stable_hash([
+            id.name().as_bytes(),
+            id.root().as_os_str().as_encoded_bytes(),
+        ]);
+        let readable: String = id
+            .name()
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(40)
@@ -356,6 +361,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::Path;
 
     fn ev(kind: EventKind, path: &[u8], is_dir: bool) -> Event {
         Event::now(kind, RelPath::new(path), is_dir, WatchId(3))
@@ -535,9 +541,14 @@ mod tests {
 
     #[test]
     fn file_names_are_stable_and_distinct() {
-        let a = Journal::file_name("rsync u@h::m", Path::new("/w"));
-        assert_eq!(a, Journal::file_name("rsync u@h::m", Path::new("/w")));
-        assert_ne!(a, Journal::file_name("rsync u@h::m", Path::new("/x")));
+        let id = |root: &str| LaneId::new("rsync u@h::m", root);
+        let a = Journal::file_name(&id("/w"));
+        assert_eq!(a, Journal::file_name(&id("/w")));
+        assert_ne!(a, Journal::file_name(&id("/x")));
+        assert_eq!(
+            a, "rsync_u_h__m-f8d642d358a6c1ce.journal",
+            "the name of journals left by earlier versions"
+        );
         assert!(a.starts_with("rsync_u_h__m-"));
     }
 }

@@ -9,7 +9,7 @@
 //! lane waiting for its batch to settle, or for its backoff after a failure (which pauses
 //! the whole lane), only has a wake-up booked with the timer.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,6 +23,35 @@ use super::journal::Journal;
 use super::pool::Pool;
 use super::writer::{JournalQueue, Step};
 use crate::coalesce::Coalescer;
+
+/// Who a lane is across restarts and reloads: its name (the sink it serves, e.g.
+/// `rsync backup@10.0.0.2::www`) and the root it watches. Its journal is named after it
+/// ([`Journal::file_name`]), and a reload tells the lanes it adds from those it keeps by it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LaneId {
+    name: String,
+    root: PathBuf,
+}
+
+impl LaneId {
+    /// The lane `name` serving the watch root `root`.
+    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>) -> LaneId {
+        LaneId {
+            name: name.into(),
+            root: root.into(),
+        }
+    }
+
+    /// The lane's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The watch root it serves.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
 
 /// How a lane cuts batches and retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,9 +225,8 @@ impl State {
 
 /// One sink for one watch.
 pub struct Lane {
-    name: String,
+    id: LaneId,
     watch: WatchId,
-    root: PathBuf,
     timing: LaneTiming,
     state: Mutex<State>,
     /// Signalled when the lane finishes.
@@ -217,13 +245,12 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// A lane called `name` for `watch` rooted at `root`, holding at most `max_pending` paths
+    /// The lane `id` for `watch` (rooted at `id`'s root), holding at most `max_pending` paths
     /// before collapsing them. With a `journal`, the changes it holds are replayed first
     /// and every change is recorded until delivered.
     pub fn new(
-        name: String,
+        id: LaneId,
         watch: WatchId,
-        root: PathBuf,
         timing: LaneTiming,
         max_pending: usize,
         journal: Option<(Journal, Vec<Event>)>,
@@ -231,7 +258,7 @@ impl Lane {
         let mut pending = Coalescer::new(watch, max_pending);
         let journal = journal.map(|(journal, replayed)| {
             if !replayed.is_empty() {
-                tracing::info!(lane = %name, changes = replayed.len(), "replaying changes left undelivered by the previous run");
+                tracing::info!(lane = %id.name, changes = replayed.len(), "replaying changes left undelivered by the previous run");
                 pending.requeue(replayed);
             }
             journal
@@ -239,9 +266,8 @@ impl Lane {
         let journal_bytes = AtomicU64::new(journal.as_ref().map_or(0, Journal::bytes));
         let queue = journal.is_some().then(JournalQueue::default);
         Arc::new_cyclic(|me| Lane {
-            name,
+            id,
             watch,
-            root,
             timing,
             state: Mutex::new(State {
                 pending,
@@ -271,7 +297,12 @@ impl Lane {
 
     /// The lane's name, e.g. `rsync backup@10.0.0.2::www`.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.id.name
+    }
+
+    /// Who it is across restarts and reloads.
+    pub fn id(&self) -> &LaneId {
+        &self.id
     }
 
     /// The watch it serves.
@@ -392,7 +423,7 @@ impl Lane {
         }
         let batch = Arc::new(Batch {
             watch: self.watch,
-            root: self.root.clone(),
+            root: self.id.root.clone(),
             events,
         });
         let ticket = state.in_flight.begin(batch.clone());
@@ -590,7 +621,7 @@ impl Lane {
                 outcome
             };
             if let Some(Err(error)) = &outcome {
-                tracing::error!(lane = %self.name, %error, "cannot write the lane's journal; syncing goes on, but changes pending at a crash would need a full sync (-r) to recover");
+                tracing::error!(lane = %self.id.name, %error, "cannot write the lane's journal; syncing goes on, but changes pending at a crash would need a full sync (-r) to recover");
             }
             let done = removal || !matches!(outcome, Some(Ok(())));
             let mut state = self.lock();
@@ -632,7 +663,7 @@ impl Lane {
     fn deliver(&self, ticket: Ticket, batch: Arc<Batch>, mut sink: Box<dyn Sink>, mode: Mode) {
         if mode == Mode::DryRun {
             for line in sink.describe(&batch) {
-                println!("[{}] {line}", self.name);
+                println!("[{}] {line}", self.id.name);
             }
             self.lock().in_flight.end(ticket);
         } else {
@@ -674,7 +705,7 @@ impl Lane {
             self.start_writer();
         }
         if let (true, Some(recorder)) = (recovered, self.recorder.get()) {
-            recorder.recovered(&self.name);
+            recorder.recovered(&self.id.name);
         }
         let now = SystemTime::now();
         for event in &batch.events {
@@ -687,14 +718,14 @@ impl Lane {
             .events
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.record(|last| last.success = Some(now));
-        tracing::debug!(lane = %self.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
+        tracing::debug!(lane = %self.id.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
     }
 
     /// Bookkeeping after a delivery of `batch` failed: the batch goes back (older than what
     /// is pending), the failure is counted and logged, and the lane pauses for the backoff.
     fn on_failed(&self, ticket: Ticket, batch: Arc<Batch>, error: &SinkError) {
         if let Some(recorder) = self.recorder.get() {
-            recorder.failed(&self.name, &batch);
+            recorder.failed(&self.id.name, &batch);
         }
         let (delay, attempt, write) = {
             let mut state = self.lock();
@@ -722,9 +753,9 @@ impl Lane {
         self.stats.retry_streak.store(attempt, Ordering::Relaxed);
         self.record(|last| last.error = Some((SystemTime::now(), error.message.clone())));
         if error.is_retryable() {
-            tracing::warn!(lane = %self.name, attempt, retry_in_ms = delay.as_millis() as u64, "{}", error.message);
+            tracing::warn!(lane = %self.id.name, attempt, retry_in_ms = delay.as_millis() as u64, "{}", error.message);
         } else {
-            tracing::error!(lane = %self.name, retry_in_ms = delay.as_millis() as u64, "{} — the changes are kept; fix the cause (or send SIGHUP after fixing the config)", error.message);
+            tracing::error!(lane = %self.id.name, retry_in_ms = delay.as_millis() as u64, "{} — the changes are kept; fix the cause (or send SIGHUP after fixing the config)", error.message);
         }
     }
 

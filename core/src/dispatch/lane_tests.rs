@@ -14,7 +14,7 @@ use sersync_plugin_sdk::{Batch, Event, EventKind, RelPath, Sink, SinkError, Watc
 
 use super::super::journal::{Journal, Stall};
 use super::super::writer::MAX_QUEUED;
-use super::{Lane, LaneTiming, Mode, Pool};
+use super::{Lane, LaneId, LaneTiming, Mode, Pool};
 use crate::state_dir::StateDir;
 
 /// Long enough for any scheduling hiccup; only reached when the lane misbehaves.
@@ -34,14 +34,7 @@ fn lane() -> Arc<Lane> {
 }
 
 fn lane_with(timing: LaneTiming) -> Arc<Lane> {
-    Lane::new(
-        "test".into(),
-        WatchId(0),
-        "/w".into(),
-        timing,
-        100_000,
-        None,
-    )
+    Lane::new(LaneId::new("test", "/w"), WatchId(0), timing, 100_000, None)
 }
 
 fn write(path: &str) -> Event {
@@ -424,9 +417,8 @@ fn a_stuck_journal_delays_neither_the_router_nor_another_lane_of_the_watch() {
     let (journal, path) = stalled_journal(&dir, "stuck.journal", &stall);
     let pool = Pool::new();
     let stuck = Lane::new(
-        "stuck".into(),
+        LaneId::new("stuck", "/w"),
         WatchId(0),
-        "/w".into(),
         timing(),
         100_000,
         Some(journal),
@@ -518,9 +510,8 @@ fn what_a_lane_holds_reaches_its_journal_once_a_stuck_disk_comes_back() {
     let stall = Stall::default();
     let (journal, path) = stalled_journal(&dir, "lane.journal", &stall);
     let lane = Lane::new(
-        "lane".into(),
+        LaneId::new("lane", "/w"),
         WatchId(0),
-        "/w".into(),
         LaneTiming {
             retry_initial: Duration::from_secs(3600),
             retry_max: Duration::from_secs(3600),

@@ -17,7 +17,7 @@ mod writer;
 pub use backoff::Backoff;
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
 pub use journal::Journal;
-pub use lane::{FailureRecorder, Lane, LaneStats, LaneTiming, LastOutcome, Mode};
+pub use lane::{FailureRecorder, Lane, LaneId, LaneStats, LaneTiming, LastOutcome, Mode};
 pub use pool::Pool;
 
 use std::sync::Arc;
