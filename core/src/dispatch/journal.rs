@@ -1,10 +1,15 @@
 //! A lane's durable journal: every change the lane has not delivered yet, on disk.
 //!
 //! Every event the lane receives is appended with a plain `write()` (no fsync: the page cache
-//! outlives a crash or `kill -9` of sersync). After each delivered batch the file is rewritten
-//! as exactly the pending set (temporary file, fsync, rename) or truncated when nothing is
-//! pending. On start a lane with the same identity replays it. A power loss may lose the
-//! last appends since the previous rewrite; a full sync (`-r`, the crontab) recovers those.
+//! outlives a crash or `kill -9` of sersync). After each delivered (or failed) batch the file
+//! is rewritten as exactly what is undelivered: the batches in flight, then the pending set
+//! (temporary file, fsync, rename), or truncated when nothing is. On start a lane with the
+//! same identity ([`LaneId`]) replays it. A power loss may lose the last appends since the
+//! previous rewrite; a full sync (`-r`, the crontab) recovers those.
+//!
+//! Only the lane's journal writer calls these, never under the lane's lock: the router and
+//! the deliveries queue what the file must become (`super::writer`), so a slow disk delays
+//! nothing but the writer.
 //!
 //! Format: the line `SERSYNC-JOURNAL 1\n`, then records
 //! `kind:u8 flags:u8 path_len:u32le path [from_len:u32le from]`, flags bit 0 = is_dir,

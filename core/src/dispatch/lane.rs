@@ -343,7 +343,7 @@ impl Lane {
         let write = state
             .journal
             .as_mut()
-            .is_some_and(|queue| queue.append(mine.iter().copied()));
+            .is_some_and(|queue| queue.append(&mine));
         // A lane waiting for its batch to settle, or for a free sink instance, need not look
         // again: a new change only delays the batch.
         let look = state.pending.is_empty() || state.blocked;

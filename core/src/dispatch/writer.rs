@@ -73,13 +73,14 @@ pub(super) struct JournalQueue {
 impl JournalQueue {
     /// Queues `events` (just merged into the pending set) for appending. Returns whether a
     /// writer must be started.
-    pub(super) fn append<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) -> bool {
-        if !self.rewrite {
-            self.appends.extend(events.into_iter().cloned());
-            if self.appends.len() > MAX_QUEUED {
-                self.appends = Vec::new();
-                self.rewrite = true;
-            }
+    pub(super) fn append(&mut self, events: &[&Event]) -> bool {
+        if self.rewrite {
+            // The rewrite's snapshot, taken later, holds them.
+        } else if self.appends.len() + events.len() > MAX_QUEUED {
+            self.appends = Vec::new();
+            self.rewrite = true;
+        } else {
+            self.appends.extend(events.iter().copied().cloned());
         }
         self.kick()
     }
@@ -179,15 +180,18 @@ mod tests {
     #[test]
     fn one_writer_is_started_and_it_stops_when_nothing_is_left() {
         let mut queue = JournalQueue::default();
-        assert!(queue.append([&ev("a")]), "the first append starts a writer");
-        assert!(!queue.append([&ev("b")]), "one runs already");
+        assert!(
+            queue.append(&[&ev("a")]),
+            "the first append starts a writer"
+        );
+        assert!(!queue.append(&[&ev("b")]), "one runs already");
         match queue.next(Vec::new) {
             Some(Step::Append(events)) => assert_eq!(names(&events), ["a", "b"]),
             other => panic!("{other:?}"),
         }
         assert!(queue.next(Vec::new).is_none());
         assert!(
-            queue.append([&ev("c")]),
+            queue.append(&[&ev("c")]),
             "the writer stopped: a new one starts"
         );
     }
@@ -195,9 +199,9 @@ mod tests {
     #[test]
     fn a_rewrite_takes_its_snapshot_when_written_and_later_appends_follow_it() {
         let mut queue = JournalQueue::default();
-        queue.append([&ev("a")]);
+        queue.append(&[&ev("a")]);
         queue.rewrite();
-        queue.append([&ev("b")]);
+        queue.append(&[&ev("b")]);
         // The snapshot is taken now: it holds a and b (both undelivered), so neither is
         // appended again.
         match queue.next(|| vec![ev("a"), ev("b")]) {
@@ -209,7 +213,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        queue.append([&ev("c")]);
+        queue.append(&[&ev("c")]);
         match queue.next(Vec::new) {
             Some(Step::Append(events)) => assert_eq!(names(&events), ["c"]),
             other => panic!("{other:?}"),
@@ -221,9 +225,12 @@ mod tests {
         let mut queue = JournalQueue::default();
         let event = ev("f");
         for _ in 0..MAX_QUEUED * 3 {
-            queue.append([&event]);
+            queue.append(&[&event]);
             assert!(queue.queued() <= MAX_QUEUED);
         }
+        let mut burst = JournalQueue::default();
+        burst.append(&vec![&event; MAX_QUEUED + 1]);
+        assert_eq!(burst.queued(), 0, "a burst too big is not copied");
         assert!(matches!(
             queue.next(Vec::new),
             Some(Step::Rewrite { last: false, .. })
@@ -233,13 +240,13 @@ mod tests {
     #[test]
     fn the_end_is_written_before_what_comes_after_it() {
         let mut queue = JournalQueue::default();
-        queue.append([&ev("a")]);
+        queue.append(&[&ev("a")]);
         assert_eq!(
             queue.finish(&[ev("a")]),
             Some(false),
             "a writer runs already"
         );
-        queue.append([&ev("late")]);
+        queue.append(&[&ev("late")]);
         match queue.next(Vec::new) {
             Some(Step::Rewrite { events, last }) => {
                 assert_eq!((names(&events), last), (vec!["a".into()], true));
