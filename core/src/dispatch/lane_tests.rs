@@ -441,7 +441,6 @@ fn a_stuck_journal_delays_neither_the_router_nor_another_lane_of_the_watch() {
     let lanes = vec![stuck.clone(), other.clone()];
     let router = std::thread::spawn(move || super::super::route(rx, &lanes));
 
-    let begun = Instant::now();
     tx.send(vec![write("first")]).unwrap();
     eventually("the stuck lane's writer never reached the disk", || {
         stall.waiting() == 1
@@ -467,11 +466,6 @@ fn a_stuck_journal_delays_neither_the_router_nor_another_lane_of_the_watch() {
     eventually(
         "the stuck lane's own deliveries waited for its disk",
         || *stuck_got.lock().unwrap() == expected,
-    );
-    assert!(
-        begun.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        begun.elapsed()
     );
     assert_eq!(stall.passed(), 0, "the stall held every write");
     assert!(
