@@ -8,7 +8,6 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,7 +39,7 @@ impl LaneAudit {
     pub fn run(&mut self) {
         let lane = self.lane.name().to_string();
         let stats = self.lane.stats();
-        if self.lane.pending() > 0 || stats.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.lane.pending() > 0 || stats.in_flight() > 0 {
             tracing::debug!(%lane, "audit skipped: the lane is delivering");
             return;
         }
@@ -57,10 +56,7 @@ impl LaneAudit {
             .into_iter()
             .filter(|d| !self.changed_since(d, since))
             .collect();
-        stats.audit_runs.fetch_add(1, Ordering::Relaxed);
-        stats
-            .audit_differences
-            .fetch_add(drifts.len() as u64, Ordering::Relaxed);
+        stats.count_audit(drifts.len() as u64);
         for drift in drifts.iter().take(LOGGED) {
             let differs = match drift.kind {
                 DriftKind::Differs => "missing or different on the remote",

@@ -17,13 +17,13 @@ use sersync_plugins::audit::Auditor;
 use crate::audit::LaneAudit;
 use crate::catchup::{self, Heartbeat};
 use crate::config::{Config, FailLogConfig};
-use crate::dispatch::{self, Journal, Lane, LaneTiming, Mode, Pool};
+use crate::dispatch::{self, Journal, Lane, LaneId, LaneTiming, Mode, Pool};
 use crate::faillog::{FailLog, SpecRecorder};
 use crate::filter::Filter;
 use crate::progress::ProgressBoard;
 use crate::state_dir::{StateDir, StateDirError};
 use crate::topology::{LanePlan, Topology};
-use crate::watch::{limits::InotifyLimits, Root, WatchError, Watcher, WatcherStats};
+use crate::watch::{limits::InotifyLimits, Root, Roots, WatchError, Watcher, WatcherStats};
 
 /// How the daemon was asked to run.
 #[derive(Clone, Debug)]
@@ -108,7 +108,7 @@ struct ReadyLane {
 
 /// Everything a configuration needs, set up and checked, with nothing delivering yet.
 pub struct Prepared {
-    roots: Vec<Root>,
+    roots: Roots,
     filter: Arc<Filter>,
     lanes: Vec<ReadyLane>,
     watcher: Watcher,
@@ -130,8 +130,8 @@ pub enum FirstSync {
     /// Every rsync lane (`-r`).
     All,
     /// After a reload: rsync lanes that did not exist before (a remote added to the file),
-    /// named by their (lane name, root); the others catch up.
-    NewLanes(Vec<(String, std::path::PathBuf)>),
+    /// told by the lanes that did; the others catch up.
+    NewLanes(Vec<LaneId>),
 }
 
 /// A running lane.
@@ -142,7 +142,7 @@ struct RunningLane {
 
 /// The running pipeline.
 pub struct Engine {
-    roots: Vec<Root>,
+    roots: Roots,
     heartbeat: Option<Heartbeat>,
     lanes: Vec<RunningLane>,
     stats: Arc<WatcherStats>,
@@ -170,7 +170,7 @@ impl Engine {
         let filter = Arc::new(Filter::new(&config.filter));
         let mut lanes = Vec::new();
         for plan in topology.lanes {
-            let root = &topology.roots[plan.watch.0 as usize];
+            let root = topology.roots.get(plan.watch);
             let name = plan.spec.name();
             let ctx = SinkContext {
                 watch: plan.watch,
@@ -294,8 +294,7 @@ impl Engine {
             .filter(|l| l.full_syncs)
             .map(|l| l.lane.clone())
             .collect();
-        let heartbeat_name =
-            Heartbeat::file_name(&roots.iter().map(|r| r.path.clone()).collect::<Vec<_>>());
+        let heartbeat_name = Heartbeat::file_name(&roots.paths());
         let last_alive = state
             .as_ref()
             .ok()
@@ -339,21 +338,13 @@ impl Engine {
     }
 
     /// The watch roots.
-    pub fn roots(&self) -> &[Root] {
+    pub fn roots(&self) -> &Roots {
         &self.roots
     }
 
-    /// Every lane's identity: (name, watch root).
-    pub fn lane_ids(&self) -> Vec<(String, std::path::PathBuf)> {
-        self.lanes
-            .iter()
-            .map(|l| {
-                (
-                    l.lane.name().to_string(),
-                    self.roots[l.lane.watch().0 as usize].path.clone(),
-                )
-            })
-            .collect()
+    /// Every lane's identity.
+    pub fn lane_ids(&self) -> Vec<LaneId> {
+        self.lanes.iter().map(|l| l.lane.id().clone()).collect()
     }
 
     /// The lanes, with whether each takes full syncs (rsync lanes do).
@@ -385,7 +376,7 @@ impl Engine {
 /// In the background, sends every lane what changed in its watch since `since` (while
 /// sersync was not running).
 fn spawn_catch_up(
-    roots: Vec<Root>,
+    roots: Roots,
     filter: Arc<Filter>,
     lanes: Vec<Arc<Lane>>,
     since: std::time::SystemTime,
@@ -409,7 +400,7 @@ fn spawn_catch_up(
 /// lanes report their failures to the failLog `script` when there is one.
 fn start_lanes(
     ready: Vec<ReadyLane>,
-    roots: &[Root],
+    roots: &Roots,
     state: Result<&Arc<StateDir>, &StateDirError>,
     timing: LaneTiming,
     max_pending: usize,
@@ -426,13 +417,12 @@ fn start_lanes(
         auditor,
     } in ready
     {
-        let root = &roots[plan.watch.0 as usize];
+        let root = roots.get(plan.watch);
         tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
         let journal = open_journal(state, &name, root);
         let lane = Lane::new(
-            name.clone(),
+            LaneId::new(name.clone(), root.path.clone()),
             plan.watch,
-            root.path.clone(),
             timing,
             max_pending,
             journal,
@@ -459,18 +449,13 @@ fn start_lanes(
 /// with what changed since the previous run was `last_alive`.
 fn first_syncs(
     first: &FirstSync,
-    roots: &[Root],
+    roots: &Roots,
     rsync_lanes: &[Arc<Lane>],
     all: &[Arc<Lane>],
     filter: Arc<Filter>,
     last_alive: Option<std::time::SystemTime>,
 ) {
-    let is_new = |lane: &Lane, previous: &[(String, std::path::PathBuf)]| {
-        let root = &roots[lane.watch().0 as usize].path;
-        !previous
-            .iter()
-            .any(|(name, r)| name == lane.name() && r == root)
-    };
+    let is_new = |lane: &Lane, previous: &[LaneId]| !previous.contains(lane.id());
     let full: Vec<Arc<Lane>> = match first {
         FirstSync::All => rsync_lanes.to_vec(),
         FirstSync::NewLanes(previous) => rsync_lanes
@@ -489,7 +474,7 @@ fn first_syncs(
     }
     if *first != FirstSync::All {
         if let Some(since) = last_alive {
-            spawn_catch_up(roots.to_vec(), filter, all.to_vec(), since);
+            spawn_catch_up(roots.clone(), filter, all.to_vec(), since);
         }
     }
 }
@@ -533,10 +518,7 @@ fn start_schedules(
     }
     if let Some(every) = fail_log_every {
         schedules.push(periodic("failLog", every, stop.clone(), move || {
-            for lane in rsync_lanes
-                .iter()
-                .filter(|l| l.stats().retry_streak.load(Ordering::Relaxed) > 0)
-            {
+            for lane in rsync_lanes.iter().filter(|l| l.stats().retry_streak() > 0) {
                 tracing::info!(lane = %lane.name(), "failLog timeToExecute: retrying now");
                 lane.retry_now();
             }
@@ -618,7 +600,7 @@ fn open_journal(
     name: &str,
     root: &Root,
 ) -> Option<(Journal, Vec<Event>)> {
-    let file = Journal::file_name(name, &root.path);
+    let file = Journal::file_name(&LaneId::new(name, root.path.clone()));
     let opened = match state {
         Ok(dir) => Journal::open(dir, &file, root.watch).map_err(|e| e.to_string()),
         Err(refused) => Err(refused.to_string()),

@@ -150,13 +150,13 @@ impl Default for Hub {
 
 impl Hub {
     fn show(&self, engine: &Engine) {
-        let roots: Vec<PathBuf> = engine.roots().iter().map(|r| r.path.clone()).collect();
+        let roots = engine.roots();
         let view = View {
             lanes: engine
                 .lanes()
-                .map(|(lane, full)| (lane.clone(), roots[lane.watch().0 as usize].clone(), full))
+                .map(|(lane, full)| (lane.clone(), roots.path(lane.watch()).into(), full))
                 .collect(),
-            roots,
+            roots: roots.paths(),
             stats: Some(engine.watcher_stats().clone()),
         };
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
@@ -212,23 +212,22 @@ impl Control for Hub {
 }
 
 fn lane_status(lane: &Lane, root: &Path) -> LaneStatus {
-    use std::sync::atomic::Ordering::Relaxed;
     let stats = lane.stats();
-    let last = stats.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let last = stats.last();
     LaneStatus {
         name: lane.name().to_string(),
         root: root.to_path_buf(),
         pending: lane.pending() as u64,
-        in_flight: stats.in_flight.load(Relaxed),
-        batches: stats.batches.load(Relaxed),
-        events: stats.events.load(Relaxed),
-        failures: stats.failures.load(Relaxed),
-        retry_streak: stats.retry_streak.load(Relaxed),
+        in_flight: stats.in_flight(),
+        batches: stats.batches(),
+        events: stats.events(),
+        failures: stats.failures(),
+        retry_streak: stats.retry_streak(),
         last_success: last.success,
         last_error: last.error,
         journal_bytes: lane.journal_bytes(),
-        latency: stats.latency.snapshot(),
-        audit_runs: stats.audit_runs.load(Relaxed),
-        audit_differences: stats.audit_differences.load(Relaxed),
+        latency: stats.latency(),
+        audit_runs: stats.audit_runs(),
+        audit_differences: stats.audit_differences(),
     }
 }

@@ -10,7 +10,7 @@ use sersync_plugins::{configure_plugin, SinkSetup, SinkSpec};
 
 use crate::config::Config;
 use crate::progress::ProgressBoard;
-use crate::watch::Root;
+use crate::watch::Roots;
 
 /// One lane to start: a sink for one watch.
 #[derive(Debug, Clone)]
@@ -25,8 +25,8 @@ pub struct LanePlan {
 /// Every watch root and every lane.
 #[derive(Debug, Clone)]
 pub struct Topology {
-    /// The trees to watch; `roots[i].watch == WatchId(i)`.
-    pub roots: Vec<Root>,
+    /// The trees to watch.
+    pub roots: Roots,
     /// The lanes.
     pub lanes: Vec<LanePlan>,
 }
@@ -43,7 +43,7 @@ impl Topology {
         progress: Option<&Arc<ProgressBoard>>,
     ) -> Result<Topology, ConfigError> {
         let mut topology = Topology {
-            roots: Vec::new(),
+            roots: Roots::new(),
             lanes: Vec::new(),
         };
         let sersync_roots: Vec<PathBuf> = config.watches.iter().map(|w| w.root.clone()).collect();
@@ -93,15 +93,7 @@ impl Topology {
     }
 
     fn root_id(&mut self, path: &std::path::Path) -> WatchId {
-        if let Some(root) = self.roots.iter().find(|r| r.path == path) {
-            return root.watch;
-        }
-        let watch = WatchId(self.roots.len() as u32);
-        self.roots.push(Root {
-            watch,
-            path: path.to_path_buf(),
-        });
-        watch
+        self.roots.add(path)
     }
 
     /// The kernel hands out one watch per directory: a tree inside another cannot be

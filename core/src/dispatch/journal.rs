@@ -1,10 +1,15 @@
 //! A lane's durable journal: every change the lane has not delivered yet, on disk.
 //!
 //! Every event the lane receives is appended with a plain `write()` (no fsync: the page cache
-//! outlives a crash or `kill -9` of sersync). After each delivered batch the file is rewritten
-//! as exactly the pending set (temporary file, fsync, rename) or truncated when nothing is
-//! pending. On start a lane with the same identity replays it. A power loss may lose the
-//! last appends since the previous rewrite; a full sync (`-r`, the crontab) recovers those.
+//! outlives a crash or `kill -9` of sersync). After each delivered (or failed) batch the file
+//! is rewritten as exactly what is undelivered: the batches in flight, then the pending set
+//! (temporary file, fsync, rename), or truncated when nothing is. On start a lane with the
+//! same identity ([`LaneId`]) replays it. A power loss may lose the last appends since the
+//! previous rewrite; a full sync (`-r`, the crontab) recovers those.
+//!
+//! Only the lane's journal writer calls these, never under the lane's lock: the router and
+//! the deliveries queue what the file must become (`super::writer`), so a slow disk delays
+//! nothing but the writer.
 //!
 //! Format: the line `SERSYNC-JOURNAL 1\n`, then records
 //! `kind:u8 flags:u8 path_len:u32le path [from_len:u32le from]`, flags bit 0 = is_dir,
@@ -20,12 +25,13 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use sersync_plugin_sdk::{Event, EventKind, RelPath, WatchId};
 
+use super::LaneId;
 use crate::naming::stable_hash;
 use crate::state_dir::StateDir;
 
@@ -38,14 +44,72 @@ pub struct Journal {
     name: String,
     file: File,
     bytes: u64,
+    /// A test's hold on every write of this journal (a stuck disk).
+    #[cfg(test)]
+    stall: Option<Stall>,
+}
+
+/// For tests: a stuck disk under one journal. While held, every write of the journals it
+/// was given to waits (see [`Journal::stall_with`]).
+#[cfg(test)]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Stall(Arc<(std::sync::Mutex<StallState>, std::sync::Condvar)>);
+
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct StallState {
+    held: bool,
+    /// Writes waiting now.
+    waiting: usize,
+    /// Writes that went through.
+    passed: usize,
+}
+
+#[cfg(test)]
+impl Stall {
+    /// Every write waits from now on.
+    pub(crate) fn hold(&self) {
+        self.0 .0.lock().unwrap().held = true;
+    }
+
+    /// The waiting writes, and later ones, go through.
+    pub(crate) fn release(&self) {
+        self.0 .0.lock().unwrap().held = false;
+        self.0 .1.notify_all();
+    }
+
+    /// Writes waiting now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.0 .0.lock().unwrap().waiting
+    }
+
+    /// Writes that went through so far.
+    pub(crate) fn passed(&self) -> usize {
+        self.0 .0.lock().unwrap().passed
+    }
+
+    fn pass(&self) {
+        let (state, released) = &*self.0;
+        let mut state = state.lock().unwrap();
+        state.waiting += 1;
+        while state.held {
+            state = released.wait(state).unwrap();
+        }
+        state.waiting -= 1;
+        state.passed += 1;
+    }
 }
 
 impl Journal {
-    /// The file name for the lane `name` serving `root`: readable prefix plus a hash of both,
+    /// The file name for the lane `id`: readable prefix plus a hash of its name and root,
     /// so that a lane keeps its journal across restarts and reloads.
-    pub fn file_name(name: &str, root: &Path) -> String {
-        let hash = stable_hash([name.as_bytes(), root.as_os_str().as_encoded_bytes()]);
-        let readable: String = name
+    pub fn file_name(id: &LaneId) -> String {
+        let hash = stable_hash([
+            id.name().as_bytes(),
+            id.root().as_os_str().as_encoded_bytes(),
+        ]);
+        let readable: String = id
+            .name()
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(40)
@@ -103,9 +167,25 @@ impl Journal {
                 name: name.to_string(),
                 file,
                 bytes: size,
+                #[cfg(test)]
+                stall: None,
             },
             events,
         ))
+    }
+
+    /// For tests: every write of this journal waits while `stall` is held.
+    #[cfg(test)]
+    pub(crate) fn stall_with(&mut self, stall: Stall) {
+        self.stall = Some(stall);
+    }
+
+    /// Waits while a test holds this journal's writes.
+    fn stalled(&self) {
+        #[cfg(test)]
+        if let Some(stall) = &self.stall {
+            stall.pass();
+        }
     }
 
     /// Where the journal is, for messages.
@@ -127,6 +207,7 @@ impl Journal {
         if buffer.is_empty() {
             return Ok(());
         }
+        self.stalled();
         self.file.write_all(&buffer)?;
         self.bytes += buffer.len() as u64;
         Ok(())
@@ -135,6 +216,7 @@ impl Journal {
     /// Replaces the contents with exactly `pending`: atomically and durably (temporary file,
     /// fsync, rename), or by truncation when nothing is pending.
     pub fn rewrite(&mut self, pending: &[Event]) -> io::Result<()> {
+        self.stalled();
         if pending.is_empty() {
             self.file.set_len(HEADER.len() as u64)?;
             self.bytes = HEADER.len() as u64;
@@ -158,6 +240,7 @@ impl Journal {
 
     /// Removes the file (the lane delivered everything and stops).
     pub fn remove(self) -> io::Result<()> {
+        self.stalled();
         self.dir.remove(&self.name)
     }
 }
@@ -283,6 +366,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::Path;
 
     fn ev(kind: EventKind, path: &[u8], is_dir: bool) -> Event {
         Event::now(kind, RelPath::new(path), is_dir, WatchId(3))
@@ -462,9 +546,14 @@ mod tests {
 
     #[test]
     fn file_names_are_stable_and_distinct() {
-        let a = Journal::file_name("rsync u@h::m", Path::new("/w"));
-        assert_eq!(a, Journal::file_name("rsync u@h::m", Path::new("/w")));
-        assert_ne!(a, Journal::file_name("rsync u@h::m", Path::new("/x")));
+        let id = |root: &str| LaneId::new("rsync u@h::m", root);
+        let a = Journal::file_name(&id("/w"));
+        assert_eq!(a, Journal::file_name(&id("/w")));
+        assert_ne!(a, Journal::file_name(&id("/x")));
+        assert_eq!(
+            a, "rsync_u_h__m-f8d642d358a6c1ce.journal",
+            "the name of journals left by earlier versions"
+        );
         assert!(a.starts_with("rsync_u_h__m-"));
     }
 }

@@ -9,7 +9,7 @@
 //! lane waiting for its batch to settle, or for its backoff after a failure (which pauses
 //! the whole lane), only has a wake-up booked with the timer.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,11 +17,41 @@ use std::time::{Duration, Instant, SystemTime};
 use sersync_plugin_sdk::{Batch, Event, Sink, SinkError, WatchId};
 
 use super::backoff::Backoff;
-use super::histogram::Histogram;
+use super::histogram::{Histogram, HistogramSnapshot};
 use super::in_flight::{InFlight, Ticket};
 use super::journal::Journal;
 use super::pool::Pool;
+use super::writer::{JournalQueue, Step};
 use crate::coalesce::Coalescer;
+
+/// Who a lane is across restarts and reloads: its name (the sink it serves, e.g.
+/// `rsync backup@10.0.0.2::www`) and the root it watches. Its journal is named after it
+/// ([`Journal::file_name`]), and a reload tells the lanes it adds from those it keeps by it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LaneId {
+    name: String,
+    root: PathBuf,
+}
+
+impl LaneId {
+    /// The lane `name` serving the watch root `root`.
+    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>) -> LaneId {
+        LaneId {
+            name: name.into(),
+            root: root.into(),
+        }
+    }
+
+    /// The lane's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The watch root it serves.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
 
 /// How a lane cuts batches and retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,27 +75,73 @@ pub enum Mode {
     DryRun,
 }
 
-/// Counters and last outcomes, for logs and the control endpoint.
+/// Counters and last outcomes, for logs and the control endpoint: written by the lane
+/// (and its audit), read through the accessors.
 #[derive(Debug, Default)]
 pub struct LaneStats {
+    batches: AtomicU64,
+    events: AtomicU64,
+    failures: AtomicU64,
+    in_flight: AtomicU64,
+    retry_streak: AtomicU32,
+    latency: Histogram,
+    last: Mutex<LastOutcome>,
+    audit_runs: AtomicU64,
+    audit_differences: AtomicU64,
+}
+
+impl LaneStats {
     /// Batches delivered.
-    pub batches: AtomicU64,
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
     /// Events delivered.
-    pub events: AtomicU64,
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
     /// Failed deliveries.
-    pub failures: AtomicU64,
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
     /// Events in the batches being delivered now.
-    pub in_flight: AtomicU64,
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Consecutive failed deliveries (0 when the last one succeeded).
-    pub retry_streak: AtomicU32,
+    pub fn retry_streak(&self) -> u32 {
+        self.retry_streak.load(Ordering::Relaxed)
+    }
+
     /// From a change being seen to its batch being delivered.
-    pub latency: Histogram,
+    pub fn latency(&self) -> HistogramSnapshot {
+        self.latency.snapshot()
+    }
+
     /// When the last delivery succeeded, and the last error.
-    pub last: Mutex<LastOutcome>,
+    pub fn last(&self) -> LastOutcome {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Drift audits run (`<engine auditSeconds>`).
-    pub audit_runs: AtomicU64,
+    pub fn audit_runs(&self) -> u64 {
+        self.audit_runs.load(Ordering::Relaxed)
+    }
+
     /// Paths the audits found different on the remote (and sent again).
-    pub audit_differences: AtomicU64,
+    pub fn audit_differences(&self) -> u64 {
+        self.audit_differences.load(Ordering::Relaxed)
+    }
+
+    /// Counts one drift audit that found `differences` paths different.
+    pub fn count_audit(&self, differences: u64) {
+        self.audit_runs.fetch_add(1, Ordering::Relaxed);
+        self.audit_differences
+            .fetch_add(differences, Ordering::Relaxed);
+    }
 }
 
 /// The last success and failure of a lane.
@@ -104,13 +180,17 @@ struct State {
     /// Everything pending was held back by a batch in flight: a new change may be one that
     /// can go, so a push looks again.
     blocked: bool,
-    journal: Option<Journal>,
+    /// What the journal's writer has still to write; `None` without a journal (or after
+    /// one failed). The file itself is the writer's ([`Lane::journal_file`]).
+    journal: Option<JournalQueue>,
     /// The sink instances, from [`Lane::start`] until the lane finishes.
     slots: Option<Slots>,
     /// The wake-up booked with the pool's timer, if any.
     timer: Option<Instant>,
     /// What was left undelivered when the lane finished, until [`Lane::wait_finished`].
     left: Option<Vec<Event>>,
+    /// What was left, while the journal's writer still writes it (then it becomes `left`).
+    left_unwritten: Option<Vec<Event>>,
 }
 
 /// A started lane's sink instances and where it delivers.
@@ -136,33 +216,17 @@ enum Next {
 }
 
 impl State {
-    /// Runs a journal operation; on failure logs it once and goes on without a journal, so
-    /// that a full disk or an unwritable state directory never stops syncing.
-    fn journal(&mut self, lane: &str, op: impl FnOnce(&mut Journal) -> std::io::Result<()>) {
-        if let Some(journal) = self.journal.as_mut() {
-            if let Err(error) = op(journal) {
-                tracing::error!(lane, %error, "cannot write the lane's journal; syncing goes on, but changes pending at a crash would need a full sync (-r) to recover");
-                self.journal = None;
-            }
-        }
-    }
-
-    /// Makes the journal hold exactly what is undelivered now: the batches in flight, then
-    /// what is pending.
-    fn compact_journal(&mut self, lane: &str) {
-        if self.journal.is_some() {
-            let mut undelivered: Vec<Event> = self.in_flight.events().cloned().collect();
-            undelivered.extend(self.pending.snapshot());
-            self.journal(lane, |j| j.rewrite(&undelivered));
-        }
+    /// The undelivered set changed other than by a push: the journal is to be rewritten.
+    /// Returns whether a writer must be started.
+    fn rewrite_journal(&mut self) -> bool {
+        self.journal.as_mut().is_some_and(JournalQueue::rewrite)
     }
 }
 
 /// One sink for one watch.
 pub struct Lane {
-    name: String,
+    id: LaneId,
     watch: WatchId,
-    root: PathBuf,
     timing: LaneTiming,
     state: Mutex<State>,
     /// Signalled when the lane finishes.
@@ -171,16 +235,22 @@ pub struct Lane {
     me: Weak<Lane>,
     stats: LaneStats,
     recorder: std::sync::OnceLock<Arc<dyn FailureRecorder>>,
+    /// The journal's file, written only by the lane's writer (see [`super::writer`]),
+    /// never under the lane's lock.
+    journal_file: Mutex<Option<Journal>>,
+    /// The journal's size after the writer's last step.
+    journal_bytes: AtomicU64,
+    /// Where the writer runs: the pool given to [`Lane::start`].
+    pool: std::sync::OnceLock<Arc<Pool>>,
 }
 
 impl Lane {
-    /// A lane called `name` for `watch` rooted at `root`, holding at most `max_pending` paths
+    /// The lane `id` for `watch` (rooted at `id`'s root), holding at most `max_pending` paths
     /// before collapsing them. With a `journal`, the changes it holds are replayed first
     /// and every change is recorded until delivered.
     pub fn new(
-        name: String,
+        id: LaneId,
         watch: WatchId,
-        root: PathBuf,
         timing: LaneTiming,
         max_pending: usize,
         journal: Option<(Journal, Vec<Event>)>,
@@ -188,15 +258,16 @@ impl Lane {
         let mut pending = Coalescer::new(watch, max_pending);
         let journal = journal.map(|(journal, replayed)| {
             if !replayed.is_empty() {
-                tracing::info!(lane = %name, changes = replayed.len(), "replaying changes left undelivered by the previous run");
+                tracing::info!(lane = %id.name, changes = replayed.len(), "replaying changes left undelivered by the previous run");
                 pending.requeue(replayed);
             }
             journal
         });
+        let journal_bytes = AtomicU64::new(journal.as_ref().map_or(0, Journal::bytes));
+        let queue = journal.is_some().then(JournalQueue::default);
         Arc::new_cyclic(|me| Lane {
-            name,
+            id,
             watch,
-            root,
             timing,
             state: Mutex::new(State {
                 pending,
@@ -208,21 +279,30 @@ impl Lane {
                 backoff: Backoff::new(timing.retry_initial, timing.retry_max),
                 last_failure: None,
                 blocked: false,
-                journal,
+                journal: queue,
                 slots: None,
                 timer: None,
                 left: None,
+                left_unwritten: None,
             }),
             finished: Condvar::new(),
             me: me.clone(),
             stats: LaneStats::default(),
             recorder: std::sync::OnceLock::new(),
+            journal_file: Mutex::new(journal),
+            journal_bytes,
+            pool: std::sync::OnceLock::new(),
         })
     }
 
     /// The lane's name, e.g. `rsync backup@10.0.0.2::www`.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.id.name
+    }
+
+    /// Who it is across restarts and reloads.
+    pub fn id(&self) -> &LaneId {
+        &self.id
     }
 
     /// The watch it serves.
@@ -242,7 +322,7 @@ impl Lane {
 
     /// Bytes in the lane's journal (0 without one).
     pub fn journal_bytes(&self) -> u64 {
-        self.lock().journal.as_ref().map_or(0, Journal::bytes)
+        self.journal_bytes.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -259,7 +339,11 @@ impl Lane {
             return;
         }
         let mut state = self.lock();
-        state.journal(&self.name, |j| j.append(mine.iter().copied()));
+        // Only queued: the lane's writer appends it, so a slow disk delays no push.
+        let write = state
+            .journal
+            .as_mut()
+            .is_some_and(|queue| queue.append(&mine));
         // A lane waiting for its batch to settle, or for a free sink instance, need not look
         // again: a new change only delays the batch.
         let look = state.pending.is_empty() || state.blocked;
@@ -273,6 +357,9 @@ impl Lane {
             }
         }
         drop(state);
+        if write {
+            self.start_writer();
+        }
         if look {
             self.schedule();
         }
@@ -336,7 +423,7 @@ impl Lane {
         }
         let batch = Arc::new(Batch {
             watch: self.watch,
-            root: self.root.clone(),
+            root: self.id.root.clone(),
             events,
         });
         let ticket = state.in_flight.begin(batch.clone());
@@ -348,12 +435,22 @@ impl Lane {
     /// [`Lane::wait_finished`] after [`Lane::close`].
     pub fn start(&self, sinks: Vec<Box<dyn Sink>>, mode: Mode, pool: &Arc<Pool>) {
         assert!(!sinks.is_empty(), "a lane needs a sink instance");
-        self.lock().slots = Some(Slots {
-            idle: sinks,
-            busy: 0,
-            mode,
-            pool: pool.clone(),
-        });
+        // Set before the lock is taken: see `start_writer`.
+        let _ = self.pool.set(pool.clone());
+        let write = {
+            let mut state = self.lock();
+            state.slots = Some(Slots {
+                idle: sinks,
+                busy: 0,
+                mode,
+                pool: pool.clone(),
+            });
+            // Changes pushed before the start are queued for a writer not started yet.
+            state.journal.as_mut().is_some_and(JournalQueue::kick)
+        };
+        if write {
+            self.start_writer();
+        }
         self.schedule();
     }
 
@@ -365,6 +462,7 @@ impl Lane {
         let mut deliveries = Vec::new();
         let mut wake_at = None;
         let mut retired = Vec::new();
+        let mut write = false;
         let (pool, mode) = {
             let mut state = self.lock();
             let Some(slots) = state.slots.as_ref() else {
@@ -388,7 +486,7 @@ impl Lane {
                     }
                     Next::Wait => break,
                     Next::Finish => {
-                        retired = self.finish(&mut state);
+                        (retired, write) = self.finish(&mut state);
                         break;
                     }
                 }
@@ -397,6 +495,9 @@ impl Lane {
         };
         // Sink instances may take a while to stop (a plugin's process): not under the lock.
         drop(retired);
+        if write {
+            self.start_writer();
+        }
         if let Some(at) = wake_at {
             let lane = self.me.clone();
             pool.at(at, move || {
@@ -423,18 +524,117 @@ impl Lane {
     }
 
     /// The lane is done: what could not be delivered is kept for [`Lane::wait_finished`] (and
-    /// stays in the journal for the next run, which is removed when nothing is left). Returns
-    /// the sink instances, to be dropped outside the lock.
-    fn finish(&self, state: &mut State) -> Vec<Box<dyn Sink>> {
+    /// stays in the journal for the next run, which is removed when nothing is left) once
+    /// the journal's writer has written it. Returns the sink instances, to be dropped
+    /// outside the lock, and whether a writer must be started.
+    fn finish(&self, state: &mut State) -> (Vec<Box<dyn Sink>>, bool) {
         let left = state.pending.take();
-        if left.is_empty() {
-            if let Some(journal) = state.journal.take() {
-                let _ = journal.remove();
+        let sinks = state.slots.take().map(|s| s.idle).unwrap_or_default();
+        match state.journal.as_mut().and_then(|queue| queue.finish(&left)) {
+            Some(write) => {
+                state.left_unwritten = Some(left);
+                (sinks, write)
+            }
+            None => {
+                state.left = Some(left);
+                self.finished.notify_all();
+                (sinks, false)
             }
         }
-        state.left = Some(left);
-        self.finished.notify_all();
-        state.slots.take().map(|s| s.idle).unwrap_or_default()
+    }
+
+    /// What was left is in the journal (or there is no journal to wait for): the lane has
+    /// finished for [`Lane::wait_finished`].
+    fn written_left(&self, state: &mut State) {
+        if let Some(left) = state.left_unwritten.take() {
+            state.left = Some(left);
+            self.finished.notify_all();
+        }
+    }
+
+    /// Runs the journal's writer on the pool (the caller marked it running). Before
+    /// [`Lane::start`] there is no pool: the writer is marked stopped again, and the start
+    /// kicks it. (The pool is set before the start takes the lock, and looked for here
+    /// again under it, so one of the two always starts it.)
+    fn start_writer(&self) {
+        let pool = match self.pool.get() {
+            Some(pool) => pool,
+            None => {
+                let mut state = self.lock();
+                match self.pool.get() {
+                    Some(pool) => pool,
+                    None => {
+                        if let Some(queue) = state.journal.as_mut() {
+                            queue.not_started();
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        let lane = self.me.upgrade().expect("a lane in use is alive");
+        pool.run(move || lane.write_journal());
+    }
+
+    /// The journal's writer, on a pool thread: takes each step from the lane's
+    /// [`JournalQueue`] under the lock and does its I/O outside it, until nothing is left.
+    /// A failed write is logged once and the lane goes on without a journal, so that a full
+    /// disk or an unwritable state directory never stops syncing.
+    fn write_journal(&self) {
+        loop {
+            let step = {
+                let mut state = self.lock();
+                let State {
+                    journal,
+                    in_flight,
+                    pending,
+                    ..
+                } = &mut *state;
+                let Some(queue) = journal.as_mut() else {
+                    return;
+                };
+                // The batches in flight, then what is pending.
+                let undelivered = || {
+                    let mut events: Vec<Event> = in_flight.events().cloned().collect();
+                    events.extend(pending.snapshot());
+                    events
+                };
+                match queue.next(undelivered) {
+                    Some(step) => step,
+                    None => return,
+                }
+            };
+            let removal = matches!(step, Step::Remove);
+            let last = removal || matches!(step, Step::Rewrite { last: true, .. });
+            let outcome = {
+                let mut file = self.journal_file.lock().unwrap_or_else(|e| e.into_inner());
+                let outcome = match step {
+                    Step::Append(events) => file.as_mut().map(|j| j.append(&events)),
+                    Step::Rewrite { events, .. } => file.as_mut().map(|j| j.rewrite(&events)),
+                    Step::Remove => file.take().map(Journal::remove),
+                };
+                if matches!(outcome, Some(Err(_))) {
+                    *file = None;
+                }
+                let bytes = file.as_ref().map_or(0, Journal::bytes);
+                self.journal_bytes.store(bytes, Ordering::Relaxed);
+                outcome
+            };
+            if let Some(Err(error)) = &outcome {
+                tracing::error!(lane = %self.id.name, %error, "cannot write the lane's journal; syncing goes on, but changes pending at a crash would need a full sync (-r) to recover");
+            }
+            let done = removal || !matches!(outcome, Some(Ok(())));
+            let mut state = self.lock();
+            if done {
+                state.journal = None;
+            }
+            if last || done {
+                self.written_left(&mut state);
+            }
+            if done {
+                return;
+            }
+        }
     }
 
     /// Waits, until `deadline` at most, for the lane to finish after [`Lane::close`]. Returns
@@ -463,7 +663,7 @@ impl Lane {
     fn deliver(&self, ticket: Ticket, batch: Arc<Batch>, mut sink: Box<dyn Sink>, mode: Mode) {
         if mode == Mode::DryRun {
             for line in sink.describe(&batch) {
-                println!("[{}] {line}", self.name);
+                println!("[{}] {line}", self.id.name);
             }
             self.lock().in_flight.end(ticket);
         } else {
@@ -489,7 +689,7 @@ impl Lane {
 
     /// Bookkeeping after `batch` went through: counters, latency, recovery, journal.
     fn on_delivered(&self, ticket: Ticket, batch: &Batch, started: Instant) {
-        let recovered = {
+        let (recovered, write) = {
             let mut state = self.lock();
             state.in_flight.end(ticket);
             let failed_meanwhile = state.last_failure.is_some_and(|at| at >= started);
@@ -498,11 +698,14 @@ impl Lane {
                 state.backoff.reset();
                 self.stats.retry_streak.store(0, Ordering::Relaxed);
             }
-            state.compact_journal(&self.name);
-            recovered
+            let write = state.rewrite_journal();
+            (recovered, write)
         };
+        if write {
+            self.start_writer();
+        }
         if let (true, Some(recorder)) = (recovered, self.recorder.get()) {
-            recorder.recovered(&self.name);
+            recorder.recovered(&self.id.name);
         }
         let now = SystemTime::now();
         for event in &batch.events {
@@ -515,16 +718,16 @@ impl Lane {
             .events
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.record(|last| last.success = Some(now));
-        tracing::debug!(lane = %self.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
+        tracing::debug!(lane = %self.id.name, events = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch delivered");
     }
 
     /// Bookkeeping after a delivery of `batch` failed: the batch goes back (older than what
     /// is pending), the failure is counted and logged, and the lane pauses for the backoff.
     fn on_failed(&self, ticket: Ticket, batch: Arc<Batch>, error: &SinkError) {
         if let Some(recorder) = self.recorder.get() {
-            recorder.failed(&self.name, &batch);
+            recorder.failed(&self.id.name, &batch);
         }
-        let (delay, attempt) = {
+        let (delay, attempt, write) = {
             let mut state = self.lock();
             state.in_flight.end(ticket);
             let delay = if error.is_retryable() {
@@ -540,16 +743,19 @@ impl Lane {
             // Ending the ticket dropped the other reference: the events are not copied.
             let events = Arc::try_unwrap(batch).map_or_else(|b| b.events.clone(), |b| b.events);
             state.pending.requeue(events);
-            state.compact_journal(&self.name);
-            (delay, state.backoff.failures())
+            let write = state.rewrite_journal();
+            (delay, state.backoff.failures(), write)
         };
+        if write {
+            self.start_writer();
+        }
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
         self.stats.retry_streak.store(attempt, Ordering::Relaxed);
         self.record(|last| last.error = Some((SystemTime::now(), error.message.clone())));
         if error.is_retryable() {
-            tracing::warn!(lane = %self.name, attempt, retry_in_ms = delay.as_millis() as u64, "{}", error.message);
+            tracing::warn!(lane = %self.id.name, attempt, retry_in_ms = delay.as_millis() as u64, "{}", error.message);
         } else {
-            tracing::error!(lane = %self.name, retry_in_ms = delay.as_millis() as u64, "{} — the changes are kept; fix the cause (or send SIGHUP after fixing the config)", error.message);
+            tracing::error!(lane = %self.id.name, retry_in_ms = delay.as_millis() as u64, "{} — the changes are kept; fix the cause (or send SIGHUP after fixing the config)", error.message);
         }
     }
 

@@ -1,6 +1,8 @@
 //! Lanes with several sink instances: disjoint batches overlap, overlapping ones never do,
 //! and nothing is lost. Lanes on one pool: idle ones hold no thread, and a hanging one
-//! holds up no other.
+//! holds up no other. Journals: a stuck disk under one lane's journal holds up neither the
+//! router nor another lane, its writer's queue stays bounded, and what the lane holds
+//! reaches the file once the disk comes back.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +12,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use sersync_plugin_sdk::{Batch, Event, EventKind, RelPath, Sink, SinkError, WatchId};
 
-use super::{Lane, LaneTiming, Mode, Pool};
+use super::super::journal::{Journal, Stall};
+use super::super::writer::MAX_QUEUED;
+use super::{Lane, LaneId, LaneTiming, Mode, Pool};
+use crate::state_dir::StateDir;
 
 /// Long enough for any scheduling hiccup; only reached when the lane misbehaves.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -29,14 +34,7 @@ fn lane() -> Arc<Lane> {
 }
 
 fn lane_with(timing: LaneTiming) -> Arc<Lane> {
-    Lane::new(
-        "test".into(),
-        WatchId(0),
-        "/w".into(),
-        timing,
-        100_000,
-        None,
-    )
+    Lane::new(LaneId::new("test", "/w"), WatchId(0), timing, 100_000, None)
 }
 
 fn write(path: &str) -> Event {
@@ -367,4 +365,183 @@ fn a_lane_in_backoff_holds_no_thread_and_retries_when_asked() {
     );
     lane.retry_now();
     expect(&deliveries, 1, "the retry asked for");
+}
+
+/// Records the paths it delivered.
+struct Recording(Arc<Mutex<HashSet<String>>>);
+
+impl Sink for Recording {
+    fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.0.lock().unwrap().extend(paths(batch));
+        Ok(())
+    }
+}
+
+/// A journal named `name` in a state directory below `dir`, whose writes wait while
+/// `stall` is held; with where its file is.
+fn stalled_journal(
+    dir: &tempfile::TempDir,
+    name: &str,
+    stall: &Stall,
+) -> ((Journal, Vec<Event>), std::path::PathBuf) {
+    let state = Arc::new(StateDir::open(&dir.path().join("state")).unwrap());
+    let (mut journal, replayed) = Journal::open(&state, name, WatchId(0)).unwrap();
+    journal.stall_with(stall.clone());
+    ((journal, replayed), state.file_path(name))
+}
+
+/// What a new start would replay from the journal at `path` as it is on disk now (as after
+/// `kill -9`), read from a copy so that the lane's file is not touched.
+fn replayed_from(path: &std::path::Path) -> HashSet<String> {
+    let copy = tempfile::tempdir().unwrap();
+    let state = Arc::new(StateDir::open(&copy.path().join("state")).unwrap());
+    std::fs::copy(path, state.file_path("copy.journal")).unwrap();
+    let (_, events) = Journal::open(&state, "copy.journal", WatchId(0)).unwrap();
+    events.iter().map(|e| e.path.to_string()).collect()
+}
+
+/// Polls `done` until it holds, failing with `what` after [`PATIENCE`].
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_stuck_journal_delays_neither_the_router_nor_another_lane_of_the_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let stall = Stall::default();
+    stall.hold();
+    let (journal, path) = stalled_journal(&dir, "stuck.journal", &stall);
+    let pool = Pool::new();
+    let stuck = Lane::new(
+        LaneId::new("stuck", "/w"),
+        WatchId(0),
+        timing(),
+        100_000,
+        Some(journal),
+    );
+    let stuck_got = Arc::new(Mutex::new(HashSet::new()));
+    stuck.start(
+        vec![Box::new(Recording(stuck_got.clone()))],
+        Mode::Deliver,
+        &pool,
+    );
+    let other = lane();
+    let other_got = Arc::new(Mutex::new(HashSet::new()));
+    other.start(
+        vec![Box::new(Recording(other_got.clone()))],
+        Mode::Deliver,
+        &pool,
+    );
+    // The reader's channel, small so that a stalled router shows at once.
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Event>>(4);
+    let lanes = vec![stuck.clone(), other.clone()];
+    let router = std::thread::spawn(move || super::super::route(rx, &lanes));
+
+    tx.send(vec![write("first")]).unwrap();
+    eventually("the stuck lane's writer never reached the disk", || {
+        stall.waiting() == 1
+    });
+    let expected: HashSet<String> = std::iter::once("first".to_string())
+        .chain((0..200).map(|n| format!("f{n}")))
+        .collect();
+    for n in 0..200 {
+        tx.send_timeout(vec![write(&format!("f{n}"))], Duration::from_secs(2))
+            .expect("the router stopped taking messages while one lane's journal is stuck");
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while *other_got.lock().unwrap() != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the other lane was held up by the stuck journal: {} of {} delivered",
+            other_got.lock().unwrap().len(),
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The stuck lane itself delivers too: its sink does not wait for its disk.
+    eventually(
+        "the stuck lane's own deliveries waited for its disk",
+        || *stuck_got.lock().unwrap() == expected,
+    );
+    assert_eq!(stall.passed(), 0, "the stall held every write");
+    assert!(
+        stuck.lock().journal.as_ref().unwrap().queued() <= MAX_QUEUED,
+        "the writer's queue is bounded"
+    );
+
+    drop(tx);
+    router.join().unwrap();
+    stuck.close();
+    other.close();
+    assert_eq!(
+        stuck.wait_finished(Instant::now() + Duration::from_millis(200)),
+        None,
+        "the lane has not finished before its journal says so"
+    );
+    assert_eq!(
+        other.wait_finished(Instant::now() + PATIENCE),
+        Some(Vec::new())
+    );
+    stall.release();
+    assert_eq!(
+        stuck.wait_finished(Instant::now() + PATIENCE),
+        Some(Vec::new())
+    );
+    assert!(
+        !path.exists(),
+        "everything was delivered: the journal is removed"
+    );
+    assert_eq!(stuck.journal_bytes(), 0);
+}
+
+#[test]
+fn what_a_lane_holds_reaches_its_journal_once_a_stuck_disk_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let stall = Stall::default();
+    let (journal, path) = stalled_journal(&dir, "lane.journal", &stall);
+    let lane = Lane::new(
+        LaneId::new("lane", "/w"),
+        WatchId(0),
+        LaneTiming {
+            retry_initial: Duration::from_secs(3600),
+            retry_max: Duration::from_secs(3600),
+            ..timing()
+        },
+        100_000,
+        Some(journal),
+    );
+    let (delivered, deliveries) = unbounded();
+    lane.start(
+        vec![counting(&delivered, true)],
+        Mode::Deliver,
+        &Pool::new(),
+    );
+    lane.push_all([&write("early")]);
+    expect(&deliveries, 1, "the first attempt");
+    eventually("the failed batch is journaled", || {
+        replayed_from(&path) == HashSet::from(["early".to_string()])
+    });
+
+    // The disk sticks; far more changes come than the writer may queue.
+    stall.hold();
+    lane.push_all([&write("first")]);
+    eventually("the writer reached the disk", || stall.waiting() == 1);
+    let mut expected = HashSet::from(["early".to_string(), "first".to_string()]);
+    for n in 0..MAX_QUEUED * 3 {
+        let name = format!("f{n}");
+        lane.push_all([&write(&name)]);
+        expected.insert(name);
+        let queued = lane.lock().journal.as_ref().unwrap().queued();
+        assert!(queued <= MAX_QUEUED, "{queued} events queued");
+    }
+    assert_eq!(lane.pending(), expected.len());
+    stall.release();
+    // As after `kill -9` now: every change the lane was handed is on disk.
+    eventually("the journal caught up with the lane", || {
+        replayed_from(&path) == expected
+    });
 }

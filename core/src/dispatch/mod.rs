@@ -4,7 +4,9 @@
 //! the router merges events into; it cuts a batch when the changes have settled, hands it to
 //! a thread of the shared [`Pool`] to deliver, and on failure puts it back and retries after
 //! a backoff. A sink's queue is its pending state: a slow sink gets bigger batches, never a
-//! stalled reader. Only deliveries in progress hold threads; an idle lane holds none.
+//! stalled reader. Only deliveries in progress (and journal writes, see `writer`) hold
+//! threads; an idle lane holds none. The router does in-memory work only: a lane's journal
+//! is written by its writer, on the pool, never under the lane's lock.
 
 mod backoff;
 mod histogram;
@@ -12,11 +14,12 @@ mod in_flight;
 mod journal;
 mod lane;
 mod pool;
+mod writer;
 
 pub use backoff::Backoff;
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
 pub use journal::Journal;
-pub use lane::{FailureRecorder, Lane, LaneStats, LaneTiming, LastOutcome, Mode};
+pub use lane::{FailureRecorder, Lane, LaneId, LaneStats, LaneTiming, LastOutcome, Mode};
 pub use pool::Pool;
 
 use std::sync::Arc;

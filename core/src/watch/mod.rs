@@ -12,6 +12,7 @@
 mod doubts;
 pub mod limits;
 mod reader;
+mod roots;
 mod scan;
 mod tree;
 
@@ -19,6 +20,7 @@ mod tree;
 mod tests;
 
 pub use reader::{Watcher, WatcherStats};
+pub use roots::Roots;
 
 use std::path::PathBuf;
 

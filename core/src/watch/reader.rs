@@ -17,7 +17,7 @@ use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
 use super::doubts::{DoubtKind, Pending};
 use super::scan::{Report, Walked, PATH_MAX};
 use super::tree::{DirKey, WatchTree};
-use super::{Root, WatchError};
+use super::{Roots, WatchError};
 use crate::config::EventSwitches;
 use crate::filter::Filter;
 
@@ -112,7 +112,7 @@ pub struct Watcher {
     pub(super) doubts: Vec<Pending>,
     /// Emptied queues seen while some descriptor was homeless.
     pub(super) homeless_drains: u8,
-    roots: Vec<Root>,
+    roots: Roots,
     switches: EventSwitches,
     move_outs: Vec<MoveOut>,
     warned: HashSet<RelPath>,
@@ -121,7 +121,7 @@ pub struct Watcher {
 impl Watcher {
     /// Watches every root and the directories below them that the filter keeps.
     pub fn new(
-        roots: Vec<Root>,
+        roots: impl Into<Roots>,
         filter: Arc<Filter>,
         switches: EventSwitches,
         debug: bool,
@@ -155,7 +155,7 @@ impl Watcher {
             proc_fd: Path::new("/proc/self/fd").is_dir(),
             doubts: Vec::new(),
             homeless_drains: 0,
-            roots,
+            roots: roots.into(),
             switches,
             move_outs: Vec::new(),
             warned: HashSet::new(),
@@ -172,7 +172,7 @@ impl Watcher {
     }
 
     pub(super) fn root_path(&self, watch: WatchId) -> &Path {
-        &self.roots[watch.0 as usize].path
+        self.roots.path(watch)
     }
 
     /// Reads until `shutdown` is set, sending each read's events as one message. Returns
