@@ -156,8 +156,9 @@ pub struct LastOutcome {
 /// Told when a lane's delivery fails and when it goes through again (the `<failLog>`
 /// script listens).
 pub trait FailureRecorder: Send + Sync {
-    /// A delivery of `batch` failed.
-    fn failed(&self, lane: &str, batch: &Batch);
+    /// A delivery failed; `undelivered` is everything the lane still owes (the batches in
+    /// flight, then what is pending, the failed batch among it).
+    fn failed(&self, lane: &str, undelivered: &Batch);
     /// A delivery went through after failures.
     fn recovered(&self, lane: &str);
 }
@@ -724,10 +725,7 @@ impl Lane {
     /// Bookkeeping after a delivery of `batch` failed: the batch goes back (older than what
     /// is pending), the failure is counted and logged, and the lane pauses for the backoff.
     fn on_failed(&self, ticket: Ticket, batch: Arc<Batch>, error: &SinkError) {
-        if let Some(recorder) = self.recorder.get() {
-            recorder.failed(&self.id.name, &batch);
-        }
-        let (delay, attempt, write) = {
+        let (delay, attempt, write, undelivered) = {
             let mut state = self.lock();
             state.in_flight.end(ticket);
             let delay = if error.is_retryable() {
@@ -744,10 +742,25 @@ impl Lane {
             let events = Arc::try_unwrap(batch).map_or_else(|b| b.events.clone(), |b| b.events);
             state.pending.requeue(events);
             let write = state.rewrite_journal();
-            (delay, state.backoff.failures(), write)
+            // What the recorder shows is everything the lane still owes, not this batch
+            // alone: with several deliveries at once, another batch may have failed before.
+            let undelivered = self.recorder.get().map(|_| Batch {
+                watch: self.watch,
+                root: self.id.root.clone(),
+                events: state
+                    .in_flight
+                    .events()
+                    .cloned()
+                    .chain(state.pending.snapshot())
+                    .collect(),
+            });
+            (delay, state.backoff.failures(), write, undelivered)
         };
         if write {
             self.start_writer();
+        }
+        if let (Some(recorder), Some(undelivered)) = (self.recorder.get(), undelivered) {
+            recorder.failed(&self.id.name, &undelivered);
         }
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
         self.stats.retry_streak.store(attempt, Ordering::Relaxed);

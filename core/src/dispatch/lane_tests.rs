@@ -545,3 +545,63 @@ fn what_a_lane_holds_reaches_its_journal_once_a_stuck_disk_comes_back() {
         replayed_from(&path) == expected
     });
 }
+
+/// Reports each delivery as it starts, waits to be released, then fails.
+struct GatedFailure(Gated);
+
+impl Sink for GatedFailure {
+    fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.0.deliver(batch)?;
+        Err(SinkError::retryable("the remote is down"))
+    }
+}
+
+/// What a failure recorder was last told.
+#[derive(Default)]
+struct LastFailure(Mutex<Option<Vec<String>>>);
+
+impl super::FailureRecorder for LastFailure {
+    fn failed(&self, _: &str, undelivered: &Batch) {
+        let mut got = paths(undelivered);
+        got.sort();
+        *self.0.lock().unwrap() = Some(got);
+    }
+
+    fn recovered(&self, _: &str) {
+        *self.0.lock().unwrap() = None;
+    }
+}
+
+#[test]
+fn a_failure_reports_everything_the_lane_owes_not_only_the_batch_that_failed() {
+    let lane = lane_with(LaneTiming {
+        retry_initial: PATIENCE,
+        retry_max: PATIENCE,
+        ..timing()
+    });
+    let recorder = Arc::new(LastFailure::default());
+    lane.record_failures(recorder.clone());
+    let (started, starts) = unbounded();
+    let (release, released) = unbounded();
+    let sinks: Vec<Box<dyn Sink>> = (0..2)
+        .map(|_| {
+            Box::new(GatedFailure(Gated {
+                started: started.clone(),
+                release: released.clone(),
+            })) as Box<dyn Sink>
+        })
+        .collect();
+    lane.start(sinks, Mode::Deliver, &Pool::new());
+    lane.push_all([&write("a/f")]);
+    assert_eq!(starts.recv_timeout(PATIENCE).unwrap(), ["a/f"]);
+    lane.push_all([&write("b/g")]);
+    assert_eq!(starts.recv_timeout(PATIENCE).unwrap(), ["b/g"]);
+    // Both fail, one after the other: the second report must still name the first's path.
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    eventually("both failures reported", || lane.stats().failures() == 2);
+    assert_eq!(
+        recorder.0.lock().unwrap().clone(),
+        Some(vec!["a/f".to_string(), "b/g".to_string()])
+    );
+}
