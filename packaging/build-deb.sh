@@ -66,7 +66,7 @@ install -d -m 0755 "$root/var/lib/sersync/demo"
 
 install -d "$root/lib/systemd/system"
 for unit in sersync.service sersync@.service; do
-    sed 's#/usr/local/bin/sersync#/usr/bin/sersync#g' "examples/systemd/$unit" > "$root/lib/systemd/system/$unit"
+    sed 's#^ExecStart=/usr/local/bin/sersync#ExecStart=/usr/bin/sersync#' "examples/systemd/$unit" > "$root/lib/systemd/system/$unit"
 done
 
 install -d "$doc/examples" "$doc/sinks"
