@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::logging::LogFormat;
 
@@ -87,7 +87,222 @@ pub enum Command {
     /// prints, per lane: pending paths, events in flight, events delivered, failures, the age
     /// of the last success and the last error.
     Status,
+
+    /// Print the shell completion script for SHELL on standard output.
+    ///
+    /// bash: sersync completions bash > /etc/bash_completion.d/sersync; zsh: into a directory
+    /// of $fpath as _sersync; fish: ~/.config/fish/completions/sersync.fish. The Debian
+    /// package installs all three.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff, section 1) on standard output: man -l <(sersync manpage).
+    #[command(hide = true)]
+    Manpage,
 }
+
+/// Runs the commands that print what is generated from this definition (`completions`,
+/// `manpage`) and returns their exit status; `None` for any other command line.
+pub fn print_generated(command: Option<Command>) -> Option<std::process::ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let written = match command? {
+        Command::Completions { shell } => {
+            // Generated into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            write_completions(shell, &mut script);
+            std::io::Write::write_all(&mut out, &script)
+                .and_then(|()| std::io::Write::flush(&mut out))
+        }
+        Command::Manpage => write_manpage(&mut out).and_then(|()| std::io::Write::flush(&mut out)),
+        Command::Status => return None,
+    };
+    Some(match written {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sersync: cannot write to standard output: {e}");
+            std::process::ExitCode::from(1)
+        }
+    })
+}
+
+/// `sersync completions SHELL`: the script, generated from this definition.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "sersync", out);
+}
+
+/// `sersync manpage`: clap's NAME, SYNOPSIS, OPTIONS, a DESCRIPTION longer than `--help`'s,
+/// the commands, then what a daemon's page needs that the flags do not say (`MAN_EXTRA`).
+pub fn write_manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = Cli::command().long_about(MAN_DESCRIPTION);
+    let commands: Vec<(String, String)> = cmd
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+        .map(|c| {
+            let mut usage = format!("sersync {}", c.get_name());
+            for arg in c.get_positionals() {
+                let values: Vec<String> = arg
+                    .get_possible_values()
+                    .iter()
+                    .map(|v| v.get_name().to_owned())
+                    .collect();
+                usage.push(' ');
+                usage.push_str(&values.join("|"));
+            }
+            let about = c.get_long_about().or(c.get_about()).map(|a| a.to_string());
+            (usage, about.unwrap_or_default())
+        })
+        .collect();
+    let man = clap_mangen::Man::new(cmd)
+        .manual("User Commands")
+        .date(man_date());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    out.write_all(b".SH COMMANDS\n")?;
+    for (usage, about) in commands {
+        writeln!(out, ".TP\n.B {}", roff_escape(&usage))?;
+        let paragraphs: Vec<String> = about.split("\n\n").map(|p| roff_escape(p.trim())).collect();
+        writeln!(out, "{}", paragraphs.join("\n.IP\n"))?;
+    }
+    out.write_all(MAN_EXTRA.as_bytes())?;
+    man.render_version_section(out)
+}
+
+/// Text as roff shows it literally: backslashes and hyphens escaped, no line read as a
+/// request.
+fn roff_escape(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    escaped
+        .lines()
+        .map(|line| {
+            if line.starts_with(['.', '\'']) {
+                format!("\\&{line}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The page's date: `SOURCE_DATE_EPOCH` when set (reproducible package builds), else today.
+fn man_date() -> String {
+    let seconds = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+    civil_date(seconds)
+}
+
+/// Seconds since the epoch as a UTC date, YYYY-MM-DD (Howard Hinnant's days-to-civil).
+fn civil_date(seconds: i64) -> String {
+    let z = seconds.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The man page's DESCRIPTION (`--help` keeps the one-line summary).
+const MAN_DESCRIPTION: &str = "sersync watches directory trees with inotify and pushes every \
+change to one or more slaves through rsync (rsync daemons or ssh), and through plugin sinks \
+that run beside rsync or instead of it: command, refreshCDN, socket, http, native shared \
+libraries and sandboxed WASM components. It reads sersync 2.5.4's confxml.xml and takes its \
+flags (-r -d -o -n -m) unchanged.
+
+Changes are merged per path and sent in batches, a few milliseconds after they settle: one \
+rsync process per kind of run, the paths fed on standard input, never through a shell. Each \
+destination keeps a journal of what it has not delivered in the state directory, replayed at \
+the next start, and a heartbeat lets the next start send what changed while sersync was \
+stopped.
+
+The configuration's <host hostip port> serves GET /status, GET /metrics (Prometheus) and \
+POST /sync; sersync status prints the status as a table.";
+
+/// The man page's sections after the commands, in roff.
+const MAN_EXTRA: &str = r#".SH EXAMPLES
+Without a command, sersync runs the daemon, as sersync 2.5.4's command lines expect:
+.PP
+.RS
+.nf
+sersync \-o /etc/sersync/confxml.xml \-\-check
+sersync \-r \-o /etc/sersync/confxml.xml
+sersync \-d \-o /etc/sersync/confxml.xml \-\-pid\-file /run/sersync.pid \-\-log\-file /var/log/sersync.log
+sersync status \-o /etc/sersync/confxml.xml
+.fi
+.RE
+.PP
+Under systemd run \fBsystemctl enable \-\-now sersync\fR (the configuration
+/etc/sersync/confxml.xml) or \fBsystemctl enable \-\-now sersync@NAME\fR (one instance
+per /etc/sersync/NAME.xml). The service runs in the foreground with Type=notify.
+.SH FILES
+.TP
+.B /etc/sersync/confxml.xml
+The configuration (sersync 2.5.4's format; every element is described in
+/usr/share/doc/sersync/config.md). The packaged one watches /var/lib/sersync/demo and
+pushes nowhere until a remote is added.
+.TP
+.B /etc/sersync/NAME.xml
+The configuration of the service instance sersync@NAME.
+.TP
+.B /var/lib/sersync
+The state directory (root's default, and systemd's StateDirectory=): each lane's journal of
+undelivered changes and the heartbeat that lets the next start send what changed while
+sersync was stopped. \fB<engine stateDir>\fR moves it; a directory other users can write to
+is refused.
+.TP
+.B /usr/share/doc/sersync/examples/
+Example configurations: rsync daemons, ssh, CDN purges, socket, HTTP, command and plugin
+sinks.
+.SH SIGNALS
+.TP
+.B SIGHUP
+Reload the configuration. An invalid file is refused and the running configuration stays;
+otherwise pending changes are kept and the new watches, remotes and sinks take over.
+.TP
+.BR SIGTERM ", " SIGINT
+Stop: deliver what is pending (within 10 seconds), keep the rest in the journal, exit 0.
+.SH EXIT STATUS
+.TP
+.B 0
+Success: the daemon stopped on a signal, \-\-check found the configuration usable,
+or a command did its job.
+.TP
+.B 1
+A usage error or a runtime error (the log says which); for \fBstatus\fR, the daemon could not
+be reached or answered badly.
+.TP
+.B 255
+The configuration cannot be used (as in sersync 2.5.4): restarting will not help.
+.SH ENVIRONMENT
+.TP
+.B RUST_LOG
+Overrides the log level \-v and \-q set (e.g. RUST_LOG=sersync=debug).
+.TP
+.B STATE_DIRECTORY
+The state directory when \fB<engine stateDir>\fR is not set (systemd sets it).
+.SH SEE ALSO
+.BR rsync (1),
+.BR rsyncd.conf (5),
+.BR ssh (1),
+.BR inotify (7),
+.BR systemd.service (5),
+/usr/share/doc/sersync/operations.md, /usr/share/doc/sersync/config.md
+"#;
 
 impl Cli {
     /// `-v` count minus `-q` count.
@@ -120,6 +335,14 @@ mod tests {
         let mut argv = vec!["sersync"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).unwrap().shows_progress(tty, term)
+    }
+
+    #[test]
+    fn man_page_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(951_782_400), "2000-02-29");
+        assert_eq!(civil_date(1_764_547_199), "2025-11-30");
+        assert_eq!(civil_date(1_764_547_200), "2025-12-01");
     }
 
     #[test]

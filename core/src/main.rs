@@ -25,6 +25,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    if let Some(code) = sersync::cli::print_generated(cli.command) {
+        return code;
+    }
     if cli.command == Some(sersync::cli::Command::Status) {
         return sersync::control::client::status_command(&cli.config);
     }

@@ -270,6 +270,14 @@ impl Sersync {
         Sersync::launch(command, config, args, log_dir, &[])
     }
 
+    /// As [`Sersync::start`], run by `wrapper` (a program and its arguments, e.g. `setpriv`
+    /// with a capability bound), which is given the binary's path and then sersync's arguments.
+    pub fn start_under(wrapper: &[&str], config: &Path, args: &[&str], log_dir: &Path) -> Sersync {
+        let mut command = Command::new(wrapper[0]);
+        command.args(&wrapper[1..]).arg(sersync_bin());
+        Sersync::launch(command, config, args, log_dir, &[])
+    }
+
     fn launch(
         mut command: Command,
         config: &Path,
