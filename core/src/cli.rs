@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::logging::LogFormat;
-
 /// Live file sync: watches directory trees with inotify and pushes every change through rsync
 /// to many slaves, and through plugin sinks (command, refreshCDN, socket, http, native and
 /// WASM plugins). A drop-in for sersync 2.5.4: same confxml.xml, same flags.
@@ -83,7 +81,7 @@ pub struct Cli {
 pub enum Command {
     /// Show how the running daemon is doing, one line per lane.
     ///
-    /// Asks the control endpoint at the configuration's <host hostip port> (GET /status) and
+    /// Asks the control endpoint at the configuration's `<host hostip port>` (GET /status) and
     /// prints, per lane: pending paths, events in flight, events delivered, failures, the age
     /// of the last success and the last error.
     Status,
@@ -325,6 +323,15 @@ impl Cli {
             && stderr_is_terminal
             && term.is_some_and(|t| !t.is_empty() && t != "dumb")
     }
+}
+
+/// The log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 #[cfg(test)]

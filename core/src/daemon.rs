@@ -50,7 +50,7 @@ pub fn default_pid_file(config: &Path) -> PathBuf {
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir)
     };
-    let hash = crate::naming::stable_hash([config.as_os_str().as_encoded_bytes()]);
+    let hash = sersync::naming::stable_hash([config.as_os_str().as_encoded_bytes()]);
     dir.join(format!("sersync-{hash:016x}.pid"))
 }
 

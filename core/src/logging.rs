@@ -3,17 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::progress::ProgressBoard;
+use sersync::cli::LogFormat;
+use sersync::progress::ProgressBoard;
 use tracing_subscriber::EnvFilter;
-
-/// The log line format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One readable line per event.
-    Human,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
 
 /// Installs the global subscriber. `verbosity` is `-v` count minus `-q` count; `debug` is
 /// `<debug start="true">`. `RUST_LOG`, when set, overrides both. `progress` is the board

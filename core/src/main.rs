@@ -1,4 +1,10 @@
-//! The `sersync` binary.
+//! The `sersync` binary: the command line, then the daemon's glue around the engine the
+//! library provides.
+
+mod daemon;
+mod logging;
+mod supervisor;
+mod systemd;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -10,9 +16,9 @@ use sersync::config::Config;
 use sersync::dispatch::Mode;
 use sersync::engine::RunOptions;
 use sersync::progress::ProgressBoard;
-use sersync::supervisor::{self, Hub};
 use sersync::topology::{configure_named, Topology};
-use sersync::{daemon, logging};
+
+use crate::supervisor::Hub;
 
 /// Exit status for a configuration that cannot be used (sersync 2.5.4 used 255).
 const EXIT_CONFIG: u8 = 255;

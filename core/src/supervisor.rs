@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::config::{self, Config};
-use crate::control::{Control, DaemonState, LaneStatus, StatusSnapshot, WatchStatus};
-use crate::dispatch::Lane;
-use crate::engine::{self, Engine, FirstSync, RunOptions};
 use crate::systemd;
-use crate::watch::WatchError;
-use crate::watch::WatcherStats;
+use sersync::config::{self, Config};
+use sersync::control::{Control, DaemonState, LaneStatus, StatusSnapshot, WatchStatus};
+use sersync::dispatch::Lane;
+use sersync::engine::{self, Engine, FirstSync, RunOptions};
+use sersync::watch::WatchError;
+use sersync::watch::WatcherStats;
 
 /// What the main loop reacts to.
 #[derive(Debug)]

@@ -20,6 +20,8 @@
 //! Without features the crate has no dependencies: a plugin author pays nothing for it. (The
 //! `xml` feature, for the host, adds quick-xml.)
 
+#![deny(missing_docs)]
+
 pub mod abi;
 pub mod config;
 pub mod event;

@@ -19,6 +19,8 @@
 //! (native shared libraries, through the SDK's C ABI) and [`wasm`] (WASM components, through
 //! wasmtime; cargo feature `wasm`, on by default).
 
+#![deny(missing_docs)]
+
 pub mod audit;
 mod command;
 mod common;

@@ -14,6 +14,8 @@
 //!   [`churn`]: lsyncd's churn workload and the runner that plays many seeds.
 //! - [`bench`]: the benchmark harness (the `bench` binary).
 
+#![deny(missing_docs)]
+
 pub mod bench;
 mod capture;
 pub mod churn;

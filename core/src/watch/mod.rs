@@ -1,5 +1,5 @@
 //! The recursive inotify watch: one kernel watch per directory, kept right across creates,
-//! deletes and renames, turned into [`Event`]s by a reader thread that never waits on a sink.
+//! deletes and renames, turned into [`Event`](sersync_plugin_sdk::Event)s by a reader thread that never waits on a sink.
 //!
 //! - `tree`: descriptor → directory bookkeeping, each with its identity on disk.
 //! - `scan`: adding a directory tree (the initial walk, new and moved-in directories,

@@ -1,5 +1,5 @@
-//! The rsync sink: at most three rsync processes per batch per remote, paths on stdin, never
-//! a shell.
+//! The rsync sink: at most four rsync processes per batch per remote (one per kind of
+//! run), paths on stdin, never a shell.
 //!
 //! Each run is `rsync <commonParams> -R --files-from=- --from0 … ./ TARGET` in the watch
 //! root, with its paths written NUL-separated to its standard input:
