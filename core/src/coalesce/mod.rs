@@ -12,6 +12,15 @@
 //!
 //! Memory is bounded: past `max_pending` paths, pending paths collapse into rescans of their
 //! parent directories, level by level, up to the watch root at worst.
+//!
+//! **Stamps** (the ordering between the sinks of a watch, `dispatch::order`): every entry
+//! carries the [`Stamp`] of the changes merged into it — the sequence number of the oldest
+//! (`first`) and of the newest (`last`), and when the newest arrived. Whatever an entry
+//! absorbs (a path's earlier change, the pending changes below a deleted or rescanned
+//! directory, a moved entry, everything a collapse turns into rescans) lowers its `first`
+//! and raises its `last`, so an entry never claims to be newer, nor older, than a change it
+//! stands for. A lane ordered after others cuts only entries whose `last` they have
+//! delivered; an upstream lane's low watermark is its smallest `first` minus one.
 
 #[cfg(test)]
 mod model_tests;
@@ -31,6 +40,40 @@ struct Entry {
     time: SystemTime,
     /// The path did not exist when the pending state began (so a delete cancels it).
     new: bool,
+    /// The sequence numbers of the changes it stands for (see the module's doc).
+    stamp: Stamp,
+}
+
+/// Which changes a pending entry stands for, in the sequence a lane's pushes are numbered
+/// by (`dispatch::order::Sequence`): the oldest and the newest, and when the newest arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// The sequence number of the oldest change merged in.
+    pub first: u64,
+    /// The sequence number of the newest change merged in.
+    pub last: u64,
+    /// When the newest change arrived (in this run: a replayed change arrives at the start).
+    pub at: Instant,
+}
+
+impl Stamp {
+    /// The stamp of one change numbered `seq`, arriving now.
+    pub fn new(seq: u64) -> Stamp {
+        Stamp {
+            first: seq,
+            last: seq,
+            at: Instant::now(),
+        }
+    }
+
+    /// A stamp standing for both.
+    fn merge(self, other: Stamp) -> Stamp {
+        Stamp {
+            first: self.first.min(other.first),
+            last: self.last.max(other.last),
+            at: self.at.max(other.at),
+        }
+    }
 }
 
 /// The paths a change occupies while it is delivered: a changed or created path itself; for
@@ -63,6 +106,12 @@ pub struct Coalescer {
     max_pending: usize,
     first_at: Option<Instant>,
     last_at: Option<Instant>,
+    /// The stamp of the changes pushed next ([`Coalescer::stamp`]).
+    incoming: Stamp,
+    /// While one change is merged: its stamp, merged with every entry it absorbs.
+    absorbed: Stamp,
+    /// At most the smallest `first` of the entries (exact after each cut).
+    low: Option<u64>,
 }
 
 impl Coalescer {
@@ -77,7 +126,35 @@ impl Coalescer {
             max_pending: max_pending.max(1),
             first_at: None,
             last_at: None,
+            incoming: Stamp::new(0),
+            absorbed: Stamp::new(0),
+            low: None,
         }
+    }
+
+    /// The changes pushed from now on are stamped `stamp`.
+    pub fn stamp(&mut self, stamp: Stamp) {
+        self.incoming = stamp;
+    }
+
+    /// The smallest sequence number an entry stands for: everything numbered below it that
+    /// reached this state has been taken out of it. `None` when nothing is pending.
+    pub fn min_first(&self) -> Option<u64> {
+        if self.entries.is_empty() {
+            None
+        } else {
+            self.low
+        }
+    }
+
+    /// The stamps of the pending entries, in no order.
+    pub fn stamps(&self) -> impl Iterator<Item = &Stamp> {
+        self.entries.values().map(|e| &e.stamp)
+    }
+
+    /// Makes [`Coalescer::min_first`] exact again.
+    fn recompute_low(&mut self) {
+        self.low = self.entries.values().map(|e| e.stamp.first).min();
     }
 
     /// Number of pending paths.
@@ -111,7 +188,7 @@ impl Coalescer {
         let now = Instant::now();
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);
-        self.apply(event, fresh);
+        self.apply(event, fresh, self.incoming);
         if self.entries.len() > self.max_pending {
             self.collapse();
         }
@@ -144,6 +221,7 @@ impl Coalescer {
         self.last_at = None;
         self.rescans.clear();
         self.vacated.clear();
+        self.low = None;
         let mut entries: Vec<(RelPath, Entry)> = self.entries.drain().collect();
         entries.sort_by_key(|(_, e)| e.seq);
         entries
@@ -157,13 +235,25 @@ impl Coalescer {
     /// some stay, their arrival window restarts now, so they go out one settle time after
     /// they are released.
     pub fn take_unblocked(&mut self, blocked: impl Fn(&RelPath) -> bool) -> Vec<Event> {
+        self.take_admitted(blocked, |_| true).0
+    }
+
+    /// As [`Coalescer::take_unblocked`], taking only the entries whose stamp `admit` lets
+    /// go; returns their stamps too, in the same order (for [`Coalescer::requeue_stamped`]).
+    pub fn take_admitted(
+        &mut self,
+        blocked: impl Fn(&RelPath) -> bool,
+        admit: impl Fn(&Stamp) -> bool,
+    ) -> (Vec<Event>, Vec<Stamp>) {
         let held = |path: &RelPath, e: &Entry| {
-            footprint(e.kind, path, e.from.as_ref())
-                .iter()
-                .any(&blocked)
+            !admit(&e.stamp)
+                || footprint(e.kind, path, e.from.as_ref())
+                    .iter()
+                    .any(&blocked)
         };
         if !self.entries.iter().any(|(path, e)| held(path, e)) {
-            return self.take();
+            let stamps = self.sorted_stamps();
+            return (self.take(), stamps);
         }
         let free: Vec<RelPath> = self
             .entries
@@ -187,26 +277,45 @@ impl Coalescer {
             self.first_at = Some(now);
             self.last_at = Some(now);
         }
-        taken
+        self.recompute_low();
+        let stamps = taken.iter().map(|(_, e)| e.stamp).collect();
+        let events = taken
             .into_iter()
             .map(|(path, e)| self.event(path, e))
-            .collect()
+            .collect();
+        (events, stamps)
+    }
+
+    /// The entries' stamps, in the order [`Coalescer::take`] returns them.
+    fn sorted_stamps(&self) -> Vec<Stamp> {
+        let mut entries: Vec<&Entry> = self.entries.values().collect();
+        entries.sort_by_key(|e| e.seq);
+        entries.into_iter().map(|e| e.stamp).collect()
     }
 
     /// Puts back a batch that could not be delivered. Its events happened before everything
     /// pending now; since part of it may have reached the remote, none of its paths is
     /// assumed absent there any more.
     pub fn requeue(&mut self, failed: Vec<Event>) {
+        let stamps = vec![self.incoming; failed.len()];
+        self.requeue_stamped(failed, stamps);
+    }
+
+    /// As [`Coalescer::requeue`], each event keeping the stamp it was taken with (a change
+    /// still owed keeps its place in the sequence).
+    pub fn requeue_stamped(&mut self, failed: Vec<Event>, stamps: Vec<Stamp>) {
+        debug_assert_eq!(failed.len(), stamps.len());
         let (first_at, last_at) = (self.first_at, self.last_at);
         let mut current: Vec<(RelPath, Entry)> = self.entries.drain().collect();
         current.sort_by_key(|(_, e)| e.seq);
         self.rescans.clear();
         self.vacated.clear();
-        for event in failed {
-            self.apply(event, false);
+        for (event, stamp) in failed.into_iter().zip(stamps) {
+            self.apply(event, false, stamp);
         }
         for (path, e) in current {
             let new = e.new;
+            let stamp = e.stamp;
             self.apply(
                 Event {
                     kind: e.kind,
@@ -217,8 +326,10 @@ impl Coalescer {
                     time: e.time,
                 },
                 new,
+                stamp,
             );
         }
+        self.recompute_low();
         let now = Instant::now();
         self.first_at = first_at.or(Some(now));
         self.last_at = last_at.or(Some(now));
@@ -227,8 +338,10 @@ impl Coalescer {
         }
     }
 
-    /// Merges `event`; `fresh` says a `Create` may be taken as "did not exist before".
-    fn apply(&mut self, event: Event, fresh: bool) {
+    /// Merges `event`, stamped `stamp`; `fresh` says a `Create` may be taken as "did not
+    /// exist before".
+    fn apply(&mut self, event: Event, fresh: bool, stamp: Stamp) {
+        self.absorbed = stamp;
         let Event {
             kind,
             path,
@@ -238,6 +351,7 @@ impl Coalescer {
             ..
         } = event;
         if self.covered_by_rescan(&path) {
+            self.stamp_covering_rescan(&path);
             if let Some(from) = from {
                 self.keep_delete(from, is_dir, time);
             }
@@ -342,6 +456,13 @@ impl Coalescer {
             Some(old) if !matches!(kind, EventKind::Move | EventKind::Rescan) => old.seq,
             _ => self.bump(),
         };
+        let stamp = match self.entries.get(&path) {
+            Some(old) => self.absorbed.merge(old.stamp),
+            None => self.absorbed,
+        };
+        // What else this merge writes (the old name of a superseded move) stands for it too.
+        self.absorbed = stamp;
+        self.low = Some(self.low.map_or(stamp.first, |low| low.min(stamp.first)));
         let previous = self.entries.insert(
             path.clone(),
             Entry {
@@ -351,6 +472,7 @@ impl Coalescer {
                 seq,
                 time,
                 new,
+                stamp,
             },
         );
         if let Some(Entry {
@@ -370,9 +492,15 @@ impl Coalescer {
         }
     }
 
+    /// Removes the entry of `path`; what is merged next stands for it too (see
+    /// [`Stamp`]).
     fn remove(&mut self, path: &RelPath) -> Option<Entry> {
         self.rescans.remove(path);
-        self.entries.remove(path)
+        let removed = self.entries.remove(path);
+        if let Some(e) = &removed {
+            self.absorbed = self.absorbed.merge(e.stamp);
+        }
+        removed
     }
 
     fn bump(&mut self) -> u64 {
@@ -383,8 +511,14 @@ impl Coalescer {
     /// Records that `path` must disappear on the remote, unless something newer is pending
     /// for it or a rescan covers it.
     fn keep_delete(&mut self, path: RelPath, is_dir: bool, time: SystemTime) {
-        if !self.entries.contains_key(&path) && !self.covered_by_rescan(&path) {
+        if let Some(e) = self.entries.get_mut(&path) {
+            e.stamp = e.stamp.merge(self.absorbed);
+        } else if self.covered_by_rescan(&path) {
+            self.stamp_covering_rescan(&path);
+        } else {
             let seq = self.bump();
+            let stamp = self.absorbed;
+            self.low = Some(self.low.map_or(stamp.first, |low| low.min(stamp.first)));
             self.entries.insert(
                 path,
                 Entry {
@@ -394,8 +528,24 @@ impl Coalescer {
                     seq,
                     time,
                     new: false,
+                    stamp,
                 },
             );
+        }
+    }
+
+    /// The rescan covering `path` (see [`Coalescer::covered_by_rescan`]) now stands for the
+    /// change being merged too.
+    fn stamp_covering_rescan(&mut self, path: &RelPath) {
+        let mut cursor = path.parent();
+        while let Some(dir) = cursor {
+            if self.rescans.contains(&dir) {
+                if let Some(e) = self.entries.get_mut(&dir) {
+                    e.stamp = e.stamp.merge(self.absorbed);
+                }
+                return;
+            }
+            cursor = dir.parent();
         }
     }
 
@@ -462,6 +612,8 @@ impl Coalescer {
             if entry.kind == EventKind::Rescan {
                 self.rescans.insert(moved.clone());
             }
+            let first = entry.stamp.first;
+            self.low = Some(self.low.map_or(first, |low| low.min(first)));
             self.entries.insert(moved, entry);
         }
     }
@@ -472,7 +624,10 @@ impl Coalescer {
         while self.entries.len() > self.max_pending {
             let time = SystemTime::now();
             let mut dirs: HashSet<RelPath> = HashSet::new();
+            // Each rescan stands for every change collapsed (conservative, and simple).
+            let mut stamp: Option<Stamp> = None;
             for (path, e) in self.entries.drain() {
+                stamp = Some(stamp.map_or(e.stamp, |s| s.merge(e.stamp)));
                 dirs.insert(path.parent().unwrap_or(RelPath::ROOT));
                 if let Some(from) = e.from {
                     dirs.insert(from.parent().unwrap_or(RelPath::ROOT));
@@ -498,12 +653,14 @@ impl Coalescer {
                             seq,
                             time,
                             new: false,
+                            stamp: stamp.unwrap_or(self.incoming),
                         },
                     );
                     self.rescans.insert(dir);
                 }
             }
         }
+        self.recompute_low();
     }
 }
 

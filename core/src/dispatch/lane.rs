@@ -20,9 +20,10 @@ use super::backoff::Backoff;
 use super::histogram::{Histogram, HistogramSnapshot};
 use super::in_flight::{InFlight, Ticket};
 use super::journal::Journal;
+use super::order::{self, Flights, Links, Sequence};
 use super::pool::Pool;
 use super::writer::{JournalQueue, Step};
-use crate::coalesce::Coalescer;
+use crate::coalesce::{Coalescer, Stamp};
 
 /// Who a lane is across restarts and reloads: its name (the sink it serves, e.g.
 /// `rsync backup@10.0.0.2::www`) and the root it watches. Its journal is named after it
@@ -166,6 +167,11 @@ pub trait FailureRecorder: Send + Sync {
 struct State {
     pending: Coalescer,
     in_flight: InFlight,
+    /// The stamps of the batches in flight (see [`super::order`]).
+    flights: Flights,
+    /// The lane finished owing changes: the smallest number among them, so that lanes
+    /// ordered after it keep waiting for them (they stay in its journal).
+    left_owed: Option<u64>,
     closing: bool,
     /// A delivery failed while closing: no worker starts another batch.
     stopped: bool,
@@ -243,6 +249,8 @@ pub struct Lane {
     journal_bytes: AtomicU64,
     /// Where the writer runs: the pool given to [`Lane::start`].
     pool: std::sync::OnceLock<Arc<Pool>>,
+    /// Its place in the ordering between the sinks of its watch ([`super::order`]).
+    order: Links,
 }
 
 impl Lane {
@@ -256,10 +264,25 @@ impl Lane {
         max_pending: usize,
         journal: Option<(Journal, Vec<Event>)>,
     ) -> Arc<Lane> {
+        Lane::new_in(id, watch, timing, max_pending, journal, Sequence::new())
+    }
+
+    /// As [`Lane::new`], stamping its pushes from `sequence`, the engine's one
+    /// ([`super::order`]): lanes ordered after one another share it, and are made in that
+    /// order (so replayed changes are stamped upstream first).
+    pub fn new_in(
+        id: LaneId,
+        watch: WatchId,
+        timing: LaneTiming,
+        max_pending: usize,
+        journal: Option<(Journal, Vec<Event>)>,
+        sequence: Arc<Sequence>,
+    ) -> Arc<Lane> {
         let mut pending = Coalescer::new(watch, max_pending);
         let journal = journal.map(|(journal, replayed)| {
             if !replayed.is_empty() {
                 tracing::info!(lane = %id.name, changes = replayed.len(), "replaying changes left undelivered by the previous run");
+                pending.stamp(Stamp::new(sequence.next()));
                 pending.requeue(replayed);
             }
             journal
@@ -273,6 +296,8 @@ impl Lane {
             state: Mutex::new(State {
                 pending,
                 in_flight: InFlight::default(),
+                flights: Flights::default(),
+                left_owed: None,
                 closing: false,
                 stopped: false,
                 retry_now: false,
@@ -293,7 +318,46 @@ impl Lane {
             journal_file: Mutex::new(journal),
             journal_bytes,
             pool: std::sync::OnceLock::new(),
+            order: Links::new(sequence),
         })
+    }
+
+    pub(super) fn links(&self) -> &Links {
+        &self.order
+    }
+
+    /// This lane's low watermark ([`super::order`]): every change it was given with a number
+    /// at most this has been delivered.
+    pub(super) fn watermark(&self) -> u64 {
+        let state = self.lock();
+        let owed = state
+            .pending
+            .min_first()
+            .into_iter()
+            .chain(state.left_owed)
+            .min();
+        order::watermark(owed, &state.flights)
+    }
+
+    /// True once the lane has finished (closed, its sink instances retired).
+    pub(super) fn has_finished(&self) -> bool {
+        let state = self.lock();
+        state.closing && state.slots.is_none()
+    }
+
+    /// A lane this one runs after delivered, finished or emptied: what it holds may go now.
+    pub(super) fn upstream_moved(&self) {
+        self.schedule();
+    }
+
+    /// Runs `f` over the stamps of the pending entries, under the lane's lock.
+    pub(super) fn with_pending_stamps<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Stamp>) -> R,
+    ) -> R {
+        let state = self.lock();
+        let mut stamps = state.pending.stamps();
+        f(&mut stamps)
     }
 
     /// The lane's name, e.g. `rsync backup@10.0.0.2::www`.
@@ -348,6 +412,9 @@ impl Lane {
         // A lane waiting for its batch to settle, or for a free sink instance, need not look
         // again: a new change only delays the batch.
         let look = state.pending.is_empty() || state.blocked;
+        // One number for this push ([`super::order`]), taken under the lock.
+        let seq = self.order.sequence.next();
+        state.pending.stamp(Stamp::new(seq));
         for event in mine {
             // A batch in flight that covers this path (a directory sent whole) may carry it
             // to the remote already: a create then is no "new" path a delete may cancel.
@@ -357,12 +424,17 @@ impl Lane {
                 state.pending.push(event.clone());
             }
         }
+        // The push may have cancelled all this lane owed (created and deleted again).
+        let emptied = state.pending.is_empty() && state.in_flight.events().next().is_none();
         drop(state);
         if write {
             self.start_writer();
         }
         if look {
             self.schedule();
+        }
+        if emptied && self.order.has_downstream() {
+            self.order.wake_downstream();
         }
     }
 
@@ -412,15 +484,36 @@ impl Lane {
         if !state.closing && Instant::now() < due {
             return Next::At(due);
         }
+        // Ordered after other lanes: only what they have delivered ([`super::order`]).
+        let gate = self.order.gate();
         let State {
             pending, in_flight, ..
         } = &mut *state;
-        let events = pending.take_unblocked(|path| in_flight.blocks(path));
+        let (events, stamps) = pending.take_admitted(
+            |path| in_flight.blocks(path),
+            |stamp| gate.as_ref().is_none_or(|g| g.admits(stamp)),
+        );
         // Everything pending may wait for a batch in flight: its end, or a new change, may
         // free some of it.
         state.blocked = events.is_empty();
         if state.blocked {
-            return Next::Wait;
+            let Some(gate) = gate else {
+                return Next::Wait;
+            };
+            // Held for the lanes this one runs after: they wake it when they deliver, the
+            // timer when the first held change reaches maxWait. Closing, once they have
+            // finished, it finishes too, what they still owe kept in its journal.
+            let busy = state.slots.as_ref().map_or(0, |s| s.busy);
+            if state.closing && busy == 0 && self.order.upstream_finished() {
+                return Next::Finish;
+            }
+            return match gate.next_timeout(state.pending.stamps()) {
+                Some(at) => Next::At(at),
+                None => Next::Wait,
+            };
+        }
+        if let Some(gate) = &gate {
+            order::report_timeouts(&self.id.name, &self.order, gate, &stamps);
         }
         let batch = Arc::new(Batch {
             watch: self.watch,
@@ -428,6 +521,7 @@ impl Lane {
             events,
         });
         let ticket = state.in_flight.begin(batch.clone());
+        state.flights.begin(ticket, stamps);
         Next::Deliver(ticket, batch)
     }
 
@@ -464,6 +558,7 @@ impl Lane {
         let mut wake_at = None;
         let mut retired = Vec::new();
         let mut write = false;
+        let mut finished = false;
         let (pool, mode) = {
             let mut state = self.lock();
             let Some(slots) = state.slots.as_ref() else {
@@ -488,12 +583,16 @@ impl Lane {
                     Next::Wait => break,
                     Next::Finish => {
                         (retired, write) = self.finish(&mut state);
+                        finished = true;
                         break;
                     }
                 }
             }
             (pool, mode)
         };
+        if finished && self.order.has_downstream() {
+            self.order.wake_downstream();
+        }
         // Sink instances may take a while to stop (a plugin's process): not under the lock.
         drop(retired);
         if write {
@@ -529,6 +628,7 @@ impl Lane {
     /// the journal's writer has written it. Returns the sink instances, to be dropped
     /// outside the lock, and whether a writer must be started.
     fn finish(&self, state: &mut State) -> (Vec<Box<dyn Sink>>, bool) {
+        state.left_owed = state.pending.min_first();
         let left = state.pending.take();
         let sinks = state.slots.take().map(|s| s.idle).unwrap_or_default();
         match state.journal.as_mut().and_then(|queue| queue.finish(&left)) {
@@ -666,7 +766,11 @@ impl Lane {
             for line in sink.describe(&batch) {
                 println!("[{}] {line}", self.id.name);
             }
-            self.lock().in_flight.end(ticket);
+            {
+                let mut state = self.lock();
+                state.in_flight.end(ticket);
+                state.flights.end(ticket);
+            }
         } else {
             let size = batch.len() as u64;
             self.stats.in_flight.fetch_add(size, Ordering::Relaxed);
@@ -686,6 +790,9 @@ impl Lane {
             slots.busy -= 1;
         }
         self.schedule();
+        if self.order.has_downstream() {
+            self.order.wake_downstream();
+        }
     }
 
     /// Bookkeeping after `batch` went through: counters, latency, recovery, journal.
@@ -693,6 +800,7 @@ impl Lane {
         let (recovered, write) = {
             let mut state = self.lock();
             state.in_flight.end(ticket);
+            state.flights.end(ticket);
             let failed_meanwhile = state.last_failure.is_some_and(|at| at >= started);
             let recovered = !failed_meanwhile && state.backoff.failures() > 0;
             if !failed_meanwhile {
@@ -728,6 +836,8 @@ impl Lane {
         let (delay, attempt, write, undelivered) = {
             let mut state = self.lock();
             state.in_flight.end(ticket);
+            // Still owed: it goes back with the numbers it had.
+            let stamps = state.flights.end(ticket);
             let delay = if error.is_retryable() {
                 state.backoff.next_delay()
             } else {
@@ -740,7 +850,11 @@ impl Lane {
             state.stopped = state.closing;
             // Ending the ticket dropped the other reference: the events are not copied.
             let events = Arc::try_unwrap(batch).map_or_else(|b| b.events.clone(), |b| b.events);
-            state.pending.requeue(events);
+            if stamps.len() == events.len() {
+                state.pending.requeue_stamped(events, stamps);
+            } else {
+                state.pending.requeue(events);
+            }
             let write = state.rewrite_journal();
             // What the recorder shows is everything the lane still owes, not this batch
             // alone: with several deliveries at once, another batch may have failed before.

@@ -13,6 +13,7 @@ mod histogram;
 mod in_flight;
 mod journal;
 mod lane;
+mod order;
 mod pool;
 mod writer;
 
@@ -20,6 +21,7 @@ pub use backoff::Backoff;
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
 pub use journal::Journal;
 pub use lane::{FailureRecorder, Lane, LaneId, LaneStats, LaneTiming, LastOutcome, Mode};
+pub use order::{OnTimeout, OrderRule, OrderStatus, Quorum, Sequence};
 pub use pool::Pool;
 
 use std::sync::Arc;
