@@ -16,8 +16,8 @@ use sersync_plugins::audit::Auditor;
 
 use crate::audit::LaneAudit;
 use crate::catchup::{self, Heartbeat};
-use crate::config::{Config, FailLogConfig};
-use crate::dispatch::{self, Journal, Lane, LaneId, LaneTiming, Mode, Pool};
+use crate::config::{Config, FailLogConfig, PluginOrder};
+use crate::dispatch::{self, Journal, Lane, LaneId, LaneTiming, Mode, Pool, Sequence};
 use crate::faillog::{FailLog, SpecRecorder};
 use crate::filter::Filter;
 use crate::progress::ProgressBoard;
@@ -119,6 +119,8 @@ pub struct Prepared {
     audit: Option<Duration>,
     fail_log: FailLogConfig,
     mode: Mode,
+    /// Which plugins run after which sinks (`after=`).
+    order: Vec<PluginOrder>,
 }
 
 /// Which lanes push their whole tree when the engine starts.
@@ -249,6 +251,7 @@ impl Engine {
             audit: config.engine.audit,
             fail_log: config.fail_log.clone(),
             mode: options.mode,
+            order: config.plugin_order.clone(),
         })
     }
 
@@ -272,6 +275,7 @@ impl Engine {
             audit,
             fail_log,
             mode,
+            order,
         } = prepared;
         let has_rsync = ready.iter().any(|r| r.plan.spec.takes_full_syncs());
         let script =
@@ -283,9 +287,12 @@ impl Engine {
             ready,
             &roots,
             state.as_ref(),
-            timing,
-            max_pending,
-            mode,
+            LaneSettings {
+                timing,
+                max_pending,
+                mode,
+                order: &order,
+            },
             script.as_ref(),
         );
         let all: Vec<Arc<Lane>> = lanes.iter().map(|l| l.lane.clone()).collect();
@@ -396,19 +403,35 @@ fn spawn_catch_up(
     }
 }
 
+/// How every lane of an engine runs.
+struct LaneSettings<'a> {
+    timing: LaneTiming,
+    max_pending: usize,
+    mode: Mode,
+    /// Which plugins run after which sinks.
+    order: &'a [PluginOrder],
+}
+
 /// Starts every lane, each replaying its journal, on one pool of delivery threads; rsync
-/// lanes report their failures to the failLog `script` when there is one.
+/// lanes report their failures to the failLog `script` when there is one. Lanes come in
+/// plan order, upstream first (`Topology::plan`): each is made, stamps its replayed
+/// changes and is ordered after the lanes of its watch it runs after, which exist already.
 fn start_lanes(
     ready: Vec<ReadyLane>,
     roots: &Roots,
     state: Result<&Arc<StateDir>, &StateDirError>,
-    timing: LaneTiming,
-    max_pending: usize,
-    mode: Mode,
+    LaneSettings {
+        timing,
+        max_pending,
+        mode,
+        order,
+    }: LaneSettings<'_>,
     script: Option<&Arc<FailLog>>,
 ) -> (Vec<RunningLane>, Vec<LaneAudit>) {
     let pool = Pool::new();
-    let mut lanes = Vec::new();
+    let sequence = Sequence::new();
+    let mut lanes: Vec<RunningLane> = Vec::new();
+    let mut groups: Vec<String> = Vec::new();
     let mut audits = Vec::new();
     for ReadyLane {
         plan,
@@ -420,13 +443,27 @@ fn start_lanes(
         let root = roots.get(plan.watch);
         tracing::info!(lane = %name, root = %root.path.display(), "{}", plan.spec.summary());
         let journal = open_journal(state, &name, root);
-        let lane = Lane::new(
+        let lane = Lane::new_in(
             LaneId::new(name.clone(), root.path.clone()),
             plan.watch,
             timing,
             max_pending,
             journal,
+            sequence.clone(),
         );
+        if let Some(rule) = order.iter().find(|o| o.plugin == plan.group) {
+            let upstream: Vec<Arc<Lane>> = lanes
+                .iter()
+                .zip(&groups)
+                .filter(|(l, group)| l.lane.watch() == plan.watch && rule.after.contains(group))
+                .map(|(l, _)| l.lane.clone())
+                .collect();
+            if upstream.is_empty() {
+                tracing::info!(lane = %name, after = %rule.after.join(", "), "not ordered: none of the sinks it runs after serves this watch");
+            } else {
+                lane.order_after(upstream, rule.rule);
+            }
+        }
         if let (Some(log), true) = (script, plan.spec.takes_full_syncs()) {
             lane.record_failures(Arc::new(SpecRecorder {
                 log: log.clone(),
@@ -441,6 +478,7 @@ fn start_lanes(
             lane,
             full_syncs: plan.spec.takes_full_syncs(),
         });
+        groups.push(plan.group);
     }
     (lanes, audits)
 }

@@ -12,6 +12,9 @@ use crate::config::Config;
 use crate::progress::ProgressBoard;
 use crate::watch::Roots;
 
+/// What `after=` calls the sinks `<sersync>` configures (every remote).
+pub const RSYNC_GROUP: &str = "rsync";
+
 /// One lane to start: a sink for one watch.
 #[derive(Debug, Clone)]
 pub struct LanePlan {
@@ -20,6 +23,9 @@ pub struct LanePlan {
     /// The configured sink; what the engine does with the lane follows from its
     /// capabilities (`takes_full_syncs`, `replay_command`, …).
     pub spec: Arc<dyn SinkSpec>,
+    /// The name `after=` refers to it by: `rsync` for the sinks `<sersync>` configures,
+    /// the plugin's name for a plugin.
+    pub group: String,
 }
 
 /// Every watch root and every lane.
@@ -58,6 +64,7 @@ impl Topology {
                 topology.lanes.push(LanePlan {
                     watch: id,
                     spec: Arc::from(spec),
+                    group: RSYNC_GROUP.to_string(),
                 });
             }
         }
@@ -85,11 +92,34 @@ impl Topology {
                 topology.lanes.push(LanePlan {
                     watch: id,
                     spec: spec.clone(),
+                    group: name.to_string(),
                 });
             }
         }
         topology.check_roots_do_not_nest(config)?;
+        topology.order_upstream_first(config);
         Ok(topology)
+    }
+
+    /// Puts every lane after the lanes it runs after (`after=`): lanes are made, replay
+    /// their journals and are pushed to in this order (`dispatch::order`). Stable otherwise.
+    fn order_upstream_first(&mut self, config: &Config) {
+        fn depth(group: &str, config: &Config, seen: usize) -> usize {
+            let order = config.plugin_order.iter().find(|o| o.plugin == group);
+            match order {
+                // The configuration refuses loops; the bound is only a guard.
+                Some(o) if seen < 64 => {
+                    1 + o
+                        .after
+                        .iter()
+                        .map(|a| depth(a, config, seen + 1))
+                        .max()
+                        .unwrap_or(0)
+                }
+                _ => 0,
+            }
+        }
+        self.lanes.sort_by_key(|plan| depth(&plan.group, config, 0));
     }
 
     fn root_id(&mut self, path: &std::path::Path) -> WatchId {

@@ -6,6 +6,7 @@
 //! - [`Stage`]: a temporary source tree and a daemon, the start of most tests.
 //! - [`tree_diff`]: byte-for-byte comparison of two trees (names, types, contents, modes,
 //!   symlink targets).
+//! - [`cdn`]: a static HTTP origin serving a slave's module and a real Varnish before it.
 //! - [`peers`]: an HTTP peer that records requests (plain or TLS) and a TCP peer.
 //! - [`build_example`]: builds an example plugin from source as its author would;
 //!   [`build_wat_example`] turns a hand-written component into a binary one.
@@ -18,6 +19,7 @@
 
 pub mod bench;
 mod capture;
+pub mod cdn;
 pub mod churn;
 mod compare;
 mod daemon;

@@ -33,6 +33,9 @@ pub struct Config {
     pub crontab: Option<CrontabConfig>,
     /// Names of `<sersync><plugin start="true" name="…">`: plugins run beside rsync.
     pub enabled_plugins: Vec<String>,
+    /// `<sersync><plugin … after="rsync">`: the enabled plugins that deliver a change only
+    /// once the sinks they name have (refreshCDN after rsync by default).
+    pub plugin_order: Vec<PluginOrder>,
     /// Every top-level `<plugin name="…">` section, kept raw for the sink it configures.
     pub plugins: Vec<PluginConfig>,
     /// Engine tuning (`<engine>` extension element).
@@ -66,6 +69,18 @@ impl Config {
             .iter()
             .find(|p| p.name.eq_ignore_ascii_case(name))
     }
+}
+
+/// One enabled plugin ordered after other sinks of its watches
+/// (`<sersync><plugin start="true" name after quorum maxWait onTimeout>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginOrder {
+    /// The plugin, as in [`Config::enabled_plugins`].
+    pub plugin: String,
+    /// What it runs after: `rsync` (every remote of `<sersync>`) or enabled plugins' names.
+    pub after: Vec<String>,
+    /// How many of their lanes must have delivered, how long to wait, what then.
+    pub rule: crate::dispatch::OrderRule,
 }
 
 /// `<host hostip port>`.

@@ -96,7 +96,11 @@ const HEAD: Shape = shape(
                     &["start", "schedule"],
                     &[shape("crontabfilter", &["start"], &[EXCLUDE])],
                 ),
-                shape("plugin", &["start", "name"], &[]),
+                shape(
+                    "plugin",
+                    &["start", "name", "after", "quorum", "maxwait", "ontimeout"],
+                    &[],
+                ),
             ],
         ),
         Shape {

@@ -37,6 +37,7 @@ pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
         })?,
         crontab: crontab(crontab_node)?,
         enabled_plugins: plugins::enabled(sersync, &plugins)?,
+        plugin_order: plugins::ordering(sersync, &plugins)?,
         engine: engine::engine(head.child("engine"))?,
         fail_log,
         plugins,
