@@ -229,5 +229,6 @@ fn lane_status(lane: &Lane, root: &Path) -> LaneStatus {
         latency: stats.latency(),
         audit_runs: stats.audit_runs(),
         audit_differences: stats.audit_differences(),
+        order: lane.order_status(),
     }
 }

@@ -52,6 +52,7 @@ impl FakeEngine {
                 latency: latency(&[3, 7, 40, 40, 120, 2_000]),
                 audit_runs: 4,
                 audit_differences: 1,
+                order: None,
             },
             LaneStatus {
                 name: "refresh \"CDN\"\\edge\nsecond".into(),
@@ -68,6 +69,17 @@ impl FakeEngine {
                 latency: latency(&[70_000]),
                 audit_runs: 0,
                 audit_differences: 0,
+                order: Some(sersync::dispatch::OrderStatus {
+                    after: vec!["rsync backup@10.0.0.2::www".into()],
+                    rule: sersync::dispatch::OrderRule {
+                        quorum: sersync::dispatch::Quorum::All,
+                        max_wait: Duration::from_secs(60),
+                        on_timeout: sersync::dispatch::OnTimeout::Send,
+                    },
+                    waiting: 3,
+                    oldest_wait: Some(Duration::from_millis(1500)),
+                    timeouts: 2,
+                }),
             },
         ]
     }
@@ -186,6 +198,16 @@ fn status_is_json_with_the_engine_numbers() {
     assert_eq!(lane["last_error"]["message"], "rsync exit 23");
     assert_eq!(lane["latency"]["count"], 6);
     assert!((lane["latency"]["sum"].as_f64().unwrap() - 2.21).abs() < 1e-9);
+    // Only an ordered lane says what it waits for.
+    assert!(lane.get("order").is_none());
+    let order = &json["lanes"][1]["order"];
+    assert_eq!(order["after"][0], "rsync backup@10.0.0.2::www");
+    assert_eq!(order["quorum"], "all");
+    assert_eq!(order["on_timeout"], "send");
+    assert_eq!(order["max_wait_seconds"], 60.0);
+    assert_eq!(order["waiting"], 3);
+    assert_eq!(order["oldest_wait_seconds"], 1.5);
+    assert_eq!(order["timeouts"], 2);
     let p50 = lane["latency"]["p50"].as_f64().unwrap();
     let p99 = lane["latency"]["p99"].as_f64().unwrap();
     assert!((0.025..=0.05).contains(&p50), "p50 {p50}");
@@ -385,6 +407,14 @@ fn metrics_are_valid_exposition_text() {
     }
     assert_eq!(value("sersync_lane_sync_latency_seconds_count", www), 6.0);
     assert!((value("sersync_lane_sync_latency_seconds_sum", www) - 2.21).abs() < 1e-9);
+    // The ordering between sinks: only the ordered lane has these samples.
+    assert_eq!(value("sersync_lane_order_waiting", cdn), 3.0);
+    assert_eq!(value("sersync_lane_order_oldest_wait_seconds", cdn), 1.5);
+    assert_eq!(value("sersync_lane_order_timeouts_total", cdn), 2.0);
+    assert!(!samples
+        .iter()
+        .any(|s| s.name.starts_with("sersync_lane_order_")
+            && s.labels.get("lane").map(String::as_str) == www));
 }
 
 #[test]

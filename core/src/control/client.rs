@@ -292,6 +292,7 @@ mod tests {
                 count: 0,
                 sum: 0.0,
             },
+            order: None,
         };
         let report = StatusReport {
             state: DaemonState::Running,

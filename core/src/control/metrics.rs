@@ -170,7 +170,44 @@ pub fn render(s: &StatusSnapshot) -> String {
         out.sample(&format!("{LATENCY}_sum"), labels, sum);
         out.sample(&format!("{LATENCY}_count"), labels, lane.latency.count);
     }
+    render_order(&mut out, s, &lane_labels);
     out.text
+}
+
+/// The ordering between sinks (`after=`): per ordered lane, what waits for the lanes it
+/// runs after. Kept apart from the other families to ease merging.
+fn render_order(out: &mut Exposition, s: &StatusSnapshot, lane_labels: &[String]) {
+    let ordered: Vec<(&crate::dispatch::OrderStatus, &String)> = s
+        .lanes
+        .iter()
+        .zip(lane_labels)
+        .filter_map(|(lane, labels)| lane.order.as_ref().map(|o| (o, labels)))
+        .collect();
+    out.family(
+        "sersync_lane_order_waiting",
+        "gauge",
+        "Pending changes of an ordered lane that the sinks it runs after have not delivered yet.",
+    );
+    for (order, labels) in &ordered {
+        out.sample("sersync_lane_order_waiting", labels, order.waiting);
+    }
+    out.family(
+        "sersync_lane_order_oldest_wait_seconds",
+        "gauge",
+        "How long the oldest change an ordered lane holds for the sinks it runs after has waited (0 when none waits).",
+    );
+    for (order, labels) in &ordered {
+        let age = order.oldest_wait.map_or(0.0, |d| d.as_secs_f64());
+        out.sample("sersync_lane_order_oldest_wait_seconds", labels, float(age));
+    }
+    out.family(
+        "sersync_lane_order_timeouts_total",
+        "counter",
+        "Changes an ordered lane sent after maxWait before the sinks it runs after had delivered them.",
+    );
+    for (order, labels) in &ordered {
+        out.sample("sersync_lane_order_timeouts_total", labels, order.timeouts);
+    }
 }
 
 /// Label pairs as they go between the braces: `key="escaped value",…`.

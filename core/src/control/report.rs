@@ -70,6 +70,45 @@ pub struct LaneReport {
     pub journal_bytes: u64,
     /// From an event's arrival to its batch being delivered.
     pub latency: LatencyReport,
+    /// For a lane ordered after other sinks of its watch (`after=`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderReport>,
+}
+
+/// What an ordered lane waits for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderReport {
+    /// The lanes it runs after.
+    pub after: Vec<String>,
+    /// How many of them must have delivered a change: `all`, `any` or a count.
+    pub quorum: String,
+    /// The longest a change waits for them, in seconds.
+    pub max_wait_seconds: f64,
+    /// What a change held that long does: `send` or `wait`.
+    pub on_timeout: String,
+    /// Pending changes they have not delivered yet.
+    pub waiting: u64,
+    /// How long the oldest of them has waited, in seconds; `null` when none waits.
+    pub oldest_wait_seconds: Option<f64>,
+    /// Changes sent past `maxWait` before they had delivered them.
+    pub timeouts: u64,
+}
+
+impl OrderReport {
+    fn new(order: &crate::dispatch::OrderStatus) -> OrderReport {
+        OrderReport {
+            after: order.after.clone(),
+            quorum: order.rule.quorum.to_string(),
+            max_wait_seconds: order.rule.max_wait.as_secs_f64(),
+            on_timeout: match order.rule.on_timeout {
+                crate::dispatch::OnTimeout::Send => "send".into(),
+                crate::dispatch::OnTimeout::Wait => "wait".into(),
+            },
+            waiting: order.waiting,
+            oldest_wait_seconds: order.oldest_wait.map(|d| d.as_secs_f64()),
+            timeouts: order.timeouts,
+        }
+    }
 }
 
 /// A lane's last error.
@@ -141,6 +180,7 @@ impl LaneReport {
                 count: lane.latency.count,
                 sum: lane.latency.sum_seconds,
             },
+            order: lane.order.as_ref().map(OrderReport::new),
         }
     }
 }

@@ -83,4 +83,6 @@ pub struct LaneStatus {
     pub audit_runs: u64,
     /// Paths the audits found different on the remote (and sent again).
     pub audit_differences: u64,
+    /// For a lane ordered after others (`after=`): what it waits for.
+    pub order: Option<crate::dispatch::OrderStatus>,
 }
