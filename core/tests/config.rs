@@ -1125,3 +1125,61 @@ fn the_shipped_file_loads_from_disk_when_its_watch_exists() {
     assert_eq!(c.watches[0].root, tree.dir.path());
     assert_eq!(c.file, file);
 }
+
+/// `<sersync><plugin after quorum maxWait onTimeout>`: refreshCDN runs after rsync unless told
+/// otherwise; the attributes are checked.
+#[test]
+fn plugin_ordering_defaults_and_mistakes() {
+    use sersync::dispatch::{OnTimeout, Quorum};
+    let file = std::path::Path::new("/etc/sersync/confxml.xml");
+    let with = |switches: &str| {
+        sersync::config::parse_str(
+            &format!(
+                "<head><sersync><localpath watch=\"/data\"><remote ip=\"h\" name=\"m\"/></localpath>{switches}</sersync></head>"
+            ),
+            file,
+        )
+    };
+    let config = with(
+        "<plugin start=\"true\" name=\"refreshCDN\"/><plugin start=\"true\" name=\"command\"/>",
+    )
+    .unwrap();
+    assert_eq!(config.plugin_order.len(), 1);
+    let order = &config.plugin_order[0];
+    assert_eq!(
+        (order.plugin.as_str(), order.after.clone()),
+        ("refreshCDN", vec!["rsync".to_string()])
+    );
+    assert_eq!(order.rule.quorum, Quorum::All);
+    assert_eq!(order.rule.max_wait, std::time::Duration::from_secs(60));
+    assert_eq!(order.rule.on_timeout, OnTimeout::Send);
+
+    let off = with("<plugin start=\"true\" name=\"refreshCDN\" after=\"\"/>").unwrap();
+    assert!(off.plugin_order.is_empty());
+    let custom = with("<plugin start=\"true\" name=\"command\" after=\"rsync, refreshCDN\" quorum=\"2\" maxWait=\"1500ms\" onTimeout=\"wait\"/><plugin start=\"true\" name=\"refreshCDN\"/>").unwrap();
+    let command = custom
+        .plugin_order
+        .iter()
+        .find(|o| o.plugin == "command")
+        .unwrap();
+    assert_eq!(command.after, ["rsync", "refreshCDN"]);
+    assert_eq!(command.rule.quorum, Quorum::AtLeast(2));
+    assert_eq!(
+        command.rule.max_wait,
+        std::time::Duration::from_millis(1500)
+    );
+    assert_eq!(command.rule.on_timeout, OnTimeout::Wait);
+    assert!(custom.warnings.is_empty(), "{:?}", custom.warnings);
+
+    for (switches, says) in [
+        ("<plugin start=\"true\" name=\"refreshCDN\" after=\"http\"/>", "neither rsync nor an enabled plugin"),
+        ("<plugin start=\"true\" name=\"refreshCDN\" after=\"refreshCDN\"/>", "cannot run after itself"),
+        ("<plugin start=\"true\" name=\"refreshCDN\" after=\"command\"/><plugin start=\"true\" name=\"command\" after=\"refreshCDN\"/>", "in a loop"),
+        ("<plugin start=\"true\" name=\"refreshCDN\" quorum=\"most\"/>", "not all, any or a count"),
+        ("<plugin start=\"true\" name=\"refreshCDN\" onTimeout=\"drop\"/>", "not send or wait"),
+        ("<plugin start=\"true\" name=\"refreshCDN\" maxWait=\"soon\"/>", "not a duration"),
+    ] {
+        let error = with(switches).unwrap_err().to_string();
+        assert!(error.contains(says), "{switches}: {error}");
+    }
+}
