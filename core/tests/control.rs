@@ -47,6 +47,7 @@ impl FakeEngine {
                 failures: 3,
                 retry_streak: 0,
                 last_success: Some(now - Duration::from_secs(5)),
+                oldest_pending: Some(now - Duration::from_secs(42)),
                 last_error: Some((now - Duration::from_secs(600), "rsync exit 23".into())),
                 journal_bytes: 2_048,
                 latency: latency(&[3, 7, 40, 40, 120, 2_000]),
@@ -63,6 +64,7 @@ impl FakeEngine {
                 failures: 12,
                 retry_streak: 4,
                 last_success: None,
+                oldest_pending: None,
                 last_error: Some((now, "HTTP 503 from the purge API".into())),
                 journal_bytes: 0,
                 latency: latency(&[70_000]),
@@ -360,6 +362,26 @@ fn metrics_are_valid_exposition_text() {
     assert_eq!(value("sersync_lane_failures_total", cdn), 12.0);
     assert_eq!(value("sersync_lane_retry_streak", cdn), 4.0);
     assert_eq!(value("sersync_lane_journal_bytes", www), 2_048.0);
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = value("sersync_lane_last_success_timestamp_seconds", www);
+    assert!((now - 7.0..=now - 4.0).contains(&last), "{last} vs {now}");
+    assert!(
+        !samples
+            .iter()
+            .any(|s| s.name == "sersync_lane_last_success_timestamp_seconds"
+                && cdn == Some(s.labels["lane"].as_str())),
+        "a lane that never delivered has no last success"
+    );
+    let lag = value("sersync_lane_oldest_pending_seconds", www);
+    assert!((42.0..45.0).contains(&lag), "{lag}");
+    assert_eq!(value("sersync_lane_oldest_pending_seconds", cdn), 0.0);
+    let started = value("process_start_time_seconds", None);
+    assert!(started <= now && started > now - 3_600.0, "{started}");
+    assert!(value("process_resident_memory_bytes", None) > 0.0);
+    assert!(value("process_open_fds", None) > 0.0);
 
     // Each lane's histogram: buckets ascending in `le`, cumulative, ending in +Inf = _count.
     for lane in [www, cdn] {
@@ -706,4 +728,40 @@ fn the_status_command_leaves_the_254_command_lines_alone() {
         assert_eq!(cli.config, PathBuf::from("/etc/c.xml"), "{args:?}");
     }
     assert!(Cli::try_parse_from(["sersync", "stauts"]).is_err());
+}
+
+/// Runs `promtool ARGS…` with `stdin` on its standard input; `None` (after saying so) when
+/// promtool is not installed (`apt-get install prometheus`; CI installs it).
+fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
+    use std::process::Stdio;
+    let child = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("promtool is NOT installed: not run (apt-get install prometheus)");
+        return None;
+    };
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn promtool_finds_nothing_to_say_about_the_metrics() {
+    let (server, _) = start();
+    let reply = request(server.local_addr(), "GET", "/metrics");
+    let Some(out) = promtool(&["check", "metrics"], reply.body.as_bytes()) else {
+        return;
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
 }

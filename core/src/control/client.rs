@@ -284,6 +284,7 @@ mod tests {
             failures: 1,
             retry_streak: 0,
             last_success: Some(1_000),
+            oldest_pending: None,
             last_error,
             journal_bytes: 0,
             latency: LatencyReport {

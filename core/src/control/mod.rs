@@ -8,6 +8,7 @@ mod deadline;
 mod http;
 mod latency;
 mod metrics;
+mod process;
 mod report;
 mod response;
 mod routes;
