@@ -1035,3 +1035,64 @@ fn check_refuses_a_control_endpoint_open_to_other_hosts_without_a_token() {
     assert_eq!(code, 255, "{text}");
     assert!(text.contains("needs a token"), "{text}");
 }
+
+/// `examples/monitoring/FILE`.
+fn monitoring_file(name: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/monitoring"
+    ))
+    .join(name)
+}
+
+#[test]
+fn the_example_alerts_and_dashboard_use_metrics_that_exist() {
+    let (server, _) = start();
+    let exposed = request(server.local_addr(), "GET", "/metrics").body;
+    let families: HashSet<&str> = exposed
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let name = regex::Regex::new(r"\b(?:sersync|process)_[a-z_]+\b").unwrap();
+    for file in ["alerts.yml", "alerts_test.yml", "grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(monitoring_file(file)).unwrap();
+        let mut used = 0;
+        for found in name.find_iter(&text) {
+            let metric = found.as_str();
+            let family = metric
+                .strip_suffix("_bucket")
+                .filter(|f| families.contains(f))
+                .unwrap_or(metric);
+            assert!(
+                families.contains(family),
+                "{file} uses {metric}, not in /metrics"
+            );
+            used += 1;
+        }
+        assert!(used > 5, "{file}: {used} metric names");
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(monitoring_file("grafana-dashboard.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.iter().all(|p| p["targets"][0]["expr"].is_string()));
+}
+
+#[test]
+fn promtool_checks_the_example_alert_rules_and_their_unit_tests() {
+    let rules = monitoring_file("alerts.yml");
+    let Some(out) = promtool(&["check", "rules", rules.to_str().unwrap()], b"") else {
+        return;
+    };
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool check rules: {said}");
+    assert!(said.contains("SUCCESS: 7 rules found"), "{said}");
+    let tests = monitoring_file("alerts_test.yml");
+    let out = promtool(&["test", "rules", tests.to_str().unwrap()], b"").unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool test rules: {said}");
+}

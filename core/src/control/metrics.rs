@@ -178,7 +178,8 @@ pub fn render(s: &StatusSnapshot) -> String {
 
 /// The standard `process_*` metrics of the daemon's own process.
 fn process_metrics(out: &mut Exposition) {
-    for (name, kind, help, value) in super::process::metrics() {
+    let limit = super::process::inotify_limit();
+    for (name, kind, help, value) in limit.into_iter().chain(super::process::metrics()) {
         out.family(name, kind, help);
         out.sample(name, "", float(value));
     }

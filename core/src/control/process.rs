@@ -69,6 +69,18 @@ pub fn metrics() -> Vec<ProcessMetric> {
     out
 }
 
+/// `fs.inotify.max_user_watches`: the watches one user may hold, all its processes together
+/// (`sersync_watched_directories` is sersync's share), as sersync's own metric.
+pub fn inotify_limit() -> Option<ProcessMetric> {
+    let text = fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").ok()?;
+    Some((
+        "sersync_inotify_max_user_watches",
+        "gauge",
+        "The kernel's fs.inotify.max_user_watches: inotify watches the user may hold, all its processes together.",
+        text.trim().parse::<u64>().ok()? as f64,
+    ))
+}
+
 /// The fields of `/proc/self/stat` after `(comm)` (which may hold spaces and parentheses,
 /// so the line is cut at its last `)`).
 fn stat_fields(line: &str) -> Option<Vec<String>> {
