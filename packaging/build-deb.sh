@@ -73,6 +73,8 @@ install -d "$doc/examples" "$doc/sinks"
 install -m 0644 README.md docs/config.md docs/operations.md docs/plugin-guide.md "$doc/"
 install -m 0644 docs/sinks/*.md "$doc/sinks/"
 install -m 0644 examples/configs/*.xml "$doc/examples/"
+install -d "$doc/examples/monitoring"
+install -m 0644 examples/monitoring/*.yml examples/monitoring/*.json "$doc/examples/monitoring/"
 gzip -9n < packaging/debian/changelog > "$doc/changelog.gz"
 {
     # The last paragraph is "Files: *": the comment goes into it.

@@ -84,7 +84,12 @@ pub enum Command {
     /// Asks the control endpoint at the configuration's `<host hostip port>` (GET /status) and
     /// prints, per lane: pending paths, events in flight, events delivered, failures, the age
     /// of the last success and the last error.
-    Status,
+    ///
+    /// Exit status as a monitoring plugin's (Nagios, Icinga, Sensu): 0 OK, 1 WARNING and 2
+    /// CRITICAL (a --warn-*/--crit-* threshold crossed; the first line of output says which),
+    /// 3 UNKNOWN (the configuration cannot be read, the daemon cannot be reached or answers
+    /// badly).
+    Status(StatusArgs),
 
     /// Print the shell completion script for SHELL on standard output.
     ///
@@ -102,6 +107,43 @@ pub enum Command {
     Manpage,
 }
 
+/// `sersync status`'s options: the output and the thresholds of its exit status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
+pub struct StatusArgs {
+    /// Print the daemon's /status document (JSON) instead of the table; a threshold's
+    /// verdict then goes to standard error.
+    #[arg(long)]
+    pub json: bool,
+
+    /// WARNING when a lane's oldest undelivered change is older than DURATION (e.g. 60s, 5m;
+    /// a bare number is seconds).
+    #[arg(long, value_name = "DURATION", value_parser = parse_lag)]
+    pub warn_lag: Option<std::time::Duration>,
+
+    /// CRITICAL when a lane's oldest undelivered change is older than DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_lag)]
+    pub crit_lag: Option<std::time::Duration>,
+
+    /// WARNING when a lane has failed N times in a row (its current retry streak).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub warn_failing: Option<u32>,
+
+    /// CRITICAL when a lane has failed N times in a row.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub crit_failing: Option<u32>,
+}
+
+/// A threshold in the configuration's one duration syntax.
+fn parse_lag(text: &str) -> Result<std::time::Duration, String> {
+    use sersync_plugin_sdk::config::attrs::{parse_duration, DurationError, Unit};
+    parse_duration(text, Unit::Seconds).map_err(|e| match e {
+        DurationError::NotADuration => {
+            "not a duration: a whole number with an optional unit ms, s, m or h (60s, 5m)".into()
+        }
+        DurationError::TooLong => "too long".into(),
+    })
+}
+
 /// Runs the commands that print what is generated from this definition (`completions`,
 /// `manpage`) and returns their exit status; `None` for any other command line.
 pub fn print_generated(command: Option<Command>) -> Option<std::process::ExitCode> {
@@ -115,7 +157,7 @@ pub fn print_generated(command: Option<Command>) -> Option<std::process::ExitCod
                 .and_then(|()| std::io::Write::flush(&mut out))
         }
         Command::Manpage => write_manpage(&mut out).and_then(|()| std::io::Write::flush(&mut out)),
-        Command::Status => return None,
+        Command::Status(_) => return None,
     };
     Some(match written {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -281,11 +323,14 @@ Success: the daemon stopped on a signal, \-\-check found the configuration usabl
 or a command did its job.
 .TP
 .B 1
-A usage error or a runtime error (the log says which); for \fBstatus\fR, the daemon could not
-be reached or answered badly.
+A usage error or a runtime error (the log says which).
 .TP
 .B 255
 The configuration cannot be used (as in sersync 2.5.4): restarting will not help.
+.PP
+\fBsersync status\fR exits as a monitoring plugin does: 0 OK, 1 WARNING, 2 CRITICAL (a
+\-\-warn\-* or \-\-crit\-* threshold crossed), 3 UNKNOWN (the configuration cannot be read,
+the daemon cannot be reached or answers badly); a usage error is 1, as for every command.
 .SH ENVIRONMENT
 .TP
 .B RUST_LOG
@@ -293,6 +338,10 @@ Overrides the log level \-v and \-q set (e.g. RUST_LOG=sersync=debug).
 .TP
 .B STATE_DIRECTORY
 The state directory when \fB<engine stateDir>\fR is not set (systemd sets it).
+.TP
+.B SERSYNC_CONTROL_TOKEN
+The control endpoint's bearer token when \fB<host tokenFile>\fR is not set, for the daemon
+and for \fBsersync status\fR.
 .SH SEE ALSO
 .BR rsync (1),
 .BR rsyncd.conf (5),

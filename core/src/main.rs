@@ -34,8 +34,8 @@ fn main() -> ExitCode {
     if let Some(code) = sersync::cli::print_generated(cli.command) {
         return code;
     }
-    if cli.command == Some(sersync::cli::Command::Status) {
-        return sersync::control::client::status_command(&cli.config);
+    if let Some(sersync::cli::Command::Status(args)) = cli.command {
+        return sersync::control::client::status_command(&cli.config, &args);
     }
     let options = RunOptions {
         full_sync_first: cli.full_sync,
@@ -98,6 +98,12 @@ fn main() -> ExitCode {
 fn run(config: Config, cli: &Cli, options: &RunOptions) -> Result<(), String> {
     // Resolved before -d changes the working directory, so that SIGHUP finds the file again.
     let config_path = std::fs::canonicalize(&cli.config).unwrap_or_else(|_| cli.config.clone());
+    // Checked by `config::load` already, except with -m (`config::read`); the token file is
+    // read before -d detaches.
+    let access = config
+        .control
+        .access()
+        .map_err(|e| e.in_file(&config_path).to_string())?;
     if cli.daemon {
         // Keep standard error only for a person watching a terminal; a daemon never holds
         // its caller's pipes open.
@@ -120,17 +126,26 @@ fn run(config: Config, cli: &Cli, options: &RunOptions) -> Result<(), String> {
         raise_limits(&config)?;
     }
     let hub = Arc::new(Hub::default());
-    let _control = start_control(&config, &hub);
+    let _control = start_control(&config, access, &hub);
     supervisor::supervise(&config_path, config, options, notices, &hub)
 }
 
 /// Serves the control endpoint on `<host hostip port>` for as long as the handle lives. A
 /// busy or unusable address is a warning: sersync syncs without the endpoint.
-fn start_control(config: &Config, hub: &Arc<Hub>) -> Option<sersync::control::ServerHandle> {
+fn start_control(
+    config: &Config,
+    access: sersync::control::Access,
+    hub: &Arc<Hub>,
+) -> Option<sersync::control::ServerHandle> {
     let control: Arc<dyn sersync::control::Control> = hub.clone();
-    match sersync::control::serve(&config.control.host, config.control.port, control) {
+    let guarded = match (&access.token, access.reads_need_token) {
+        (None, _) => "no token",
+        (Some(_), false) => "POST /sync needs the token",
+        (Some(_), true) => "every request needs the token",
+    };
+    match sersync::control::serve_with(&config.control.host, config.control.port, control, access) {
         Ok(server) => {
-            tracing::info!(addr = %server.local_addr(), "control endpoint: GET /status, GET /metrics, POST /sync");
+            tracing::info!(addr = %server.local_addr(), access = guarded, "control endpoint: GET /status, GET /metrics, POST /sync");
             Some(server)
         }
         Err(error) => {

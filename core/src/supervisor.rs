@@ -224,6 +224,7 @@ fn lane_status(lane: &Lane, root: &Path) -> LaneStatus {
         failures: stats.failures(),
         retry_streak: stats.retry_streak(),
         last_success: last.success,
+        oldest_pending: lane.oldest_pending(),
         last_error: last.error,
         journal_bytes: lane.journal_bytes(),
         latency: stats.latency(),

@@ -47,6 +47,7 @@ impl FakeEngine {
                 failures: 3,
                 retry_streak: 0,
                 last_success: Some(now - Duration::from_secs(5)),
+                oldest_pending: Some(now - Duration::from_secs(42)),
                 last_error: Some((now - Duration::from_secs(600), "rsync exit 23".into())),
                 journal_bytes: 2_048,
                 latency: latency(&[3, 7, 40, 40, 120, 2_000]),
@@ -64,6 +65,7 @@ impl FakeEngine {
                 failures: 12,
                 retry_streak: 4,
                 last_success: None,
+                oldest_pending: None,
                 last_error: Some((now, "HTTP 503 from the purge API".into())),
                 journal_bytes: 0,
                 latency: latency(&[70_000]),
@@ -382,6 +384,26 @@ fn metrics_are_valid_exposition_text() {
     assert_eq!(value("sersync_lane_failures_total", cdn), 12.0);
     assert_eq!(value("sersync_lane_retry_streak", cdn), 4.0);
     assert_eq!(value("sersync_lane_journal_bytes", www), 2_048.0);
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = value("sersync_lane_last_success_timestamp_seconds", www);
+    assert!((now - 7.0..=now - 4.0).contains(&last), "{last} vs {now}");
+    assert!(
+        !samples
+            .iter()
+            .any(|s| s.name == "sersync_lane_last_success_timestamp_seconds"
+                && cdn == Some(s.labels["lane"].as_str())),
+        "a lane that never delivered has no last success"
+    );
+    let lag = value("sersync_lane_oldest_pending_seconds", www);
+    assert!((42.0..45.0).contains(&lag), "{lag}");
+    assert_eq!(value("sersync_lane_oldest_pending_seconds", cdn), 0.0);
+    let started = value("process_start_time_seconds", None);
+    assert!(started <= now && started > now - 3_600.0, "{started}");
+    assert!(value("process_resident_memory_bytes", None) > 0.0);
+    assert!(value("process_open_fds", None) > 0.0);
 
     // Each lane's histogram: buckets ascending in `le`, cumulative, ending in +Inf = _count.
     for lane in [www, cdn] {
@@ -713,7 +735,7 @@ fn sersync_status_without_a_daemon_fails_clearly() {
         .arg(&config)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "UNKNOWN");
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("is sersync running?"), "{stderr}");
     assert!(stderr.contains(&addr.to_string()), "{stderr}");
@@ -722,7 +744,7 @@ fn sersync_status_without_a_daemon_fails_clearly() {
 #[test]
 fn the_status_command_leaves_the_254_command_lines_alone() {
     use clap::Parser;
-    use sersync::cli::{Cli, Command as Sub};
+    use sersync::cli::{Cli, Command as Sub, StatusArgs};
     let cli = Cli::try_parse_from(["sersync", "-d", "-r", "-o", "/etc/c.xml"]).unwrap();
     assert!(cli.daemon && cli.full_sync && cli.command.is_none());
     assert_eq!(cli.config, PathBuf::from("/etc/c.xml"));
@@ -732,8 +754,375 @@ fn the_status_command_leaves_the_254_command_lines_alone() {
         &["sersync", "status", "--config", "/etc/c.xml"],
     ] {
         let cli = Cli::try_parse_from(args).unwrap();
-        assert_eq!(cli.command, Some(Sub::Status), "{args:?}");
+        assert_eq!(
+            cli.command,
+            Some(Sub::Status(StatusArgs::default())),
+            "{args:?}"
+        );
         assert_eq!(cli.config, PathBuf::from("/etc/c.xml"), "{args:?}");
     }
     assert!(Cli::try_parse_from(["sersync", "stauts"]).is_err());
+}
+
+/// Runs `promtool ARGS…` with `stdin` on its standard input; `None` (after saying so) when
+/// promtool is not installed (`apt-get install prometheus`; CI installs it).
+fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
+    use std::process::Stdio;
+    let child = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("promtool is NOT installed: not run (apt-get install prometheus)");
+        return None;
+    };
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn promtool_finds_nothing_to_say_about_the_metrics() {
+    let (server, _) = start();
+    let reply = request(server.local_addr(), "GET", "/metrics");
+    let Some(out) = promtool(&["check", "metrics"], reply.body.as_bytes()) else {
+        return;
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
+
+/// `sersync status ARGS… -o config`: exit status, standard output, standard error.
+fn sersync_status(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sersync"))
+        .arg("status")
+        .args(args)
+        .arg("-o")
+        .arg(config)
+        .env_remove("SERSYNC_CONTROL_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn sersync_status_json_prints_the_document() {
+    let (server, _) = start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&dir, server.local_addr());
+    let (code, stdout, stderr) = sersync_status(&config, &["--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: StatusReport = serde_json::from_str(&stdout).expect("only the document");
+    assert_eq!(report.lanes.len(), 2);
+    assert!(report.time - report.lanes[0].oldest_pending.unwrap() >= 42);
+    assert_eq!(report.lanes[1].oldest_pending, None);
+
+    // With a threshold, the verdict goes to standard error: standard output stays JSON.
+    let (code, stdout, stderr) = sersync_status(&config, &["--json", "--crit-failing", "3"]);
+    assert_eq!(code, 2, "{stderr}");
+    serde_json::from_str::<StatusReport>(&stdout).unwrap();
+    assert!(stderr.starts_with("SERSYNC CRITICAL - "), "{stderr}");
+}
+
+#[test]
+fn sersync_status_exits_as_a_monitoring_plugin() {
+    let (server, engine) = start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&dir, server.local_addr());
+    // The fake's lanes: www lags 42 s, the CDN lane has failed 4 times in a row.
+    for (args, code, says) in [
+        (&[][..], 0, "sersync 0.1.0-test"),
+        (
+            &["--warn-lag", "5m", "--warn-failing", "5"],
+            0,
+            "SERSYNC OK - ",
+        ),
+        (
+            &["--warn-lag", "30s", "--crit-lag", "2m"],
+            1,
+            "SERSYNC WARNING - rsync backup@10.0.0.2::www: lag 4",
+        ),
+        (
+            &["--warn-lag", "30", "--crit-lag", "40s"],
+            2,
+            "SERSYNC CRITICAL - ",
+        ),
+        (&["--warn-failing", "3"], 1, "SERSYNC WARNING - refresh"),
+        (
+            &["--warn-failing", "2", "--crit-failing", "4"],
+            2,
+            "4 failures in a row",
+        ),
+    ] {
+        let (got, stdout, stderr) = sersync_status(&config, args);
+        assert_eq!(got, code, "{args:?}: {stdout}{stderr}");
+        let first = stdout.lines().next().unwrap_or_default();
+        assert!(first.contains(says), "{args:?}: {stdout}");
+        if !args.is_empty() {
+            assert!(first.contains(" | max_lag=4"), "{first}");
+            assert!(stdout
+                .lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("sersync 0.1.0-test"));
+        }
+    }
+    engine.starting.store(true, Ordering::Relaxed);
+    let (code, stdout, _) = sersync_status(&config, &["--warn-lag", "1h"]);
+    assert_eq!(code, 1, "a daemon still starting is a warning: {stdout}");
+    assert!(stdout.starts_with("SERSYNC WARNING - starting"), "{stdout}");
+
+    let (code, _, stderr) = sersync_status(&config, &["--warn-lag", "soon"]);
+    assert_eq!(code, 1, "a usage error is clap's: {stderr}");
+    assert!(stderr.contains("not a duration"), "{stderr}");
+
+    drop(server);
+    let (code, stdout, _) = sersync_status(&config, &["--crit-lag", "1m"]);
+    assert_eq!(code, 3);
+    assert!(
+        stdout.starts_with("SERSYNC UNKNOWN - cannot get the status"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = sersync_status(&dir.path().join("missing.xml"), &["--crit-lag", "1m"]);
+    assert_eq!(code, 3, "an unreadable configuration is UNKNOWN too");
+    assert!(stdout.starts_with("SERSYNC UNKNOWN - "), "{stdout}");
+}
+
+const TOKEN: &str = "0123456789abcdef-token";
+
+fn start_guarded(reads_need_token: bool) -> (ServerHandle, Arc<FakeEngine>) {
+    let engine = Arc::new(FakeEngine::default());
+    let access = sersync::control::Access {
+        token: sersync::control::Token::new(TOKEN),
+        reads_need_token,
+    };
+    let server = sersync::control::serve_with("127.0.0.1", 0, engine.clone(), access).unwrap();
+    (server, engine)
+}
+
+fn request_with(addr: SocketAddr, method: &str, target: &str, authorization: &str) -> Reply {
+    send(
+        addr,
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: test\r\nAuthorization: {authorization}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn with_a_token_changes_need_it_and_reads_only_when_configured() {
+    let (server, engine) = start_guarded(false);
+    let addr = server.local_addr();
+    let refused = request(addr, "POST", "/sync");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(
+        refused.head.contains("WWW-Authenticate: Bearer"),
+        "{}",
+        refused.head
+    );
+    assert!(
+        refused.body.contains("Authorization: Bearer"),
+        "{}",
+        refused.body
+    );
+    let wrong = request_with(addr, "POST", "/sync", "Bearer 0123456789abcdef-tokem");
+    assert_eq!(wrong.status, 401);
+    assert!(
+        engine.syncs.lock().unwrap().is_empty(),
+        "no sync without the token"
+    );
+    let right = request_with(addr, "POST", "/sync", &format!("Bearer {TOKEN}"));
+    assert_eq!(right.status, 200, "{}", right.body);
+    assert_eq!(engine.syncs.lock().unwrap().len(), 1);
+    assert_eq!(
+        request(addr, "GET", "/status").status,
+        200,
+        "reads stay open"
+    );
+    assert_eq!(request(addr, "GET", "/metrics").status, 200);
+
+    let (server, _) = start_guarded(true);
+    let addr = server.local_addr();
+    for path in ["/status", "/metrics"] {
+        assert_eq!(request(addr, "GET", path).status, 401, "{path}");
+        assert_eq!(request_with(addr, "GET", path, "Bearer nope").status, 401);
+        let right = request_with(addr, "GET", path, &format!("Bearer {TOKEN}"));
+        assert_eq!(right.status, 200, "{path}");
+    }
+}
+
+/// A configuration listening on `host:port` with `extra` attributes on `<host>`, watching
+/// `dir`.
+fn guarded_config(dir: &tempfile::TempDir, host: &str, port: u16, extra: &str) -> PathBuf {
+    let path = dir.path().join("guarded.xml");
+    std::fs::write(
+        &path,
+        format!(
+            "<head version=\"2.5\">\n  <host hostip=\"{host}\" port=\"{port}\" {extra}/>\n  <sersync><localpath watch=\"{}\"/></sersync>\n</head>\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn sersync_status_sends_the_configured_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let (server, _) = start_guarded(true);
+    let port = server.local_addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let extra = format!(
+        "tokenFile=\"{}\" readsNeedToken=\"true\"",
+        token_file.display()
+    );
+    let config = guarded_config(&dir, "127.0.0.1", port, &extra);
+    let (code, stdout, stderr) = sersync_status(&config, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("rsync backup@10.0.0.2::www"), "{stdout}");
+
+    let open = config_for(&dir, server.local_addr());
+    let (code, _, stderr) = sersync_status(&open, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("401") && stderr.contains("SERSYNC_CONTROL_TOKEN"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sersync"))
+        .args(["status", "-o"])
+        .arg(&open)
+        .env("SERSYNC_CONTROL_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "the token from the environment");
+
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, stderr) = sersync_status(&config, &[]);
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains("every user can read the token file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_refuses_a_control_endpoint_open_to_other_hosts_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |config: &std::path::Path, token: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sersync"));
+        cmd.arg("--check").arg("-o").arg(config);
+        match token {
+            Some(token) => cmd.env("SERSYNC_CONTROL_TOKEN", token),
+            None => cmd.env_remove("SERSYNC_CONTROL_TOKEN"),
+        };
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap(), text)
+    };
+    let open = guarded_config(&dir, "0.0.0.0", 8008, "");
+    let (code, text) = check(&open, None);
+    assert_eq!(code, 255, "{text}");
+    assert!(text.contains("guarded.xml:2:3"), "located: {text}");
+    assert!(
+        text.contains("reachable from other hosts without a token"),
+        "{text}"
+    );
+    assert!(text.contains("tokenFile="), "a hint: {text}");
+    let (code, text) = check(&open, Some(TOKEN));
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("control: 0.0.0.0:8008, token from $SERSYNC_CONTROL_TOKEN"),
+        "{text}"
+    );
+    for loopback in ["localhost", "127.0.0.1", "[::1]"] {
+        let config = guarded_config(&dir, loopback, 8008, "");
+        let (code, text) = check(&config, None);
+        assert_eq!(code, 0, "{loopback}: {text}");
+        assert!(text.contains("no token (every request open)"), "{text}");
+    }
+    let strict = guarded_config(&dir, "localhost", 8008, "readsNeedToken=\"true\"");
+    let (code, text) = check(&strict, None);
+    assert_eq!(code, 255, "{text}");
+    assert!(text.contains("needs a token"), "{text}");
+}
+
+/// `examples/monitoring/FILE`.
+fn monitoring_file(name: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/monitoring"
+    ))
+    .join(name)
+}
+
+#[test]
+fn the_example_alerts_and_dashboard_use_metrics_that_exist() {
+    let (server, _) = start();
+    let exposed = request(server.local_addr(), "GET", "/metrics").body;
+    let families: HashSet<&str> = exposed
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let name = regex::Regex::new(r"\b(?:sersync|process)_[a-z_]+\b").unwrap();
+    for file in ["alerts.yml", "alerts_test.yml", "grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(monitoring_file(file)).unwrap();
+        let mut used = 0;
+        for found in name.find_iter(&text) {
+            let metric = found.as_str();
+            let family = metric
+                .strip_suffix("_bucket")
+                .filter(|f| families.contains(f))
+                .unwrap_or(metric);
+            assert!(
+                families.contains(family),
+                "{file} uses {metric}, not in /metrics"
+            );
+            used += 1;
+        }
+        assert!(used > 5, "{file}: {used} metric names");
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(monitoring_file("grafana-dashboard.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.iter().all(|p| p["targets"][0]["expr"].is_string()));
+}
+
+#[test]
+fn promtool_checks_the_example_alert_rules_and_their_unit_tests() {
+    let rules = monitoring_file("alerts.yml");
+    let Some(out) = promtool(&["check", "rules", rules.to_str().unwrap()], b"") else {
+        return;
+    };
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool check rules: {said}");
+    assert!(said.contains("SUCCESS: 7 rules found"), "{said}");
+    let tests = monitoring_file("alerts_test.yml");
+    let out = promtool(&["test", "rules", tests.to_str().unwrap()], b"").unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool test rules: {said}");
 }

@@ -112,6 +112,9 @@ pub struct Coalescer {
     absorbed: Stamp,
     /// At most the smallest `first` of the entries (exact after each cut).
     low: Option<u64>,
+    /// When the oldest change still pending happened (its event's time), for the lag a
+    /// monitor sees; see [`Coalescer::oldest`].
+    oldest: Option<SystemTime>,
 }
 
 impl Coalescer {
@@ -129,6 +132,7 @@ impl Coalescer {
             incoming: Stamp::new(0),
             absorbed: Stamp::new(0),
             low: None,
+            oldest: None,
         }
     }
 
@@ -172,6 +176,21 @@ impl Coalescer {
         Some((self.first_at?, self.last_at?))
     }
 
+    /// When the oldest pending change happened: the earliest event time merged since the
+    /// state was last empty (a failed batch put back counts with its own times). Kept as the
+    /// changes come, not looked up, so it costs nothing. It may be older than what is left —
+    /// when a later event cancelled the oldest change (a file created and deleted again), or
+    /// a batch went out while changes it holds back stayed (they keep the older time until
+    /// the state empties) — but never younger than the oldest change still owed. `None`
+    /// when nothing is pending.
+    pub fn oldest(&self) -> Option<SystemTime> {
+        self.oldest.filter(|_| !self.entries.is_empty())
+    }
+
+    fn note_time(&mut self, time: SystemTime) {
+        self.oldest = Some(self.oldest.map_or(time, |t| t.min(time)));
+    }
+
     /// Merges one event into the pending state.
     pub fn push(&mut self, event: Event) {
         self.merge(event, true);
@@ -188,6 +207,10 @@ impl Coalescer {
         let now = Instant::now();
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);
+        if self.entries.is_empty() {
+            self.oldest = None;
+        }
+        self.note_time(event.time);
         self.apply(event, fresh, self.incoming);
         if self.entries.len() > self.max_pending {
             self.collapse();
@@ -219,6 +242,7 @@ impl Coalescer {
     pub fn take(&mut self) -> Vec<Event> {
         self.first_at = None;
         self.last_at = None;
+        self.oldest = None;
         self.rescans.clear();
         self.vacated.clear();
         self.low = None;
@@ -306,6 +330,12 @@ impl Coalescer {
     pub fn requeue_stamped(&mut self, failed: Vec<Event>, stamps: Vec<Stamp>) {
         debug_assert_eq!(failed.len(), stamps.len());
         let (first_at, last_at) = (self.first_at, self.last_at);
+        if self.entries.is_empty() {
+            self.oldest = None;
+        }
+        if let Some(time) = failed.iter().map(|e| e.time).min() {
+            self.note_time(time);
+        }
         let mut current: Vec<(RelPath, Entry)> = self.entries.drain().collect();
         current.sort_by_key(|(_, e)| e.seq);
         self.rescans.clear();
@@ -713,6 +743,46 @@ mod tests {
         c.push_maybe_sent(ev(EventKind::Create, "d/sub", true));
         c.push(ev(EventKind::Delete, "d/sub", true));
         assert_eq!(summary(&mut c), ["delete d/sub"]);
+    }
+
+    #[test]
+    fn the_oldest_pending_time_survives_merges_and_requeues_and_clears_when_taken() {
+        use std::time::Duration;
+        let at = |secs: u64, path: &str| Event {
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            ..ev(EventKind::CloseWrite, path, false)
+        };
+        let mut c = coalescer();
+        assert_eq!(c.oldest(), None);
+        c.push(at(100, "a"));
+        c.push(at(200, "a"));
+        c.push(at(150, "b"));
+        assert_eq!(
+            c.oldest(),
+            Some(at(100, "a").time),
+            "the first change, not the entry's latest"
+        );
+        let batch = c.take();
+        assert_eq!(c.oldest(), None);
+        c.push(at(300, "c"));
+        c.requeue(batch);
+        assert_eq!(
+            c.oldest(),
+            Some(at(150, "b").time),
+            "a failed batch is older than what came since"
+        );
+        c.take();
+        c.push(Event {
+            time: at(400, "").time,
+            ..ev(EventKind::Create, "new", false)
+        });
+        c.push(Event {
+            time: at(500, "").time,
+            ..ev(EventKind::Delete, "new", false)
+        });
+        assert_eq!(c.oldest(), None, "nothing pending, nothing old");
+        c.push(at(600, "d"));
+        assert_eq!(c.oldest(), Some(at(600, "d").time));
     }
 
     #[test]

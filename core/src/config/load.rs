@@ -25,6 +25,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .sersync_sinks
         .check_files()
         .map_err(|e| e.in_file(path))?;
+    config.control.access().map_err(|e| e.in_file(path))?;
     Ok(config)
 }
 
@@ -76,6 +77,9 @@ fn absolute_paths(config: &mut Config) -> io::Result<()> {
         absolute(&mut watch.root)?;
     }
     config.sersync_sinks.absolute_paths()?;
+    if let Some(file) = &mut config.control.token_file {
+        absolute(file)?;
+    }
     absolute(&mut config.fail_log.path)?;
     absolute(&mut config.engine.state_dir)
 }

@@ -10,11 +10,13 @@
 //! The reference for users is `docs/config.md`.
 
 mod checks;
+mod control;
 mod load;
 mod model;
 mod parse;
 mod summary;
 mod xml;
 
+pub use control::TOKEN_ENV;
 pub use load::{load, parse_bytes, parse_str, read};
 pub use model::*;

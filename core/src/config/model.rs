@@ -90,6 +90,13 @@ pub struct ControlAddress {
     pub host: String,
     /// TCP port. Default 8008.
     pub port: u16,
+    /// `tokenFile="…"`: the file whose first line is the endpoint's bearer token (see
+    /// [`ControlAddress::token`]).
+    pub token_file: Option<PathBuf>,
+    /// `readsNeedToken="true"`: `GET /status` and `GET /metrics` need the token too.
+    pub reads_need_token: bool,
+    /// Where `<host>` is in the file (the start of the file when it is absent).
+    pub position: Position,
 }
 
 /// `<filter>` and the temporary-file rules.

@@ -37,7 +37,7 @@ impl Config {
                 self.sersync_sinks.describe_full_syncs(),
             ),
             format!("plugins: {}", list_or_none(&self.enabled_plugins)),
-            format!("control: {}:{}", self.control.host, self.control.port),
+            describe_control(&self.control),
             format!("debug: {}", on_off(self.debug)),
             describe_engine(&self.engine),
         ]);
@@ -97,6 +97,26 @@ fn describe_events(events: &EventSwitches) -> String {
         "events on: {}; off: {}",
         list_or_none(&named(true)),
         list_or_none(&named(false))
+    )
+}
+
+/// `control: HOST:PORT, …` and who may use it (the token itself is never shown).
+fn describe_control(control: &super::ControlAddress) -> String {
+    let token = match &control.token_file {
+        Some(file) => format!("token from {}", file.display()),
+        None if std::env::var_os(super::TOKEN_ENV).is_some_and(|v| !v.is_empty()) => {
+            format!("token from ${}", super::TOKEN_ENV)
+        }
+        None => "no token".into(),
+    };
+    let guarded = match (token.as_str(), control.reads_need_token) {
+        ("no token", _) => "every request open",
+        (_, false) => "POST /sync needs it, reads open",
+        (_, true) => "every request needs it",
+    };
+    format!(
+        "control: {}:{}, {token} ({guarded})",
+        control.host, control.port
     )
 }
 

@@ -1,4 +1,5 @@
-//! `sersync status`: asks a running daemon for `/status` and prints one line per lane.
+//! `sersync status`: asks a running daemon for `/status` and prints one line per lane (or the
+//! document itself), with a monitoring plugin's exit status.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use sersync_plugin_sdk::text::breaks_line;
 
-use super::{DaemonState, StatusReport};
+use super::{DaemonState, StatusReport, Token};
+use crate::cli::StatusArgs;
 use crate::config;
 
 /// How long connecting, and then each read or write, may take.
@@ -18,37 +20,186 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest reply read (a status of thousands of lanes is far below it).
 const MAX_REPLY: u64 = 16 * 1024 * 1024;
 
-/// Exit status when the configuration cannot be read (as for the daemon itself).
-const EXIT_CONFIG: u8 = 255;
+/// The monitoring-plugin verdicts, in rising order; each is its exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// 0: every threshold holds (or none was given).
+    Ok = 0,
+    /// 1: a `--warn-*` threshold is crossed, or the daemon is still establishing its watches.
+    Warning = 1,
+    /// 2: a `--crit-*` threshold is crossed.
+    Critical = 2,
+    /// 3: no usable answer: the configuration cannot be read, the daemon cannot be reached,
+    /// or its reply is not a `/status` document.
+    Unknown = 3,
+}
+
+impl Level {
+    fn word(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+            Level::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// What the thresholds make of a report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// The worst level reached.
+    pub level: Level,
+    /// Why, one phrase per crossed threshold.
+    pub reasons: Vec<String>,
+    /// The largest lag of any lane, seconds.
+    pub max_lag: u64,
+    /// The longest retry streak of any lane.
+    pub max_streak: u32,
+}
+
+impl Verdict {
+    /// The plugin's status line: `SERSYNC WARNING - why; why | perfdata`.
+    pub fn line(&self, args: &StatusArgs) -> String {
+        let why = match self.reasons.is_empty() {
+            true => "every lane within its thresholds".to_string(),
+            false => self.reasons.join("; "),
+        };
+        let secs = |d: Option<Duration>| d.map_or(String::new(), |d| d.as_secs().to_string());
+        let count = |n: Option<u32>| n.map_or(String::new(), |n| n.to_string());
+        format!(
+            "SERSYNC {} - {why} | max_lag={}s;{};{} max_retry_streak={};{};{}",
+            self.level.word(),
+            self.max_lag,
+            secs(args.warn_lag),
+            secs(args.crit_lag),
+            self.max_streak,
+            count(args.warn_failing),
+            count(args.crit_failing),
+        )
+    }
+}
+
+/// Holds `report` to the thresholds of `args`.
+pub fn judge(report: &StatusReport, args: &StatusArgs) -> Verdict {
+    let mut verdict = Verdict {
+        level: Level::Ok,
+        reasons: Vec::new(),
+        max_lag: 0,
+        max_streak: 0,
+    };
+    let raise = |verdict: &mut Verdict, level: Level, why: String| {
+        verdict.level = verdict.level.max(level);
+        verdict.reasons.push(why);
+    };
+    if report.state == DaemonState::Starting {
+        raise(
+            &mut verdict,
+            Level::Warning,
+            "starting: establishing watches".into(),
+        );
+    }
+    for lane in &report.lanes {
+        let name = printable(&lane.name, usize::MAX);
+        let lag = lane
+            .oldest_pending
+            .map_or(0, |t| report.time.saturating_sub(t));
+        verdict.max_lag = verdict.max_lag.max(lag);
+        verdict.max_streak = verdict.max_streak.max(lane.retry_streak);
+        let over = |limit: Option<Duration>| limit.is_some_and(|l| lag > l.as_secs());
+        if over(args.crit_lag) {
+            raise(
+                &mut verdict,
+                Level::Critical,
+                format!("{name}: lag {}", duration(lag)),
+            );
+        } else if over(args.warn_lag) {
+            raise(
+                &mut verdict,
+                Level::Warning,
+                format!("{name}: lag {}", duration(lag)),
+            );
+        }
+        let streak = lane.retry_streak;
+        let failing = |limit: Option<u32>| limit.is_some_and(|n| streak >= n);
+        if failing(args.crit_failing) {
+            raise(
+                &mut verdict,
+                Level::Critical,
+                format!("{name}: {streak} failures in a row"),
+            );
+        } else if failing(args.warn_failing) {
+            raise(
+                &mut verdict,
+                Level::Warning,
+                format!("{name}: {streak} failures in a row"),
+            );
+        }
+    }
+    verdict
+}
+
+/// Whether any threshold was given: then the first line of standard output is the verdict.
+fn monitoring(args: &StatusArgs) -> bool {
+    args.warn_lag.is_some()
+        || args.crit_lag.is_some()
+        || args.warn_failing.is_some()
+        || args.crit_failing.is_some()
+}
 
 /// The longest last-error message shown in the table, in characters.
 const ERROR_WIDTH: usize = 60;
 
-/// Runs `sersync status`: reads `<host hostip port>` from `config_file`, fetches `/status`
-/// and prints the table. Exit status 0 on success, 1 when the daemon cannot be reached or
-/// answers badly, 255 when the configuration cannot be read.
-pub fn status_command(config_file: &Path) -> ExitCode {
+/// Runs `sersync status`: reads `<host>` from `config_file` (and the token it names),
+/// fetches `/status`, prints the table (or, with `--json`, the document) and returns the
+/// [`Level`] the thresholds of `args` give as the exit status.
+pub fn status_command(config_file: &Path, args: &StatusArgs) -> ExitCode {
+    let unknown = |why: String| {
+        if monitoring(args) {
+            println!("SERSYNC UNKNOWN - {}", printable(&why, usize::MAX));
+        }
+        eprintln!("sersync: {why}");
+        ExitCode::from(Level::Unknown as u8)
+    };
     let config = match config::read(config_file) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("sersync: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return unknown(e.to_string()),
+    };
+    let token = match config.control.token() {
+        Ok(token) => token,
+        Err(e) => return unknown(e.in_file(config_file).to_string()),
     };
     let (host, port) = (&config.control.host, config.control.port);
-    match fetch_status(host, port) {
-        Ok(report) => {
-            print!("{}", render_table(&report));
-            ExitCode::SUCCESS
-        }
+    let fetched = fetch_document(host, port, token.as_ref()).and_then(|body| {
+        let report = parse_report(&body)?;
+        Ok((body, report))
+    });
+    let (body, report) = match fetched {
+        Ok(fetched) => fetched,
         Err(e) => {
-            eprintln!(
-                "sersync: cannot get the status from {host}:{port} (<host> in {}): {e}",
+            return unknown(format!(
+                "cannot get the status from {host}:{port} (<host> in {}): {e}",
                 config_file.display()
-            );
-            ExitCode::from(1)
+            ))
         }
+    };
+    let verdict = judge(&report, args);
+    if args.json {
+        let mut out = io::stdout().lock();
+        let _ = out.write_all(&body);
+        if !body.ends_with(b"\n") {
+            let _ = out.write_all(b"\n");
+        }
+        if monitoring(args) {
+            eprintln!("{}", verdict.line(args));
+        }
+    } else {
+        if monitoring(args) {
+            println!("{}", verdict.line(args));
+        }
+        print!("{}", render_table(&report));
     }
+    ExitCode::from(verdict.level as u8)
 }
 
 /// Why the status could not be fetched.
@@ -58,6 +209,8 @@ pub enum FetchError {
     Io(io::Error),
     /// The daemon answered, but not with a usable `/status`.
     Reply(String),
+    /// The daemon wants a token (`401`): none was configured, or it is not the daemon's.
+    Unauthorized(String),
 }
 
 impl fmt::Display for FetchError {
@@ -68,6 +221,11 @@ impl fmt::Display for FetchError {
             }
             FetchError::Io(e) => write!(f, "{e}"),
             FetchError::Reply(why) => write!(f, "unexpected reply: {why}"),
+            FetchError::Unauthorized(why) => write!(
+                f,
+                "refused: {why} (the token of <host tokenFile> or ${} must be the daemon's)",
+                config::TOKEN_ENV
+            ),
         }
     }
 }
@@ -82,6 +240,17 @@ impl From<io::Error> for FetchError {
 
 /// `GET /status` from the daemon at `host:port` (each address `host` resolves to is tried).
 pub fn fetch_status(host: &str, port: u16) -> Result<StatusReport, FetchError> {
+    parse_report(&fetch_document(host, port, None)?)
+}
+
+/// A `/status` body as a report.
+fn parse_report(body: &[u8]) -> Result<StatusReport, FetchError> {
+    serde_json::from_slice(body).map_err(|e| FetchError::Reply(format!("bad JSON: {e}")))
+}
+
+/// The body of `GET /status` from the daemon at `host:port`, sent with `token` as a bearer
+/// token when there is one.
+pub fn fetch_document(host: &str, port: u16, token: Option<&Token>) -> Result<Vec<u8>, FetchError> {
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -93,14 +262,20 @@ pub fn fetch_status(host: &str, port: u16) -> Result<StatusReport, FetchError> {
         true => format!("[{bare}]:{port}"),
         false => format!("{bare}:{port}"),
     };
+    let authorization = token.map_or(String::new(), |t| {
+        format!("Authorization: Bearer {}\r\n", t.secret())
+    });
     write!(
         stream,
-        "GET /status HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET /status HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n{authorization}Connection: close\r\n\r\n"
     )?;
     let mut reply = Vec::new();
     stream.take(MAX_REPLY).read_to_end(&mut reply)?;
-    let body = ok_body(&reply).map_err(FetchError::Reply)?;
-    serde_json::from_slice(body).map_err(|e| FetchError::Reply(format!("bad JSON: {e}")))
+    match ok_body(&reply) {
+        Ok(body) => Ok(body.to_vec()),
+        Err(why) if why.starts_with("HTTP/1.1 401") => Err(FetchError::Unauthorized(why)),
+        Err(why) => Err(FetchError::Reply(why)),
+    }
 }
 
 /// The first address of `host` that accepts a connection.
@@ -284,6 +459,7 @@ mod tests {
             failures: 1,
             retry_streak: 0,
             last_success: Some(1_000),
+            oldest_pending: None,
             last_error,
             journal_bytes: 0,
             latency: LatencyReport {

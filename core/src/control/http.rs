@@ -22,6 +22,8 @@ pub struct Request {
     pub query: Option<String>,
     /// The body's length (its bytes are discarded).
     pub body_len: usize,
+    /// The `Authorization` header's value, if it has one (and it is text).
+    pub authorization: Option<String>,
 }
 
 /// One request being received, fed whatever bytes arrive, in any pieces. It never blocks and
@@ -145,6 +147,7 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Response> {
         None => (target, None),
     };
     let mut body_len = None;
+    let mut authorization = None;
     for line in lines.take_while(|line| !line.is_empty()) {
         let colon = line
             .iter()
@@ -168,12 +171,21 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Response> {
             }
             body_len = Some(length);
         }
+        if name.eq_ignore_ascii_case(b"authorization") {
+            if authorization.is_some() {
+                return Err(bad("two Authorization headers"));
+            }
+            authorization = std::str::from_utf8(value)
+                .ok()
+                .map(|v| v.trim().to_string());
+        }
     }
     Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
         query,
         body_len: body_len.unwrap_or(0),
+        authorization,
     })
 }
 
@@ -213,7 +225,8 @@ mod tests {
                 method: "POST".into(),
                 path: "/sync".into(),
                 query: Some("watch=/data".into()),
-                body_len: 0
+                body_len: 0,
+                authorization: None,
             }
         );
     }

@@ -1,6 +1,7 @@
 //! `/metrics`: the snapshot in Prometheus' text exposition format 0.0.4.
 
 use std::fmt::{Display, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::latency::buckets;
 use super::{LaneStatus, StatusSnapshot};
@@ -143,6 +144,7 @@ pub fn render(s: &StatusSnapshot) -> String {
         out.family(counter.name, "counter", counter.help);
         out.sample(counter.name, "", counter.value);
     }
+    process_metrics(&mut out);
 
     let lane_labels: Vec<String> = s
         .lanes
@@ -155,6 +157,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             out.sample(name, labels, read(lane));
         }
     }
+    lane_times(&mut out, s, &lane_labels, SystemTime::now());
     out.family(
         LATENCY,
         "histogram",
@@ -208,6 +211,52 @@ fn render_order(out: &mut Exposition, s: &StatusSnapshot, lane_labels: &[String]
     for (order, labels) in &ordered {
         out.sample("sersync_lane_order_timeouts_total", labels, order.timeouts);
     }
+}
+
+/// The standard `process_*` metrics of the daemon's own process.
+fn process_metrics(out: &mut Exposition) {
+    let limit = super::process::inotify_limit();
+    for (name, kind, help, value) in limit.into_iter().chain(super::process::metrics()) {
+        out.family(name, kind, help);
+        out.sample(name, "", float(value));
+    }
+}
+
+/// The per-lane times: when the last batch went through (no sample for a lane that never
+/// delivered one) and how old the oldest change it still owes is at `now` (0 when none).
+fn lane_times(out: &mut Exposition, s: &StatusSnapshot, lane_labels: &[String], now: SystemTime) {
+    const LAST: &str = "sersync_lane_last_success_timestamp_seconds";
+    out.family(
+        LAST,
+        "gauge",
+        "When the lane last delivered a batch, Unix seconds (no sample before its first).",
+    );
+    for (lane, labels) in s.lanes.iter().zip(lane_labels) {
+        if let Some(t) = lane.last_success {
+            out.sample(LAST, labels, unix_seconds(t));
+        }
+    }
+    const OLDEST: &str = "sersync_lane_oldest_pending_seconds";
+    out.family(
+        OLDEST,
+        "gauge",
+        "Age of the oldest change the lane still owes (pending or in flight), seconds; 0 when it owes nothing.",
+    );
+    for (lane, labels) in s.lanes.iter().zip(lane_labels) {
+        let age = lane.oldest_pending.map_or(0.0, |t| {
+            now.duration_since(t)
+                .map_or(0.0, |d| d.as_millis() as f64 / 1000.0)
+        });
+        out.sample(OLDEST, labels, float(age));
+    }
+}
+
+/// Seconds since the Unix epoch, to the millisecond.
+fn unix_seconds(t: SystemTime) -> String {
+    float(
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_millis() as f64 / 1000.0),
+    )
 }
 
 /// Label pairs as they go between the braces: `key="escaped value",…`.

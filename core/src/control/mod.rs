@@ -3,19 +3,24 @@
 //! The engine implements [`Control`]; the HTTP side only reads [`StatusSnapshot`]s and asks
 //! for full syncs through it.
 
+mod auth;
 pub mod client;
 mod deadline;
 mod http;
 mod latency;
 mod metrics;
+mod process;
 mod report;
 mod response;
 mod routes;
 mod server;
 mod snapshot;
 
+pub use auth::{Access, Token};
 pub use report::{ErrorReport, LaneReport, LatencyReport, StatusReport, WatchReport};
-pub use server::{serve, ServerHandle, MAX_CONNECTIONS, MAX_RECEIVING, REQUEST_DEADLINE};
+pub use server::{
+    serve, serve_with, ServerHandle, MAX_CONNECTIONS, MAX_RECEIVING, REQUEST_DEADLINE,
+};
 pub use snapshot::{DaemonState, LaneStatus, StatusSnapshot, WatchStatus};
 
 /// What the control endpoint may ask of the running engine.

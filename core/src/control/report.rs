@@ -64,6 +64,10 @@ pub struct LaneReport {
     pub retry_streak: u32,
     /// When a batch was last delivered, Unix seconds; `null` if never.
     pub last_success: Option<u64>,
+    /// When the oldest change the lane still owes happened, Unix seconds; `null` when it
+    /// owes nothing (and from a daemon that does not say). `time` minus it is the lag.
+    #[serde(default)]
+    pub oldest_pending: Option<u64>,
     /// The last error; `null` if none.
     pub last_error: Option<ErrorReport>,
     /// Bytes in the lane's durable journal.
@@ -169,6 +173,7 @@ impl LaneReport {
             failures: lane.failures,
             retry_streak: lane.retry_streak,
             last_success: lane.last_success.map(unix_seconds),
+            oldest_pending: lane.oldest_pending.map(unix_seconds),
             last_error: lane.last_error.as_ref().map(|(time, message)| ErrorReport {
                 time: unix_seconds(*time),
                 message: message.clone(),

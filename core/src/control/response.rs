@@ -14,6 +14,8 @@ pub struct Response {
     pub content_type: &'static str,
     /// The `Allow` header of a 405.
     pub allow: Option<&'static str>,
+    /// The `WWW-Authenticate` header of a 401.
+    pub challenge: Option<&'static str>,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -25,6 +27,7 @@ impl Response {
             status,
             content_type,
             allow: None,
+            challenge: None,
             body,
         }
     }
@@ -65,6 +68,9 @@ impl Response {
         if let Some(allow) = self.allow {
             head.push_str(&format!("Allow: {allow}\r\n"));
         }
+        if let Some(challenge) = self.challenge {
+            head.push_str(&format!("WWW-Authenticate: {challenge}\r\n"));
+        }
         head.push_str("\r\n");
         out.write_all(head.as_bytes())?;
         out.write_all(&self.body)?;
@@ -77,6 +83,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::auth::Access;
 use super::deadline::Deadline;
 use super::http::{Incoming, Received, Request};
 use super::response::Response;
@@ -84,6 +85,17 @@ impl Drop for ServerHandle {
 /// Errors (address in use, no such host) come back here, so the caller can decide how bad
 /// they are.
 pub fn serve(addr: &str, port: u16, control: Arc<dyn Control>) -> io::Result<ServerHandle> {
+    serve_with(addr, port, control, Access::default())
+}
+
+/// [`serve`], each request first held to `access` (a `401` for one without the token it
+/// needs).
+pub fn serve_with(
+    addr: &str,
+    port: u16,
+    control: Arc<dyn Control>,
+    access: Access,
+) -> io::Result<ServerHandle> {
     let host = addr
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -95,7 +107,7 @@ pub fn serve(addr: &str, port: u16, control: Arc<dyn Control>) -> io::Result<Ser
     let accept_stop = stop.clone();
     let thread = thread::Builder::new()
         .name("control http".into())
-        .spawn(move || accept_loop(&listener, &control, &accept_stop))?;
+        .spawn(move || accept_loop(&listener, &control, &Arc::new(access), &accept_stop))?;
     Ok(ServerHandle {
         addr: local,
         stop,
@@ -131,7 +143,12 @@ enum Outcome {
     Refuse(Response),
 }
 
-fn accept_loop(listener: &TcpListener, control: &Arc<dyn Control>, stop: &AtomicBool) {
+fn accept_loop(
+    listener: &TcpListener,
+    control: &Arc<dyn Control>,
+    access: &Arc<Access>,
+    stop: &AtomicBool,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     let mut receiving: VecDeque<Receiving> = VecDeque::new();
     if let Err(e) = listener.set_nonblocking(true) {
@@ -162,7 +179,7 @@ fn accept_loop(listener: &TcpListener, control: &Arc<dyn Control>, stop: &Atomic
                     }
                 }
                 Outcome::Gone => {}
-                Outcome::Answer(request) => answer(conn.stream, request, control, &active),
+                Outcome::Answer(request) => answer(conn.stream, request, control, access, &active),
                 Outcome::Refuse(response) => reply(&conn.stream, &response, BUSY_DEADLINE),
             }
         }
@@ -264,6 +281,7 @@ fn answer(
     stream: TcpStream,
     request: Request,
     control: &Arc<dyn Control>,
+    access: &Arc<Access>,
     active: &Arc<AtomicUsize>,
 ) {
     let Some(slot) = Slot::take(active) else {
@@ -271,11 +289,14 @@ fn answer(
         return;
     };
     let control = control.clone();
+    let access = access.clone();
     let spawned = thread::Builder::new()
         .name("control conn".into())
         .spawn(move || {
             let _slot = slot;
-            let response = routes::respond(&request, &*control);
+            let response = access
+                .refuse(&request)
+                .unwrap_or_else(|| routes::respond(&request, &*control));
             reply(&stream, &response, REPLY_DEADLINE);
         });
     if let Err(e) = spawned {

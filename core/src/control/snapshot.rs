@@ -73,6 +73,9 @@ pub struct LaneStatus {
     pub retry_streak: u32,
     /// When a batch was last delivered.
     pub last_success: Option<SystemTime>,
+    /// When the oldest change the lane still owes happened (pending or in flight); `None`
+    /// when it owes nothing. Its age is the lane's lag.
+    pub oldest_pending: Option<SystemTime>,
     /// The last error and when it happened.
     pub last_error: Option<(SystemTime, String)>,
     /// Bytes in the lane's durable journal.

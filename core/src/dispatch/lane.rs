@@ -390,6 +390,19 @@ impl Lane {
         self.journal_bytes.load(Ordering::Relaxed)
     }
 
+    /// When the oldest change the lane still owes happened: pending ([`crate::coalesce::Coalescer::oldest`])
+    /// or in a batch being delivered. `None` when it owes nothing. For the lag a monitor
+    /// sees (`sersync_lane_oldest_pending_seconds`); walks the batches in flight, so it is
+    /// for a scrape, not for every event.
+    pub fn oldest_pending(&self) -> Option<SystemTime> {
+        let state = self.lock();
+        let in_flight = state.in_flight.events().map(|e| e.time).min();
+        match (state.pending.oldest(), in_flight) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -1,5 +1,5 @@
-//! `<plugin name="http">` options: `<endpoint url timeout maxEvents cafile>` and its
-//! `<header>` children.
+//! `<plugin name="http">` options: `<endpoint url timeout maxEvents cafile>`, its `<header>`
+//! children and its `<signature>`.
 
 use std::time::Duration;
 
@@ -27,6 +27,54 @@ pub(crate) struct HttpOptions {
     pub max_events: usize,
     /// The client (timeout and TLS roots applied); lanes share it.
     pub client: Client,
+    /// `<signature file|env>`: the secret the body is signed with (`X-Sersync-Signature`).
+    pub signing_key: Option<Secret>,
+}
+
+/// A signing secret. Never printed.
+#[derive(Clone)]
+pub(crate) struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// `<endpoint><signature file="…"/>` or `<signature env="…"/>`: exactly one source, read at
+/// load, not empty (a file's trailing line ends dropped).
+fn secret(endpoint: &ConfigNode) -> Result<Option<Secret>, ConfigError> {
+    let mut nodes = endpoint.children_named("signature");
+    let Some(node) = nodes.next() else {
+        return Ok(None);
+    };
+    if let Some(second) = nodes.next() {
+        return Err(
+            second.error("<endpoint> has a second <signature>: one secret signs every request")
+        );
+    }
+    let hint = "<signature file=\"/etc/sersync/webhook.secret\"/> (its first line is the secret) or <signature env=\"VAR\"/>";
+    let text = match (node.attr("file"), node.attr("env")) {
+        (Some(file), None) => std::fs::read_to_string(file)
+            .map_err(|e| node.error(format!("<signature file=\"{file}\">: {e}")))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+        (None, Some(var)) => std::env::var(var).map_err(|_| {
+            node.error(format!("<signature env=\"{var}\">: the environment variable is not set"))
+                .with_hint("export it in the service's environment (e.g. systemd Environment= or EnvironmentFile=)")
+        })?,
+        _ => {
+            return Err(node
+                .error("<signature> needs exactly one of file=, env=")
+                .with_hint(hint))
+        }
+    };
+    if text.is_empty() {
+        return Err(node
+            .error("<signature>: the secret is empty")
+            .with_hint(hint));
+    }
+    Ok(Some(Secret(text.into_bytes())))
 }
 
 impl HttpOptions {
@@ -62,6 +110,7 @@ impl HttpOptions {
             max_events: count(endpoint, "maxevents")?.unwrap_or(DEFAULT_MAX_EVENTS),
             url,
             headers,
+            signing_key: secret(endpoint)?,
         })
     }
 }

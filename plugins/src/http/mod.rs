@@ -6,6 +6,7 @@
 //! status is fatal. See `docs/sinks/http.md`.
 
 mod config;
+mod signing;
 
 use sersync_plugin_sdk::{Batch, ConfigError, ConfigNode, Sink, SinkContext, SinkError};
 
@@ -35,10 +36,14 @@ impl SinkSpec for HttpSink {
 
     fn summary(&self) -> String {
         format!(
-            "http: POST batches as JSON to {} (up to {} events per request){}",
+            "http: POST batches as JSON to {} (up to {} events per request){}{}",
             self.options.url,
             self.options.max_events,
-            header_names(&self.options.headers)
+            header_names(&self.options.headers),
+            match self.options.signing_key {
+                Some(_) => ", signed (X-Sersync-Signature: sha256=…)",
+                None => "",
+            }
         )
     }
 
@@ -67,6 +72,7 @@ impl Sink for HttpSink {
                 .client
                 .post(o.url.clone())
                 .headers(o.headers.clone())
+                .headers(signing::headers(&body, o.signing_key.as_ref()))
                 .body(body);
             send(request, &peer)
         })

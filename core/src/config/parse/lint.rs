@@ -40,7 +40,11 @@ const HEAD: Shape = shape(
     "head",
     &["version"],
     &[
-        shape("host", &["hostip", "port"], &[]),
+        shape(
+            "host",
+            &["hostip", "port", "tokenfile", "readsneedtoken"],
+            &[],
+        ),
         switch("debug"),
         shape("filesystem", &["xfs"], &[]),
         shape(

@@ -15,7 +15,9 @@ use sersync_plugins::{configure_sersync, SersyncNodes};
 use crate::config::{
     Config, ControlAddress, CrontabConfig, EventSwitches, FailLogConfig, WatchConfig,
 };
-use sersync_plugin_sdk::config::attrs::{child_switch, number_or, optional, required, PORT};
+use sersync_plugin_sdk::config::attrs::{
+    child_switch, number_or, optional, required, switch, PORT,
+};
 
 /// The typed configuration from the root `<head>` element of `file`. Touches no file.
 pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
@@ -26,7 +28,7 @@ pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
     let plugins = plugins::sections(head)?;
     let mut config = Config {
         file: file.to_path_buf(),
-        control: control(head.child("host"))?,
+        control: control(head.child("host"), head)?,
         debug: child_switch(Some(head), "debug", false),
         filter: filter::filter(head)?,
         events,
@@ -50,14 +52,18 @@ pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// `<host hostip port>`. Default `localhost:8008`.
-fn control(host: Option<&ConfigNode>) -> Result<ControlAddress, ConfigError> {
+/// `<host hostip port tokenFile readsNeedToken>`. Default `localhost:8008`, no token.
+fn control(host: Option<&ConfigNode>, head: &ConfigNode) -> Result<ControlAddress, ConfigError> {
     let example = "<host hostip=\"localhost\" port=\"8008\"/>";
+    let token_example = "<host hostip=\"0.0.0.0\" port=\"8008\" tokenFile=\"/etc/sersync/token\"/>";
     Ok(ControlAddress {
         host: optional(host, "hostip", example)?
             .unwrap_or("localhost")
             .to_string(),
         port: number_or(host, "port", &PORT, 8008)? as u16,
+        token_file: optional(host, "tokenfile", token_example)?.map(PathBuf::from),
+        reads_need_token: switch(host, "readsneedtoken", false),
+        position: host.map_or(head.position, |h| h.position),
     })
 }
 
