@@ -52,6 +52,7 @@ impl FakeEngine {
                 latency: latency(&[3, 7, 40, 40, 120, 2_000]),
                 audit_runs: 4,
                 audit_differences: 1,
+                held: None,
             },
             LaneStatus {
                 name: "refresh \"CDN\"\\edge\nsecond".into(),
@@ -68,6 +69,7 @@ impl FakeEngine {
                 latency: latency(&[70_000]),
                 audit_runs: 0,
                 audit_differences: 0,
+                held: None,
             },
         ]
     }
@@ -91,9 +93,11 @@ impl Control for FakeEngine {
             watches: vec![
                 WatchStatus {
                     root: PathBuf::from("/data/www"),
+                    lost: None,
                 },
                 WatchStatus {
                     root: PathBuf::from("/data/img"),
+                    lost: None,
                 },
             ],
             lanes: FakeEngine::lanes(),

@@ -152,6 +152,15 @@ pub fn render_table(report: &StatusReport) -> String {
         report.events_seen,
         report.overflows
     );
+    for watch in report.watches.iter() {
+        if let Some(lost) = &watch.lost {
+            out.push_str(&format!(
+                "watch root {} LOST: {}\n",
+                printable(&watch.root, usize::MAX),
+                printable(lost, ERROR_WIDTH)
+            ));
+        }
+    }
     let header = [
         "LANE",
         "ROOT",
@@ -178,10 +187,13 @@ pub fn render_table(report: &StatusReport) -> String {
                     streak => format!("{} ({streak} in a row)", lane.failures),
                 },
                 lane.last_success.map_or_else(|| "never".into(), ago),
-                lane.last_error.as_ref().map_or_else(
-                    || "-".into(),
-                    |e| format!("{}: {}", ago(e.time), printable(&e.message, ERROR_WIDTH)),
-                ),
+                match &lane.held {
+                    Some(held) => format!("HELD: {}", printable(held, ERROR_WIDTH)),
+                    None => lane.last_error.as_ref().map_or_else(
+                        || "-".into(),
+                        |e| format!("{}: {}", ago(e.time), printable(&e.message, ERROR_WIDTH)),
+                    ),
+                },
             ]
         })
         .collect();
@@ -292,6 +304,7 @@ mod tests {
                 count: 0,
                 sum: 0.0,
             },
+            held: None,
         };
         let report = StatusReport {
             state: DaemonState::Running,

@@ -41,6 +41,9 @@ pub struct StatusReport {
 pub struct WatchReport {
     /// Its absolute path (bytes that are not UTF-8 shown as U+FFFD).
     pub root: String,
+    /// Why the root is lost (deleted, renamed away, unmounted); `null` while it is watched.
+    #[serde(default)]
+    pub lost: Option<String>,
 }
 
 /// One lane.
@@ -70,6 +73,9 @@ pub struct LaneReport {
     pub journal_bytes: u64,
     /// From an event's arrival to its batch being delivered.
     pub latency: LatencyReport,
+    /// Why the lane is held (its watch root is lost); `null` when it is not.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 /// A lane's last error.
@@ -111,6 +117,7 @@ impl StatusReport {
                 .iter()
                 .map(|w| WatchReport {
                     root: w.root.to_string_lossy().into_owned(),
+                    lost: w.lost.clone(),
                 })
                 .collect(),
             lanes: snapshot.lanes.iter().map(LaneReport::new).collect(),
@@ -141,6 +148,7 @@ impl LaneReport {
                 count: lane.latency.count,
                 sum: lane.latency.sum_seconds,
             },
+            held: lane.held.clone(),
         }
     }
 }

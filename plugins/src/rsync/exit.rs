@@ -22,6 +22,13 @@ pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), Si
         }
     };
     let detail = last_lines(stderr, 3);
+    if code == MAX_DELETE_REACHED {
+        // Not a passing failure: the remote would lose more than the budget allows. Held (the
+        // lane keeps the batch) until the operator approves or raises the budget.
+        return Err(SinkError::retryable(format!(
+            "rsync to {remote} {BUDGET_WORDS} (--max-delete, exit 25): {detail}"
+        )));
+    }
     let mut message = format!(
         "rsync to {remote} failed with exit code {code} ({}): {detail}",
         meaning(code)
@@ -35,6 +42,16 @@ pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), Si
         Err(SinkError::retryable(message))
     }
 }
+
+/// The exit status rsync ends with when `--max-delete` stopped its deletions.
+pub const MAX_DELETE_REACHED: i32 = 25;
+
+/// True when `error` is a run stopped by `--max-delete` ([`classify`] words it so).
+pub fn is_delete_budget(error: &SinkError) -> bool {
+    error.message.contains(BUDGET_WORDS)
+}
+
+const BUDGET_WORDS: &str = "stopped by the delete budget";
 
 /// What the sending rsync says when it cannot open a local file for reading.
 const CANNOT_OPEN: &str = "rsync: [sender] send_files failed to open \"";
@@ -141,6 +158,20 @@ mod tests {
 
     fn exit(code: i32) -> ExitStatus {
         ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn the_max_delete_limit_is_held_by_the_budget_not_a_passing_failure() {
+        let err = classify(
+            exit(25),
+            "Deletions stopped due to --max-delete limit (41 skipped)\n",
+            "h::m",
+        )
+        .unwrap_err();
+        assert!(is_delete_budget(&err), "{}", err.message);
+        assert!(!is_delete_budget(
+            &classify(exit(10), "", "h::m").unwrap_err()
+        ));
     }
 
     #[test]
