@@ -8,6 +8,14 @@ use super::excludes;
 
 /// The outcome of one run, from its exit status and the tail of its standard error.
 pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), SinkError> {
+    // Pushed to a daemon, the deletes are the receiver's: its warning reaches our stderr,
+    // but its exit status 25 does not (rsync 3.2.7 exits 0 here).
+    if stderr.contains(MAX_DELETE_WARNING) {
+        return Err(SinkError::retryable(format!(
+            "rsync to {remote} {BUDGET_WORDS} (--max-delete): {}",
+            last_lines(stderr, 3)
+        )));
+    }
     let code = match status.code() {
         // 24: some source files vanished while sending; their deletes come as later events.
         Some(0) | Some(24) => return Ok(()),
@@ -52,6 +60,9 @@ pub fn is_delete_budget(error: &SinkError) -> bool {
 }
 
 const BUDGET_WORDS: &str = "stopped by the delete budget";
+
+/// What rsync's receiver says when `--max-delete` stopped its deletions.
+const MAX_DELETE_WARNING: &str = "Deletions stopped due to --max-delete limit";
 
 /// What the sending rsync says when it cannot open a local file for reading.
 const CANNOT_OPEN: &str = "rsync: [sender] send_files failed to open \"";
@@ -169,6 +180,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(is_delete_budget(&err), "{}", err.message);
+        // Pushed to a daemon, only the receiver's warning says so.
+        let warned = "Deletions stopped due to --max-delete limit (35 skipped)\n";
+        assert!(is_delete_budget(
+            &classify(exit(0), warned, "h::m").unwrap_err()
+        ));
         assert!(!is_delete_budget(
             &classify(exit(10), "", "h::m").unwrap_err()
         ));

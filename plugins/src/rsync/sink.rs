@@ -228,8 +228,9 @@ impl RsyncSink {
 
     /// Runs `run` under the guards (see [`guard`]): a whole-root run with `--delete` of an
     /// empty root is refused when the remote holds anything, and a run that reaches the
-    /// delete budget is held (or, once approved, run again without it).
-    fn execute_guarded(&self, run: &Run) -> Result<(), SinkError> {
+    /// delete budget is held (or, once approved, run again without it). `approved` is the
+    /// operator's go-ahead for this delivery, taken at most once per delivery.
+    fn execute_guarded(&self, run: &Run, approved: &mut bool) -> Result<(), SinkError> {
         let safety = self.options.safety;
         let deletes = self.options.delete && (run.is_recursive() || run.one_level);
         let whole_root = run.subtrees.iter().any(RelPath::is_root);
@@ -246,9 +247,11 @@ impl RsyncSink {
             }
         }
         let progress = self.progress_for(run);
-        match self.execute(run, progress, safety.max_deletes) {
+        let budget = safety.max_deletes.filter(|_| !*approved);
+        match self.execute(run, progress, budget) {
             Err(e) if exit::is_delete_budget(&e) => {
                 if self.approval.take() {
+                    *approved = true;
                     tracing::warn!(remote = %self.remote(), root = %self.root.display(), "delete budget reached; approved by the operator, deleting without it");
                     return self.execute(run, progress, None);
                 }
@@ -457,10 +460,14 @@ impl Sink for RsyncSink {
         // More deletes than the budget allows: held before they are sent (the other runs go
         // out), unless the operator approved.
         let mut held = None;
+        let mut approved = false;
         if let Some(budget) = self.options.safety.max_deletes {
-            if plan.deleted.len() as u64 > budget && !self.approval.take() {
-                let would: Vec<String> = plan.deleted.iter().map(|p| p.to_string()).collect();
-                held = Some(self.hold(budget, &would));
+            if plan.deleted.len() as u64 > budget {
+                approved = self.approval.take();
+                if !approved {
+                    let would: Vec<String> = plan.deleted.iter().map(|p| p.to_string()).collect();
+                    held = Some(self.hold(budget, &would));
+                }
             }
         }
         if !plan.deleted.is_empty() && held.is_none() {
@@ -475,7 +482,7 @@ impl Sink for RsyncSink {
             if listed {
                 ancestry::list_below_real_directories(&mut run, &self.root);
             }
-            match self.execute_guarded(&run) {
+            match self.execute_guarded(&run, &mut approved) {
                 Ok(()) => {}
                 Err(e) if e.is_retryable() => {
                     failure.get_or_insert(e);
