@@ -23,7 +23,9 @@ use crate::filter::Filter;
 use crate::progress::ProgressBoard;
 use crate::state_dir::{StateDir, StateDirError};
 use crate::topology::{LanePlan, Topology};
-use crate::watch::{limits::InotifyLimits, Root, Roots, WatchError, Watcher, WatcherStats};
+use crate::watch::{
+    limits::InotifyLimits, Root, RootGuard, Roots, WatchError, Watcher, WatcherStats,
+};
 
 /// How the daemon was asked to run.
 #[derive(Clone, Debug)]
@@ -140,6 +142,8 @@ pub enum FirstSync {
 struct RunningLane {
     lane: Arc<Lane>,
     full_syncs: bool,
+    /// Its sink's spec, for what the operator asks of it (`POST /approve`).
+    spec: Arc<dyn sersync_plugins::SinkSpec>,
 }
 
 /// The running pipeline.
@@ -148,6 +152,7 @@ pub struct Engine {
     heartbeat: Option<Heartbeat>,
     lanes: Vec<RunningLane>,
     stats: Arc<WatcherStats>,
+    root_guard: Arc<RootGuard>,
     stop_reading: Arc<AtomicBool>,
     reader: JoinHandle<()>,
     router: JoinHandle<()>,
@@ -296,6 +301,8 @@ impl Engine {
             script.as_ref(),
         );
         let all: Vec<Arc<Lane>> = lanes.iter().map(|l| l.lane.clone()).collect();
+        let root_guard = watcher.root_guard();
+        guard_lanes(&root_guard, &roots, &all);
         let rsync_lanes: Vec<Arc<Lane>> = lanes
             .iter()
             .filter(|l| l.full_syncs)
@@ -337,6 +344,7 @@ impl Engine {
             heartbeat,
             lanes,
             stats,
+            root_guard,
             stop_reading,
             reader,
             router,
@@ -364,6 +372,26 @@ impl Engine {
         &self.stats
     }
 
+    /// Which watch roots are lost (deleted, renamed away, unmounted).
+    pub fn root_guard(&self) -> &Arc<RootGuard> {
+        &self.root_guard
+    }
+
+    /// Releases the next delivery the delete budget would hold on every lane whose name
+    /// contains `remote` (all when `None`), and retries those lanes now. Returns how many
+    /// lanes were released.
+    pub fn approve_deletes(&self, remote: Option<&str>) -> usize {
+        approve_deletes(self.lanes.iter().map(|l| (&l.lane, &l.spec)), remote)
+    }
+
+    /// The lanes with their sink's spec, for the control endpoint.
+    pub fn lane_specs(&self) -> Vec<(Arc<Lane>, Arc<dyn sersync_plugins::SinkSpec>)> {
+        self.lanes
+            .iter()
+            .map(|l| (l.lane.clone(), l.spec.clone()))
+            .collect()
+    }
+
     /// Stops reading, then gives every lane up to `deadline` to deliver what it holds; what
     /// is not delivered stays in the lanes' journals for the next start.
     pub fn stop(self, deadline: Duration) {
@@ -378,6 +406,45 @@ impl Engine {
             heartbeat.stop();
         }
     }
+}
+
+/// Releases the next delivery the delete budget would hold on each of `lanes` whose name
+/// contains `remote`, and retries it now. Returns how many were released.
+pub fn approve_deletes<'a>(
+    lanes: impl Iterator<Item = (&'a Arc<Lane>, &'a Arc<dyn sersync_plugins::SinkSpec>)>,
+    remote: Option<&str>,
+) -> usize {
+    let mut released = 0;
+    for (lane, spec) in lanes {
+        if remote.is_none_or(|r| lane.name().contains(r)) && spec.approve_deletes() {
+            tracing::warn!(lane = %lane.name(), "deletes approved by the operator: the next delivery the delete budget would hold goes through");
+            lane.retry_now();
+            released += 1;
+        }
+    }
+    released
+}
+
+/// Holds the lanes of a watch whose root is lost, and when it is back releases them with a
+/// rescan of the whole root (queued first, so it covers what waited meanwhile).
+fn guard_lanes(guard: &RootGuard, roots: &Roots, lanes: &[Arc<Lane>]) {
+    let lanes = lanes.to_vec();
+    let roots = roots.clone();
+    guard.listen(Box::new(move |watch, lost| {
+        for lane in lanes.iter().filter(|l| l.watch() == watch) {
+            match lost {
+                Some(reason) => lane.hold(Some(format!(
+                    "watch root {} lost: {reason}; paused until it is back",
+                    roots.path(watch).display()
+                ))),
+                None => {
+                    let rescan = Event::now(EventKind::Rescan, RelPath::ROOT, true, watch);
+                    lane.push_all(std::iter::once(&rescan));
+                    lane.hold(None);
+                }
+            }
+        }
+    }));
 }
 
 /// In the background, sends every lane what changed in its watch since `since` (while
@@ -477,6 +544,7 @@ fn start_lanes(
         lanes.push(RunningLane {
             lane,
             full_syncs: plan.spec.takes_full_syncs(),
+            spec: plan.spec.clone(),
         });
         groups.push(plan.group);
     }

@@ -13,7 +13,9 @@ use sersync::control::{Control, DaemonState, LaneStatus, StatusSnapshot, WatchSt
 use sersync::dispatch::Lane;
 use sersync::engine::{self, Engine, FirstSync, RunOptions};
 use sersync::watch::WatchError;
-use sersync::watch::WatcherStats;
+use sersync::watch::{RootGuard, WatcherStats};
+use sersync_plugins::sdk::WatchId;
+use sersync_plugins::SinkSpec;
 
 /// What the main loop reacts to.
 #[derive(Debug)]
@@ -131,6 +133,10 @@ struct View {
     roots: Vec<PathBuf>,
     lanes: Vec<(Arc<Lane>, PathBuf, bool)>,
     stats: Option<Arc<WatcherStats>>,
+    /// Which roots are lost.
+    guard: Option<Arc<RootGuard>>,
+    /// The lanes with their sinks' specs, for `POST /approve`.
+    specs: Vec<(Arc<Lane>, Arc<dyn SinkSpec>)>,
 }
 
 /// The [`Control`] implementation: follows the running engine across reloads.
@@ -158,6 +164,8 @@ impl Hub {
                 .collect(),
             roots: roots.paths(),
             stats: Some(engine.watcher_stats().clone()),
+            guard: Some(engine.root_guard().clone()),
+            specs: engine.lane_specs(),
         };
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
     }
@@ -184,7 +192,11 @@ impl Control for Hub {
             watches: view
                 .roots
                 .iter()
-                .map(|root| WatchStatus { root: root.clone() })
+                .enumerate()
+                .map(|(i, root)| WatchStatus {
+                    root: root.clone(),
+                    lost: view.guard.as_ref().and_then(|g| g.lost(WatchId(i as u32))),
+                })
                 .collect(),
             lanes: view
                 .lanes
@@ -209,6 +221,11 @@ impl Control for Hub {
         engine::request_full_sync(&chosen, view.roots.len());
         chosen.len()
     }
+
+    fn approve_deletes(&self, remote: Option<&str>) -> usize {
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        engine::approve_deletes(view.specs.iter().map(|(l, s)| (l, s)), remote)
+    }
 }
 
 fn lane_status(lane: &Lane, root: &Path) -> LaneStatus {
@@ -231,5 +248,6 @@ fn lane_status(lane: &Lane, root: &Path) -> LaneStatus {
         audit_runs: stats.audit_runs(),
         audit_differences: stats.audit_differences(),
         order: lane.order_status(),
+        held: lane.held(),
     }
 }

@@ -54,6 +54,7 @@ impl FakeEngine {
                 audit_runs: 4,
                 audit_differences: 1,
                 order: None,
+                held: None,
             },
             LaneStatus {
                 name: "refresh \"CDN\"\\edge\nsecond".into(),
@@ -82,6 +83,7 @@ impl FakeEngine {
                     oldest_wait: Some(Duration::from_millis(1500)),
                     timeouts: 2,
                 }),
+                held: None,
             },
         ]
     }
@@ -105,9 +107,11 @@ impl Control for FakeEngine {
             watches: vec![
                 WatchStatus {
                     root: PathBuf::from("/data/www"),
+                    lost: None,
                 },
                 WatchStatus {
                     root: PathBuf::from("/data/img"),
+                    lost: None,
                 },
             ],
             lanes: FakeEngine::lanes(),

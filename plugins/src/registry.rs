@@ -59,6 +59,12 @@ pub trait SinkSpec: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Releases the next delivery this sink's delete budget would hold (`POST /approve`);
+    /// `false` when the sink has no budget.
+    fn approve_deletes(&self) -> bool {
+        false
+    }
+
     /// An instance that can tell what differs on the destination, for `<engine
     /// auditSeconds>`; `None` for sinks whose destination holds no state to compare (only
     /// rsync's does).

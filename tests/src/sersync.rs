@@ -53,6 +53,7 @@ pub struct ConfigBuilder {
     excludes: Vec<String>,
     head_extra: String,
     sersync_extra: String,
+    rsync_extra: String,
     common_params: String,
 }
 
@@ -67,6 +68,7 @@ impl ConfigBuilder {
             excludes: Vec::new(),
             head_extra: String::new(),
             sersync_extra: String::new(),
+            rsync_extra: String::new(),
             common_params: "-artuz".into(),
         }
     }
@@ -133,6 +135,12 @@ impl ConfigBuilder {
     /// Adds raw XML inside `<head>` (plugin sections, `<engine>`).
     pub fn head_xml(mut self, xml: &str) -> Self {
         self.head_extra.push_str(xml);
+        self
+    }
+
+    /// Adds raw XML inside `<sersync><rsync>` (`<deleteSafety>`).
+    pub fn rsync_xml(mut self, xml: &str) -> Self {
+        self.rsync_extra.push_str(xml);
         self
     }
 
@@ -203,8 +211,8 @@ impl ConfigBuilder {
         }
         let _ = writeln!(
             x,
-            "      <timeout start=\"true\" time=\"{}\"/>\n    </rsync>",
-            self.timeout_secs
+            "      <timeout start=\"true\" time=\"{}\"/>\n{}    </rsync>",
+            self.timeout_secs, self.rsync_extra
         );
         let _ = writeln!(
             x,

@@ -327,6 +327,15 @@ pub fn render_table(report: &StatusReport) -> String {
         report.events_seen,
         report.overflows
     );
+    for watch in report.watches.iter() {
+        if let Some(lost) = &watch.lost {
+            out.push_str(&format!(
+                "watch root {} LOST: {}\n",
+                printable(&watch.root, usize::MAX),
+                printable(lost, ERROR_WIDTH)
+            ));
+        }
+    }
     let header = [
         "LANE",
         "ROOT",
@@ -353,10 +362,13 @@ pub fn render_table(report: &StatusReport) -> String {
                     streak => format!("{} ({streak} in a row)", lane.failures),
                 },
                 lane.last_success.map_or_else(|| "never".into(), ago),
-                lane.last_error.as_ref().map_or_else(
-                    || "-".into(),
-                    |e| format!("{}: {}", ago(e.time), printable(&e.message, ERROR_WIDTH)),
-                ),
+                match &lane.held {
+                    Some(held) => format!("HELD: {}", printable(held, ERROR_WIDTH)),
+                    None => lane.last_error.as_ref().map_or_else(
+                        || "-".into(),
+                        |e| format!("{}: {}", ago(e.time), printable(&e.message, ERROR_WIDTH)),
+                    ),
+                },
             ]
         })
         .collect();
@@ -469,6 +481,7 @@ mod tests {
                 sum: 0.0,
             },
             order: None,
+            held: None,
         };
         let report = StatusReport {
             state: DaemonState::Running,

@@ -123,6 +123,24 @@ const DAEMON_METRICS: &[DaemonMetric] = &[
     ),
 ];
 
+/// `sersync_watch_root_missing{root}`: 1 while a watch root is lost (see `watch::guard`).
+fn root_guard(out: &mut Exposition, s: &StatusSnapshot) {
+    const NAME: &str = "sersync_watch_root_missing";
+    out.family(
+        NAME,
+        "gauge",
+        "1 while the watch root is lost (deleted, renamed away, unmounted): its lanes are paused and nothing reaches its remotes.",
+    );
+    for watch in &s.watches {
+        let root = watch.root.to_string_lossy();
+        out.sample(
+            NAME,
+            &labels(&[("root", &root)]),
+            u64::from(watch.lost.is_some()),
+        );
+    }
+}
+
 /// The latency histogram's name.
 const LATENCY: &str = "sersync_lane_sync_latency_seconds";
 
@@ -139,6 +157,7 @@ pub fn render(s: &StatusSnapshot) -> String {
         out.family(name, kind, help);
         out.sample(name, "", read(s));
     }
+    root_guard(&mut out, s);
     // The built-in sinks' own daemon-wide counters, named by them.
     for counter in sersync_plugins::sink_counters() {
         out.family(counter.name, "counter", counter.help);

@@ -1,4 +1,5 @@
-//! The control endpoint on `<host hostip port>`: status, metrics, and on-demand full syncs.
+//! The control endpoint on `<host hostip port>`: status, metrics, on-demand full syncs, and
+//! the release of deliveries held by the delete budget.
 //!
 //! The engine implements [`Control`]; the HTTP side only reads [`StatusSnapshot`]s and asks
 //! for full syncs through it.
@@ -31,4 +32,12 @@ pub trait Control: Send + Sync {
     /// Queues a full sync of the rsync lanes, optionally only those of the watch whose root
     /// is `watch` and/or whose lane name contains `remote`. Returns how many lanes were asked.
     fn request_full_sync(&self, watch: Option<&str>, remote: Option<&str>) -> usize;
+
+    /// Releases the next delivery the delete budget would hold on the lanes whose name
+    /// contains `remote` (all when `None`), and retries them now. Returns how many lanes
+    /// were released.
+    fn approve_deletes(&self, remote: Option<&str>) -> usize {
+        let _ = remote;
+        0
+    }
 }

@@ -41,6 +41,9 @@ pub struct StatusReport {
 pub struct WatchReport {
     /// Its absolute path (bytes that are not UTF-8 shown as U+FFFD).
     pub root: String,
+    /// Why the root is lost (deleted, renamed away, unmounted); `null` while it is watched.
+    #[serde(default)]
+    pub lost: Option<String>,
 }
 
 /// One lane.
@@ -77,6 +80,9 @@ pub struct LaneReport {
     /// For a lane ordered after other sinks of its watch (`after=`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<OrderReport>,
+    /// Why the lane is held (its watch root is lost); `null` when it is not.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 /// What an ordered lane waits for.
@@ -154,6 +160,7 @@ impl StatusReport {
                 .iter()
                 .map(|w| WatchReport {
                     root: w.root.to_string_lossy().into_owned(),
+                    lost: w.lost.clone(),
                 })
                 .collect(),
             lanes: snapshot.lanes.iter().map(LaneReport::new).collect(),
@@ -186,6 +193,7 @@ impl LaneReport {
                 sum: lane.latency.sum_seconds,
             },
             order: lane.order.as_ref().map(OrderReport::new),
+            held: lane.held.clone(),
         }
     }
 }

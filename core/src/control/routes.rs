@@ -1,4 +1,4 @@
-//! What each request gets: `GET /status`, `GET /metrics`, `POST /sync`.
+//! What each request gets: `GET /status`, `GET /metrics`, `POST /sync`, `POST /approve`.
 
 use std::time::SystemTime;
 
@@ -25,11 +25,12 @@ pub fn respond(request: &Request, control: &dyn Control) -> Response {
             Response::new(200, metrics::CONTENT_TYPE, text.into_bytes())
         }
         "/sync" if method == "POST" => sync(request, control),
+        "/approve" if method == "POST" => approve(request, control),
         path @ ("/status" | "/metrics") => Response::method_not_allowed(path, "GET"),
-        path @ "/sync" => Response::method_not_allowed(path, "POST"),
+        path @ ("/sync" | "/approve") => Response::method_not_allowed(path, "POST"),
         _ => Response::text(
             404,
-            "not found: the routes are GET /status, GET /metrics and POST /sync",
+            "not found: the routes are GET /status, GET /metrics, POST /sync and POST /approve",
         ),
     }
 }
@@ -54,7 +55,28 @@ fn sync(request: &Request, control: &dyn Control) -> Response {
     Response::json(200, &json!({ "lanes": lanes }))
 }
 
-/// The query of `POST /sync`.
+/// `POST /approve?remote=text`: the next delivery the delete budget would hold on the
+/// matching lanes goes through.
+fn approve(request: &Request, control: &dyn Control) -> Response {
+    if request.body_len > 0 {
+        return Response::text(
+            400,
+            "POST /approve takes no body: pass remote= in the query string",
+        );
+    }
+    let filters = match SyncFilters::parse(request.query.as_deref().unwrap_or("")) {
+        Ok(filters) => filters,
+        Err(message) => return Response::text(400, format!("bad request: {message}")),
+    };
+    let lanes = control.approve_deletes(filters.remote.as_deref());
+    if lanes == 0 {
+        let error = format!("no lane with a delete budget matches{}", filters.describe());
+        return Response::json(404, &json!({ "lanes": 0, "error": error }));
+    }
+    Response::json(200, &json!({ "lanes": lanes }))
+}
+
+/// The query of `POST /sync` (and `POST /approve`).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct SyncFilters {
     watch: Option<String>,

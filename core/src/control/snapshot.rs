@@ -50,6 +50,8 @@ pub enum DaemonState {
 pub struct WatchStatus {
     /// Its absolute path.
     pub root: PathBuf,
+    /// Why the root is lost (deleted, renamed away, unmounted), `None` while it is watched.
+    pub lost: Option<String>,
 }
 
 /// One lane (a sink for one watch).
@@ -88,4 +90,6 @@ pub struct LaneStatus {
     pub audit_differences: u64,
     /// For a lane ordered after others (`after=`): what it waits for.
     pub order: Option<crate::dispatch::OrderStatus>,
+    /// Why the lane is held (its watch root is lost), `None` when it is not.
+    pub held: Option<String>,
 }

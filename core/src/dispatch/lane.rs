@@ -179,6 +179,8 @@ struct State {
     retry_now: bool,
     /// No batch starts before this instant: the backoff after a failure.
     paused_until: Option<Instant>,
+    /// No batch starts while set: why the lane is held (its watch root is lost, `hold.rs`).
+    held: Option<String>,
     backoff: Backoff,
     /// When the last delivery failed. A success resets the backoff only when its batch
     /// started after that, so a batch that keeps failing beside others that succeed still
@@ -302,6 +304,7 @@ impl Lane {
                 stopped: false,
                 retry_now: false,
                 paused_until: None,
+                held: None,
                 backoff: Backoff::new(timing.retry_initial, timing.retry_max),
                 last_failure: None,
                 blocked: false,
@@ -475,12 +478,12 @@ impl Lane {
         let Some(slots) = state.slots.as_ref() else {
             return Next::Wait;
         };
-        let finished =
-            slots.busy == 0 && (state.stopped || (state.closing && state.pending.is_empty()));
+        let done = state.pending.is_empty() || state.held.is_some();
+        let finished = slots.busy == 0 && (state.stopped || (state.closing && done));
         if finished {
             return Next::Finish;
         }
-        if state.stopped || slots.idle.is_empty() {
+        if state.stopped || slots.idle.is_empty() || state.held.is_some() {
             return Next::Wait;
         }
         if let Some(until) = state.paused_until {
@@ -903,6 +906,9 @@ impl Lane {
         update(&mut self.stats.last.lock().unwrap_or_else(|e| e.into_inner()));
     }
 }
+
+#[path = "hold.rs"]
+mod hold;
 
 #[cfg(test)]
 #[path = "lane_tests.rs"]

@@ -143,6 +143,9 @@ impl Watcher {
     /// Walks the root of `watch` again: every descriptor is put where it really is, what
     /// was missing or misplaced is rescanned, and doubts about that root are settled.
     fn rewalk(&mut self, watch: WatchId, out: &mut Vec<Event>) -> Result<(), WatchError> {
+        if self.is_lost(watch) {
+            return Ok(()); // nothing to walk until it is back
+        }
         self.stats.count_rewalk();
         let tree = &self.tree;
         self.doubts

@@ -7,9 +7,12 @@
 //! - `reader`: the thread: read, translate, pair moves, hand on.
 //! - `doubts`: what the reader could not confirm when it handled an event, settled after
 //!   each read.
+//! - `guard`: whether each root is still the directory watched (deleted, renamed away,
+//!   unmounted), and watching it again when it is back.
 //! - [`limits`]: the kernel's inotify limits.
 
 mod doubts;
+mod guard;
 pub mod limits;
 mod reader;
 mod roots;
@@ -19,6 +22,7 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
+pub use guard::{RootGuard, RootListener, ROOT_CHECK};
 pub use reader::{Watcher, WatcherStats};
 pub use roots::Roots;
 

@@ -8,13 +8,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
 
 use super::doubts::{DoubtKind, Pending};
+use super::guard::{recorded_key, RootGuard};
 use super::scan::{Report, Walked, PATH_MAX};
 use super::tree::{DirKey, WatchTree};
 use super::{Roots, WatchError};
@@ -116,6 +117,14 @@ pub struct Watcher {
     switches: EventSwitches,
     move_outs: Vec<MoveOut>,
     warned: HashSet<RelPath>,
+    /// Which roots are lost (see [`super::guard`]).
+    pub(super) guard: Arc<RootGuard>,
+    /// Each root's identity when it was watched, by watch id.
+    pub(super) root_keys: Vec<Option<DirKey>>,
+    /// When the roots are checked next.
+    pub(super) next_root_check: Instant,
+    /// A lost root back on another device was warned about.
+    pub(super) other_device_warned: Vec<bool>,
 }
 
 impl Watcher {
@@ -136,6 +145,7 @@ impl Watcher {
             | WatchMask::MOVED_FROM
             | WatchMask::MOVED_TO
             | WatchMask::DELETE_SELF
+            | WatchMask::MOVE_SELF
             | WatchMask::ONLYDIR
             | WatchMask::DONT_FOLLOW
             | WatchMask::EXCL_UNLINK;
@@ -145,6 +155,8 @@ impl Watcher {
         if switches.attrib {
             mask |= WatchMask::ATTRIB;
         }
+        let roots: Roots = roots.into();
+        let count = roots.len();
         let mut watcher = Watcher {
             inotify,
             tree: WatchTree::default(),
@@ -155,13 +167,18 @@ impl Watcher {
             proc_fd: Path::new("/proc/self/fd").is_dir(),
             doubts: Vec::new(),
             homeless_drains: 0,
-            roots: roots.into(),
+            roots,
             switches,
             move_outs: Vec::new(),
             warned: HashSet::new(),
+            guard: Arc::new(RootGuard::new(count)),
+            root_keys: vec![None; count],
+            next_root_check: Instant::now() + super::guard::ROOT_CHECK,
+            other_device_warned: vec![false; count],
         };
         for root in watcher.roots.clone() {
             watcher.add_tree(root.watch, RelPath::ROOT, None, Report::Nothing)?;
+            watcher.root_keys[root.watch.0 as usize] = recorded_key(&watcher, root.watch);
         }
         Ok(watcher)
     }
@@ -169,6 +186,15 @@ impl Watcher {
     /// The counters of this watcher.
     pub fn stats(&self) -> Arc<WatcherStats> {
         self.stats.clone()
+    }
+
+    /// Which of its roots are lost (deleted, renamed away, unmounted), shared.
+    pub fn root_guard(&self) -> Arc<RootGuard> {
+        self.guard.clone()
+    }
+
+    pub(super) fn roots(&self) -> &Roots {
+        &self.roots
     }
 
     pub(super) fn root_path(&self, watch: WatchId) -> &Path {
@@ -191,6 +217,7 @@ impl Watcher {
                 // Idle: the queue is empty, so doubts can be judged.
                 self.settle_doubts(true, &mut out)?;
             }
+            self.check_roots()?;
             if !out.is_empty() && tx.send(out).is_err() {
                 return Ok(());
             }
@@ -272,9 +299,17 @@ impl Watcher {
         let Some((watch, dir)) = self.tree.path_of(&raw.wd) else {
             return Ok(()); // a watch released a moment ago
         };
-        if raw.mask.contains(EventMask::DELETE_SELF) {
+        let own = EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::UNMOUNT;
+        if raw.mask.intersects(own) {
             if dir.is_root() {
-                tracing::error!(root = %self.root_path(watch).display(), "watch root was deleted; nothing below it is synced until it is re-created and sersync restarted");
+                let reason = if raw.mask.contains(EventMask::DELETE_SELF) {
+                    "it was deleted"
+                } else if raw.mask.contains(EventMask::MOVE_SELF) {
+                    "it was renamed away"
+                } else {
+                    "its file system was unmounted"
+                };
+                self.root_lost(watch, reason);
             }
             return Ok(());
         }
@@ -566,6 +601,9 @@ impl Watcher {
         );
         self.doubts.clear();
         for root in self.roots.clone() {
+            if self.is_lost(root.watch) {
+                continue; // watched again, and rescanned, when it is back
+            }
             self.add_tree(root.watch, RelPath::ROOT, None, Report::Nothing)?;
             out.push(Event::now(
                 EventKind::Rescan,

@@ -364,3 +364,44 @@ fn model_check_random_operations_leave_a_true_table() {
     }
     eprintln!("{seeds} seeds, {rewalks} root walks for unexplained directories");
 }
+
+/// The root renamed away and deleted: its own watch says so, the guard marks it lost and
+/// its watches are released (so nothing the old directory does reaches the lanes); back
+/// in its place on the same device, the check watches it again.
+#[test]
+fn a_root_renamed_away_or_deleted_is_lost_until_it_is_back() {
+    let mut f = Fixture::new();
+    fs::create_dir(f.at("d")).unwrap();
+    f.pump();
+    let guard = f.watcher.root_guard();
+    let away = f.outside.join("root");
+    fs::rename(&f.root, &away).unwrap();
+    f.pump();
+    let lost = guard.lost(WatchId(0)).expect("renamed away: lost");
+    assert!(lost.contains("renamed away"), "{lost}");
+    assert_eq!(
+        f.watcher.tree.len(),
+        0,
+        "the old directory's watches are released"
+    );
+    fs::write(away.join("d/late"), "x").unwrap();
+    assert!(f.pump().is_empty(), "nothing from the directory moved away");
+    // Back: the next check watches it again.
+    fs::rename(&away, &f.root).unwrap();
+    f.watcher.next_root_check = std::time::Instant::now();
+    f.watcher.check_roots().unwrap();
+    assert_eq!(guard.lost(WatchId(0)), None);
+    f.assert_table_true("root back");
+    // Deleted.
+    fs::remove_dir_all(&f.root).unwrap();
+    f.pump();
+    assert!(guard
+        .lost(WatchId(0))
+        .is_some_and(|l| l.contains("deleted")));
+    // Re-created on the same file system: watched again.
+    fs::create_dir(&f.root).unwrap();
+    f.watcher.next_root_check = std::time::Instant::now();
+    f.watcher.check_roots().unwrap();
+    assert_eq!(guard.lost(WatchId(0)), None);
+    f.assert_table_true("root re-created");
+}

@@ -219,6 +219,16 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         Some((watch, path))
     }
 
+    /// The descriptor of the root of `watch`, when it is watched.
+    pub fn root_of(&self, watch: WatchId) -> Option<W> {
+        self.nodes
+            .iter()
+            .find(|(wd, node)| {
+                node.watch == watch && node.parent.is_none() && !self.homeless.contains(*wd)
+            })
+            .map(|(wd, _)| wd.clone())
+    }
+
     /// Moves `wd` (and everything below it) to `name` inside `new_parent`. Returns the
     /// descriptor that held that place before, now homeless.
     pub fn relink(&mut self, wd: &W, new_parent: W, name: &[u8]) -> Option<W> {

@@ -56,6 +56,9 @@ pub struct RunShape<'a> {
     pub progress: bool,
     /// The listed directories are made to match one level deep (`--dirs --delete`).
     pub one_level: bool,
+    /// rsync's `--max-delete=N` on a run that deletes: the delete budget (exit 25 when it
+    /// stopped deletions).
+    pub max_delete: Option<u64>,
 }
 
 /// Seconds without I/O after which a run is abandoned: `<timeout time>`, or 120.
@@ -107,6 +110,9 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
         args.push("--force".into());
         if shape.recursive || shape.one_level {
             args.push("--delete".into());
+            if let Some(max) = shape.max_delete {
+                args.push(format!("--max-delete={max}").into());
+            }
         }
     }
     if let Some(file) = shape.exclude_file {

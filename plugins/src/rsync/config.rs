@@ -15,12 +15,13 @@ use std::time::Duration;
 use sersync_plugin_sdk::text::one_line;
 use sersync_plugin_sdk::{ConfigError, ConfigNode, Position};
 
+use super::guard::{DeleteSafety, DEFAULT_MAX_DELETES};
 use super::{ProcessLimit, RsyncAuth, RsyncOptions, RsyncSpec, Target};
 use crate::registry::SinkSetup;
 use crate::SinkSpec;
 use sersync_plugin_sdk::config::attrs::{
-    child_switch, duration, enabled, missing, quoted, required, required_number, spelled, Bounds,
-    Span, Unit, PORT,
+    child_switch, duration, enabled, missing, number_or, quoted, required, required_number,
+    spelled, switch, Bounds, Span, Unit, PORT,
 };
 
 /// What the file says about rsync.
@@ -261,6 +262,23 @@ fn rsync_options(
         ssh,
         delete,
         full_sync_excludes,
+        safety: delete_safety(rsync)?,
+    })
+}
+
+/// `<deleteSafety maxDeletes="10000" allowEmptyRoot="false"/>` (extension): the delete budget
+/// (`0`: none) and whether a full sync of an empty root may delete what the remote holds.
+fn delete_safety(rsync: Option<&ConfigNode>) -> Result<DeleteSafety, ConfigError> {
+    const MAX_DELETES: Bounds = Bounds {
+        meaning: "entries one delivery may delete on a remote without approval (0: no budget)",
+        min: 0,
+        max: u32::MAX as u64,
+    };
+    let node = rsync.and_then(|r| r.child("deletesafety"));
+    let max = number_or(node, "maxdeletes", &MAX_DELETES, DEFAULT_MAX_DELETES)?;
+    Ok(DeleteSafety {
+        max_deletes: (max > 0).then_some(max),
+        allow_empty_root: switch(node, "allowemptyroot", false),
     })
 }
 

@@ -8,6 +8,14 @@ use super::excludes;
 
 /// The outcome of one run, from its exit status and the tail of its standard error.
 pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), SinkError> {
+    // Pushed to a daemon, the deletes are the receiver's: its warning reaches our stderr,
+    // but its exit status 25 does not (rsync 3.2.7 exits 0 here).
+    if stderr.contains(MAX_DELETE_WARNING) {
+        return Err(SinkError::retryable(format!(
+            "rsync to {remote} {BUDGET_WORDS} (--max-delete): {}",
+            last_lines(stderr, 3)
+        )));
+    }
     let code = match status.code() {
         // 24: some source files vanished while sending; their deletes come as later events.
         Some(0) | Some(24) => return Ok(()),
@@ -22,6 +30,13 @@ pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), Si
         }
     };
     let detail = last_lines(stderr, 3);
+    if code == MAX_DELETE_REACHED {
+        // Not a passing failure: the remote would lose more than the budget allows. Held (the
+        // lane keeps the batch) until the operator approves or raises the budget.
+        return Err(SinkError::retryable(format!(
+            "rsync to {remote} {BUDGET_WORDS} (--max-delete, exit 25): {detail}"
+        )));
+    }
     let mut message = format!(
         "rsync to {remote} failed with exit code {code} ({}): {detail}",
         meaning(code)
@@ -35,6 +50,19 @@ pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), Si
         Err(SinkError::retryable(message))
     }
 }
+
+/// The exit status rsync ends with when `--max-delete` stopped its deletions.
+pub const MAX_DELETE_REACHED: i32 = 25;
+
+/// True when `error` is a run stopped by `--max-delete` ([`classify`] words it so).
+pub fn is_delete_budget(error: &SinkError) -> bool {
+    error.message.contains(BUDGET_WORDS)
+}
+
+const BUDGET_WORDS: &str = "stopped by the delete budget";
+
+/// What rsync's receiver says when `--max-delete` stopped its deletions.
+const MAX_DELETE_WARNING: &str = "Deletions stopped due to --max-delete limit";
 
 /// What the sending rsync says when it cannot open a local file for reading.
 const CANNOT_OPEN: &str = "rsync: [sender] send_files failed to open \"";
@@ -141,6 +169,25 @@ mod tests {
 
     fn exit(code: i32) -> ExitStatus {
         ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn the_max_delete_limit_is_held_by_the_budget_not_a_passing_failure() {
+        let err = classify(
+            exit(25),
+            "Deletions stopped due to --max-delete limit (41 skipped)\n",
+            "h::m",
+        )
+        .unwrap_err();
+        assert!(is_delete_budget(&err), "{}", err.message);
+        // Pushed to a daemon, only the receiver's warning says so.
+        let warned = "Deletions stopped due to --max-delete limit (35 skipped)\n";
+        assert!(is_delete_budget(
+            &classify(exit(0), warned, "h::m").unwrap_err()
+        ));
+        assert!(!is_delete_budget(
+            &classify(exit(10), "", "h::m").unwrap_err()
+        ));
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //!   real directory.
 //!
 //! See [`plan`] for the mapping from events to runs, [`command`] for the argument list,
-//! [`exit`] for how rsync's exit status is classified, [`ancestry`] for the check above,
+//! [`exit`] for how rsync's exit status is classified, [`guard`] for what keeps a run from
+//! wiping a remote (the root guard, the empty-root refusal, the delete budget), [`ancestry`] for the check above,
 //! [`audit`] for reading a dry run's itemized changes, [`progress`] for reading rsync's
 //! progress lines during the start-up full sync, and [`config`] for its part of
 //! `confxml.xml`.
@@ -29,6 +30,7 @@ mod command;
 pub mod config;
 mod excludes;
 mod exit;
+mod guard;
 mod limit;
 mod plan;
 mod progress;
@@ -64,6 +66,9 @@ pub struct RsyncOptions {
     pub delete: bool,
     /// `<crontabfilter>` globs, excluded from full syncs.
     pub full_sync_excludes: Vec<String>,
+    /// `<deleteSafety maxDeletes allowEmptyRoot>`: the delete budget and the empty-root
+    /// refusal (see [`guard`]).
+    pub safety: guard::DeleteSafety,
 }
 
 impl RsyncOptions {
@@ -119,6 +124,7 @@ impl Default for RsyncOptions {
             ssh: false,
             delete: true,
             full_sync_excludes: Vec::new(),
+            safety: guard::DeleteSafety::default(),
         }
     }
 }

@@ -57,6 +57,8 @@ pub fn command(options: &RsyncOptions, target: &Target, root: &Path, batch: &Bat
             // Run by hand, there is no watchdog: rsync keeps the timeout.
             rsync_keeps_timeout: true,
             one_level: run.one_level,
+            // The budget holds what sersync sends; a script run by hand is the operator's.
+            max_delete: None,
         };
         for arg in arguments(options, target, shape) {
             out.push(b' ');

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use super::command::{arguments, RunShape, Target};
+use super::guard::{self, Approval, RootIdentity};
 use super::plan::{Run, TransferPlan};
 use super::progress;
 use super::watchdog::{self, Watchdog};
@@ -24,6 +25,9 @@ pub struct RsyncSpec {
     watch_root: PathBuf,
     limit: Arc<ProcessLimit>,
     progress: Option<Arc<dyn ProgressReporter>>,
+    /// The operator's go-ahead for a delivery held by the delete budget, shared by every
+    /// instance of this remote.
+    approval: Arc<Approval>,
 }
 
 impl RsyncSpec {
@@ -40,6 +44,7 @@ impl RsyncSpec {
             watch_root,
             limit,
             progress: None,
+            approval: Arc::default(),
         }
     }
 
@@ -105,6 +110,12 @@ impl SinkSpec for RsyncSpec {
         self.progress.is_some()
     }
 
+    /// The next delivery to this remote that the delete budget would hold goes through.
+    fn approve_deletes(&self) -> bool {
+        self.approval.approve();
+        true
+    }
+
     fn replay_command(&self, batch: &Batch) -> Option<Vec<u8>> {
         Some(replay::command(
             &self.options,
@@ -138,6 +149,8 @@ impl RsyncSpec {
             filter: ctx.filter.clone(),
             limit: self.limit.clone(),
             progress: self.progress.clone(),
+            identity: RootIdentity::record(&ctx.root),
+            approval: self.approval.clone(),
         })
     }
 }
@@ -150,6 +163,9 @@ pub struct RsyncSink {
     filter: Arc<dyn PathFilter>,
     limit: Arc<ProcessLimit>,
     progress: Option<Arc<dyn ProgressReporter>>,
+    /// The watch root's device when this instance started: every run checks it first.
+    identity: RootIdentity,
+    approval: Arc<Approval>,
 }
 
 impl RsyncSink {
@@ -184,6 +200,7 @@ impl RsyncSink {
             progress: false,
             rsync_keeps_timeout: watchdog::limit(&self.options).is_none(),
             one_level: run.one_level,
+            max_delete: self.options.safety.max_deletes,
         }
     }
 
@@ -200,22 +217,81 @@ impl RsyncSink {
         &self,
         run: &Run,
         progress: Option<&Arc<dyn ProgressReporter>>,
+        max_delete: Option<u64>,
     ) -> Result<(), SinkError> {
         let output = match progress {
             Some(entry) => Output::Progress(entry),
             None => Output::Discard,
         };
-        self.run_rsync(run, output, &[]).map(drop)
+        self.run_rsync(run, output, &[], max_delete).map(drop)
     }
 
-    /// Runs rsync for `run` with `extra` arguments; returns what it printed when `output`
-    /// asks for it.
+    /// Runs `run` under the guards (see [`guard`]): a whole-root run with `--delete` of an
+    /// empty root is refused when the remote holds anything, and a run that reaches the
+    /// delete budget is held (or, once approved, run again without it). `approved` is the
+    /// operator's go-ahead for this delivery, taken at most once per delivery.
+    fn execute_guarded(&self, run: &Run, approved: &mut bool) -> Result<(), SinkError> {
+        let safety = self.options.safety;
+        let deletes = self.options.delete && (run.is_recursive() || run.one_level);
+        let whole_root = run.subtrees.iter().any(RelPath::is_root);
+        if deletes
+            && !safety.allow_empty_root
+            && whole_root
+            && guard::root_is_empty(&self.root, self.filter.as_ref())
+        {
+            let would = self.deletions(run)?;
+            if !would.is_empty() {
+                let error = guard::empty_root(&self.remote(), &self.root, &would);
+                tracing::error!("{}", error.message);
+                return Err(error);
+            }
+        }
+        let progress = self.progress_for(run);
+        let budget = safety.max_deletes.filter(|_| !*approved);
+        match self.execute(run, progress, budget) {
+            Err(e) if exit::is_delete_budget(&e) => {
+                if self.approval.take() {
+                    *approved = true;
+                    tracing::warn!(remote = %self.remote(), root = %self.root.display(), "delete budget reached; approved by the operator, deleting without it");
+                    return self.execute(run, progress, None);
+                }
+                let would = self.deletions(run).unwrap_or_default();
+                let budget = safety.max_deletes.unwrap_or_default();
+                Err(self.hold(budget, &would))
+            }
+            other => other,
+        }
+    }
+
+    /// What `run` would delete on the remote, from a dry run without the budget.
+    fn deletions(&self, run: &Run) -> Result<Vec<String>, SinkError> {
+        let out = self.run_rsync(
+            run,
+            Output::Capture,
+            &["--dry-run", "--out-format=%i %n"],
+            None,
+        )?;
+        Ok(guard::deletions(&out))
+    }
+
+    /// The error (logged) of a delivery held by the delete budget.
+    fn hold(&self, budget: u64, would: &[String]) -> SinkError {
+        let error = guard::held(&self.remote(), &self.root, budget, would);
+        tracing::error!("{}", error.message);
+        error
+    }
+
+    /// Runs rsync for `run` with `extra` arguments and the delete budget `max_delete`;
+    /// returns what it printed when `output` asks for it. Refused, with nothing run, when
+    /// the watch root is not the one this instance started with.
     fn run_rsync(
         &self,
         run: &Run,
         output: Output<'_>,
         extra: &[&str],
+        max_delete: Option<u64>,
     ) -> Result<Vec<u8>, SinkError> {
+        self.identity.check(&self.root, &self.remote())?;
         let progress = match output {
             Output::Progress(entry) => Some(entry),
             _ => None,
@@ -245,6 +321,7 @@ impl RsyncSink {
         };
         let shape = RunShape {
             progress: progress.is_some(),
+            max_delete,
             ..self.shape(run, exclude_file.as_ref().map(|f| f.path()))
         };
         let mut args = arguments(&self.options, &self.target, shape);
@@ -362,7 +439,12 @@ impl Auditor for RsyncSink {
             ignore_times: false,
             one_level: false,
         };
-        let out = self.run_rsync(&run, Output::Capture, &["--dry-run", "--out-format=%i %n"])?;
+        let out = self.run_rsync(
+            &run,
+            Output::Capture,
+            &["--dry-run", "--out-format=%i %n"],
+            None,
+        )?;
         Ok(audit::parse_itemized(&out))
     }
 }
@@ -375,7 +457,20 @@ impl Sink for RsyncSink {
         // now). A run that fails for a passing reason does not stop the others, so a retry
         // starts from a remote that is as far along as it can be.
         let mut runs: Vec<(Run, bool)> = plan.runs.into_iter().map(|r| (r, true)).collect();
-        if !plan.deleted.is_empty() {
+        // More deletes than the budget allows: held before they are sent (the other runs go
+        // out), unless the operator approved.
+        let mut held = None;
+        let mut approved = false;
+        if let Some(budget) = self.options.safety.max_deletes {
+            if plan.deleted.len() as u64 > budget {
+                approved = self.approval.take();
+                if !approved {
+                    let would: Vec<String> = plan.deleted.iter().map(|p| p.to_string()).collect();
+                    held = Some(self.hold(budget, &would));
+                }
+            }
+        }
+        if !plan.deleted.is_empty() && held.is_none() {
             let (scopes, present) = ancestry::deletes_at(&plan.deleted, &self.root);
             if !present.paths.is_empty() {
                 runs.push((present, true));
@@ -387,7 +482,7 @@ impl Sink for RsyncSink {
             if listed {
                 ancestry::list_below_real_directories(&mut run, &self.root);
             }
-            match self.execute(&run, self.progress_for(&run)) {
+            match self.execute_guarded(&run, &mut approved) {
                 Ok(()) => {}
                 Err(e) if e.is_retryable() => {
                     failure.get_or_insert(e);
@@ -395,7 +490,7 @@ impl Sink for RsyncSink {
                 Err(e) => return Err(e),
             }
         }
-        failure.map_or(Ok(()), Err)
+        failure.or(held).map_or(Ok(()), Err)
     }
 
     fn describe(&self, batch: &Batch) -> Vec<String> {

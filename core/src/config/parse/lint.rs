@@ -92,6 +92,7 @@ const HEAD: Shape = shape(
                         shape("timeout", &["start", "time"], &[]),
                         switch("ssh"),
                         shape("program", &["path"], &[]),
+                        shape("deletesafety", &["maxdeletes", "allowemptyroot"], &[]),
                     ],
                 ),
                 shape("faillog", &["path", "timetoexecute"], &[]),

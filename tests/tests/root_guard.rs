@@ -1,0 +1,322 @@
+//! Deletes that can never wipe the slaves: the watch root deleted, renamed away or unmounted
+//! (while running and at start-up with `-r`), an empty root pushed whole, and deletes beyond
+//! the budget. Real kernel, real rsync daemon; each ends with the slave compared with the
+//! source.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sersync_tests::{assert_converges, free_port, wait_for, Sersync, Stage};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// Fast retries, and a settle window that keeps a burst of deletes in one batch.
+const ENGINE: &str =
+    "<engine retryInitialMs=\"100\" retryMaxMs=\"1000\" settleMs=\"300\" maxDelayMs=\"1000\"/>\n";
+
+fn http(port: u16, method: &str, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .map_err(|e| e.to_string())?;
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("bad reply {reply:?}"))?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn fill(dir: &Path, count: usize) {
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    for i in 0..count {
+        let at = if i % 2 == 0 {
+            dir.join(format!("f{i}"))
+        } else {
+            dir.join(format!("sub/g{i}"))
+        };
+        fs::write(at, format!("file {i}\n")).unwrap();
+    }
+}
+
+fn count(dir: &Path) -> usize {
+    walk(dir)
+}
+
+fn walk(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    if e.file_type().unwrap().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A stage with 51 files in the source, pushed to the slave by `sersync -r`, and the control
+/// endpoint on a free port.
+fn synced(rsync_xml: &str) -> (Stage, Sersync, u16, PathBuf) {
+    let stage = Stage::new(&["www"]);
+    fill(&stage.src, 51);
+    let port = free_port();
+    let config = stage.config("www", |c| {
+        c.head_xml(&format!(
+            "<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n{ENGINE}"
+        ))
+        .rsync_xml(rsync_xml)
+    });
+    let sersync = Sersync::start(&config, &["-r"], stage.path());
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+    assert_eq!(count(&stage.dst("www")), 51);
+    (stage, sersync, port, config)
+}
+
+/// Waits until `/status` says the root is lost and its lane held, and `/metrics` says so.
+fn assert_shown_lost(port: u16, root: &Path) {
+    let status = wait_for(WAIT, || {
+        let (_, body) = http(port, "GET", "/status")?;
+        (body.contains("\"lost\": \"") && body.contains("\"held\": \"watch root"))
+            .then_some(body.clone())
+            .ok_or(body)
+    })
+    .unwrap();
+    assert!(status.contains(&root.display().to_string()), "{status}");
+    let (_, metrics) = http(port, "GET", "/metrics").unwrap();
+    let line = format!(
+        "sersync_watch_root_missing{{root=\"{}\"}} 1",
+        root.display()
+    );
+    assert!(metrics.contains(&line), "{metrics}");
+}
+
+fn assert_shown_back(port: u16, root: &Path) {
+    wait_for(WAIT, || {
+        let (_, metrics) = http(port, "GET", "/metrics")?;
+        let line = format!(
+            "sersync_watch_root_missing{{root=\"{}\"}} 0",
+            root.display()
+        );
+        metrics.contains(&line).then_some(()).ok_or(metrics)
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_root_renamed_away_keeps_the_slave_and_the_lane_resumes_when_it_is_back() {
+    let (stage, sersync, port, _) = synced("");
+    let away = stage.path().join("away");
+    fs::rename(&stage.src, &away).unwrap();
+    sersync.wait_for_log("watch root lost", WAIT).unwrap();
+    assert_shown_lost(port, &stage.src);
+    // What happens in the directory moved away is not this watch's any more.
+    fs::remove_file(away.join("f0")).unwrap();
+    fs::write(away.join("written-away"), "x").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&stage.dst("www")), 51, "the slave keeps every file");
+    fs::rename(&away, &stage.src).unwrap();
+    sersync.wait_for_log("watch root is back", WAIT).unwrap();
+    assert_shown_back(port, &stage.src);
+    // The rescan of the whole root brings what changed meanwhile.
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+    fs::write(stage.src.join("after"), "y").unwrap();
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+}
+
+#[test]
+fn a_root_deleted_keeps_the_slave_and_a_root_moved_back_in_converges() {
+    let (stage, sersync, port, _) = synced("");
+    fs::remove_dir_all(&stage.src).unwrap();
+    sersync.wait_for_log("watch root lost", WAIT).unwrap();
+    assert_shown_lost(port, &stage.src);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&stage.dst("www")), 51, "the slave keeps every file");
+    // Re-created (as a deploy does: built beside it, renamed in), with one file fewer.
+    let next = stage.path().join("next");
+    fill(&next, 50);
+    fs::rename(&next, &stage.src).unwrap();
+    sersync.wait_for_log("watch root is back", WAIT).unwrap();
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+}
+
+#[test]
+fn an_empty_root_at_start_up_with_r_keeps_the_slave_until_it_has_content() {
+    // As after a reboot where the root's file system did not mount: the mount point is an
+    // empty directory, the slave holds everything.
+    let stage = Stage::new(&["www"]);
+    fill(&stage.dst("www"), 51);
+    let config = stage.config("www", |c| c.head_xml(ENGINE));
+    let sersync = Sersync::start(&config, &["-r"], stage.path());
+    sersync
+        .wait_for_log("refusing to sync the empty watch root", WAIT)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&stage.dst("www")), 51, "the slave keeps every file");
+    // The content arrives: the full sync, retried, goes through.
+    let content = stage.path().join("content");
+    fill(&content, 20);
+    for entry in fs::read_dir(&content).unwrap().flatten() {
+        fs::rename(entry.path(), stage.src.join(entry.file_name())).unwrap();
+    }
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+}
+
+#[test]
+fn allow_empty_root_lets_a_full_sync_empty_the_slave() {
+    let stage = Stage::new(&["www"]);
+    fill(&stage.dst("www"), 5);
+    let config = stage.config("www", |c| {
+        c.head_xml(ENGINE)
+            .rsync_xml("      <deleteSafety allowEmptyRoot=\"true\"/>\n")
+    });
+    let _sersync = Sersync::start(&config, &["-r"], stage.path());
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+}
+
+#[test]
+fn deletes_beyond_the_budget_are_held_then_approved_and_converge() {
+    let (stage, sersync, port, _) = synced("      <deleteSafety maxDeletes=\"10\"/>\n");
+    for entry in fs::read_dir(&stage.src).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            fs::remove_dir_all(path).unwrap();
+        } else {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    fs::write(stage.src.join("kept"), "k").unwrap();
+    sersync
+        .wait_for_log("held by the delete budget", WAIT)
+        .unwrap();
+    let status = wait_for(WAIT, || {
+        let (_, body) = http(port, "GET", "/status")?;
+        body.contains("held by the delete budget")
+            .then_some(body.clone())
+            .ok_or(body)
+    })
+    .unwrap();
+    assert!(status.contains("would be deleted"), "{status}");
+    std::thread::sleep(Duration::from_secs(2));
+    let dst = stage.dst("www");
+    assert!(
+        dst.join("f0").exists() && dst.join("sub/g1").exists(),
+        "held, not sent"
+    );
+    assert!(
+        dst.join("kept").exists(),
+        "the batch's other changes went out"
+    );
+    let (code, body) = http(port, "POST", "/approve").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_converges(&stage.src, &dst, WAIT);
+}
+
+#[test]
+fn a_full_sync_beyond_the_budget_stops_deleting_and_is_released_by_approve() {
+    let stage = Stage::new(&["www"]);
+    fill(&stage.dst("www"), 40);
+    fs::write(stage.src.join("only"), "o").unwrap();
+    let port = free_port();
+    let config = stage.config("www", |c| {
+        c.head_xml(&format!(
+            "<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n{ENGINE}"
+        ))
+        .rsync_xml("      <deleteSafety maxDeletes=\"5\"/>\n")
+    });
+    let sersync = Sersync::start(&config, &["-r"], stage.path());
+    sersync
+        .wait_for_log("held by the delete budget", WAIT)
+        .unwrap();
+    // rsync's --max-delete: at most the budget is deleted before the run stops deleting.
+    let left = count(&stage.dst("www"));
+    assert!(left > 40 - 5, "{left} left of 40 (+1 sent)");
+    let (code, body) = http(port, "POST", "/approve").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+}
+
+/// Runs `mount` (or `umount`) with `args`; false when it is refused.
+fn mount(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mounted(Vec<PathBuf>);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        for at in self.0.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(at).status();
+        }
+    }
+}
+
+#[test]
+fn a_root_whose_file_system_is_unmounted_keeps_the_slave_and_resumes_when_remounted() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a file system on the watch root needs root");
+        return;
+    }
+    let stage = Stage::new(&["www"]);
+    let store = stage.path().join("store");
+    fs::create_dir(&store).unwrap();
+    let (src, store_s) = (stage.src.display().to_string(), store.display().to_string());
+    if !mount("mount", &["-t", "tmpfs", "sersync-test", &store_s]) {
+        eprintln!("skipped: mount -t tmpfs is refused here");
+        return;
+    }
+    let mut mounted = Mounted(vec![store.clone()]);
+    fill(&store, 51);
+    assert!(mount("mount", &["--bind", &store_s, &src]));
+    mounted.0.push(stage.src.clone());
+    let port = free_port();
+    let config = stage.config("www", |c| {
+        c.head_xml(&format!(
+            "<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n{ENGINE}"
+        ))
+    });
+    let sersync = Sersync::start(&config, &["-r"], stage.path());
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+    // Unmounted: the root shows the empty directory below the mount point, on another
+    // device. A crontab or POST /sync now would have pushed it with --delete.
+    assert!(mount("umount", &[&src]));
+    mounted.0.pop();
+    sersync.wait_for_log("watch root lost", WAIT).unwrap();
+    assert_shown_lost(port, &stage.src);
+    let (code, _) = http(port, "POST", "/sync").unwrap();
+    assert_eq!(code, 200);
+    fs::write(store.join("while-unmounted"), "u").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&stage.dst("www")), 51, "the slave keeps every file");
+    // Mounted again: same device, watched again, rescanned.
+    assert!(mount("mount", &["--bind", &store_s, &src]));
+    mounted.0.push(stage.src.clone());
+    sersync.wait_for_log("watch root is back", WAIT).unwrap();
+    assert_converges(&stage.src, &stage.dst("www"), WAIT);
+    assert!(stage.dst("www").join("while-unmounted").exists());
+    drop(sersync);
+    drop(mounted);
+}
