@@ -3,6 +3,7 @@
 //! accepts `PURGE` from 127.0.0.1. [`http`] is the one-request client the tests read them
 //! with.
 
+use crate::http::http_bytes;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -86,30 +87,6 @@ fn serve(mut stream: TcpStream, root: &Path) {
     let _ = stream.write_all(&reply);
 }
 
-/// One HTTP/1.1 request to 127.0.0.1:`port` (`Host: 127.0.0.1:PORT`, `Connection: close`):
-/// the status and the body.
-pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply)?;
-    let end = reply
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
-    let head = String::from_utf8_lossy(&reply[..end]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status"))?;
-    Ok((status, reply[end + 4..].to_vec()))
-}
-
 /// The VCL the test runs Varnish with (and `docs/sinks/refresh-cdn.md` shows): the origin as
 /// backend, `PURGE` allowed from 127.0.0.1 and refused from anywhere else.
 pub fn vcl(origin_port: u16) -> String {
@@ -188,7 +165,7 @@ impl Varnish {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while http(port, "GET", "/").is_err() {
+        while http_bytes(port, "GET", "/").is_err() {
             if let Ok(Some(status)) = varnish.child.try_wait() {
                 panic!("varnishd exited with {status}:\n{}", varnish.log());
             }
@@ -214,7 +191,7 @@ impl Varnish {
 
     /// `GET path` through it: the body, or `None` for anything but a 200.
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
-        match http(self.port, "GET", path) {
+        match http_bytes(self.port, "GET", path) {
             Ok((200, body)) => Some(body),
             _ => None,
         }
@@ -222,7 +199,7 @@ impl Varnish {
 
     /// `PURGE path`, as the test's own (resetting between trials).
     pub fn purge(&self, path: &str) -> u16 {
-        http(self.port, "PURGE", path).map_or(0, |(status, _)| status)
+        http_bytes(self.port, "PURGE", path).map_or(0, |(status, _)| status)
     }
 
     /// What varnishd printed.

@@ -24,6 +24,7 @@ pub mod churn;
 mod compare;
 mod daemon;
 mod examples;
+mod http;
 pub mod peers;
 pub mod random;
 mod sersync;
@@ -33,6 +34,7 @@ pub use capture::SharedBuffer;
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon, USER};
 pub use examples::{build_example, build_wat_example, wasm_target_installed, WASM_TARGET};
+pub use http::{http, http_bytes};
 pub use sersync::{sersync_bin, user_ids, ConfigBuilder, Frozen, Sersync};
 pub use stage::Stage;
 

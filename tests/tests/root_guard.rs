@@ -4,41 +4,16 @@
 //! source.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sersync_tests::{assert_converges, free_port, wait_for, Sersync, Stage};
+use sersync_tests::{assert_converges, free_port, http, wait_for, Sersync, Stage};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Fast retries, and a settle window that keeps a burst of deletes in one batch.
 const ENGINE: &str =
     "<engine retryInitialMs=\"100\" retryMaxMs=\"1000\" settleMs=\"300\" maxDelayMs=\"1000\"/>\n";
-
-fn http(port: u16, method: &str, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    stream
-        .read_to_string(&mut reply)
-        .map_err(|e| e.to_string())?;
-    let status = reply
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or(format!("bad reply {reply:?}"))?;
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
 
 fn fill(dir: &Path, count: usize) {
     fs::create_dir_all(dir.join("sub")).unwrap();

@@ -97,14 +97,7 @@ mod tests {
     use super::*;
     use sersync_plugin_sdk::{EventKind, WatchId};
 
-    fn ev(path: &str) -> Event {
-        Event::now(
-            EventKind::CloseWrite,
-            RelPath::from(path),
-            false,
-            WatchId(0),
-        )
-    }
+    use crate::dispatch::test_support::written as ev;
 
     fn batch(events: Vec<Event>) -> Arc<Batch> {
         Arc::new(Batch {

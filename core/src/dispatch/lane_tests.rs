@@ -37,14 +37,7 @@ fn lane_with(timing: LaneTiming) -> Arc<Lane> {
     Lane::new(LaneId::new("test", "/w"), WatchId(0), timing, 100_000, None)
 }
 
-fn write(path: &str) -> Event {
-    Event::now(
-        EventKind::CloseWrite,
-        RelPath::from(path),
-        false,
-        WatchId(0),
-    )
-}
+use crate::dispatch::test_support::written as write;
 
 fn paths(batch: &Batch) -> Vec<String> {
     batch.events.iter().map(|e| e.path.to_string()).collect()

@@ -15,6 +15,8 @@ mod journal;
 mod lane;
 mod order;
 mod pool;
+#[cfg(test)]
+mod test_support;
 mod writer;
 
 pub use backoff::Backoff;

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use sersync_plugin_sdk::{Batch, Event, EventKind, RelPath, Sink, SinkError, WatchId};
+use sersync_plugin_sdk::{Batch, Event, Sink, SinkError, WatchId};
 
 use super::super::journal::Journal;
 use super::super::{route, Lane, LaneId, LaneTiming, Mode, Pool, Sequence};
@@ -26,14 +26,7 @@ fn timing() -> LaneTiming {
     }
 }
 
-fn write(path: &str) -> Event {
-    Event::now(
-        EventKind::CloseWrite,
-        RelPath::from(path),
-        false,
-        WatchId(0),
-    )
-}
+use crate::dispatch::test_support::written as write;
 
 /// Who delivered which path, and every downstream delivery that came too early.
 #[derive(Default)]

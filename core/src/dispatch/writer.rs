@@ -162,16 +162,8 @@ impl JournalQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sersync_plugin_sdk::{EventKind, RelPath, WatchId};
 
-    fn ev(path: &str) -> Event {
-        Event::now(
-            EventKind::CloseWrite,
-            RelPath::from(path),
-            false,
-            WatchId(0),
-        )
-    }
+    use crate::dispatch::test_support::written as ev;
 
     fn names(events: &[Event]) -> Vec<String> {
         events.iter().map(|e| e.path.to_string()).collect()
