@@ -412,3 +412,124 @@ fn dry_run_prints_the_command_and_file_list_and_sends_nothing() {
         "a dry run sent something"
     );
 }
+
+/// What the slave has received so far, by its daemon's log: one `sent S bytes  received R
+/// bytes  total size T` line per connection, written when the connection ends. Read once the
+/// log has stopped growing for a second (the last run's line may come after convergence).
+fn received_by_slave(daemon: &RsyncDaemon) -> u64 {
+    let total = |log: &str| -> u64 {
+        log.lines()
+            .filter_map(|line| {
+                let rest = &line[line.find("] sent ")? + 7..];
+                let rest = &rest[rest.find("received ")? + 9..];
+                rest.split(' ').next()?.parse::<u64>().ok()
+            })
+            .sum()
+    };
+    let mut last = daemon.log();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = daemon.log();
+        if now == last {
+            return total(&now);
+        }
+        last = now;
+    }
+}
+
+/// A file of `len` random bytes (incompressible: rsync's -z cannot make them small).
+fn random_file(path: &Path, rng: &mut Rng, len: usize) {
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        data.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    data.truncate(len);
+    write(path, &data);
+}
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn a_renamed_directory_is_built_on_the_slave_from_its_old_name() {
+    let s = plain();
+    let mut rng = Rng::new(16);
+    let files = [
+        "release/a",
+        "release/b",
+        "release/sub dir/c",
+        "release/sub dir/-d",
+        "release/sub dir/e\nf",
+    ];
+    fs::create_dir_all(s.src.join("release/sub dir")).unwrap();
+    fs::create_dir_all(s.src.join("p/q")).unwrap();
+    for file in files {
+        random_file(&s.src.join(file), &mut rng, 10 * MIB);
+    }
+    s.converges();
+    let tree = (files.len() * 10 * MIB) as u64;
+    let before = received_by_slave(&s.daemon);
+    fs::rename(s.src.join("release"), s.src.join("release-2")).unwrap();
+    s.converges();
+    let renamed = received_by_slave(&s.daemon) - before;
+    assert!(
+        renamed < tree / 20,
+        "renaming a tree of {tree} bytes sent the slave {renamed} bytes"
+    );
+    // Into another directory, under a name that must not be read as an option.
+    fs::rename(s.src.join("release-2"), s.src.join("p/q/-release")).unwrap();
+    s.converges();
+    let moved = received_by_slave(&s.daemon) - before - renamed;
+    assert!(
+        moved < tree / 20,
+        "moving a tree of {tree} bytes sent the slave {moved} bytes"
+    );
+}
+
+#[test]
+fn a_file_renamed_in_its_directory_is_built_from_its_old_name() {
+    let s = plain();
+    let mut rng = Rng::new(17);
+    fs::create_dir(s.src.join("iso")).unwrap();
+    random_file(&s.src.join("iso/big.iso"), &mut rng, 40 * MIB);
+    s.converges();
+    let before = received_by_slave(&s.daemon);
+    fs::rename(s.src.join("iso/big.iso"), s.src.join("iso/-big 2.iso")).unwrap();
+    s.converges();
+    let renamed = received_by_slave(&s.daemon) - before;
+    assert!(
+        renamed < (40 * MIB / 20) as u64,
+        "renaming a file of 40 MiB sent the slave {renamed} bytes"
+    );
+}
+
+#[test]
+fn a_rename_converges_when_the_slave_lacks_or_holds_another_old_name() {
+    let s = plain();
+    let mut rng = Rng::new(18);
+    fs::create_dir_all(s.src.join("gone/d")).unwrap();
+    fs::create_dir_all(s.src.join("stale")).unwrap();
+    random_file(&s.src.join("gone/d/f"), &mut rng, MIB);
+    random_file(&s.src.join("stale/f"), &mut rng, MIB);
+    random_file(&s.src.join("stale/g"), &mut rng, 4096);
+    s.converges();
+    // The slave lost the old name: nothing to build from, all of it is sent.
+    fs::remove_dir_all(s.dst().join("gone")).unwrap();
+    fs::rename(s.src.join("gone"), s.src.join("back")).unwrap();
+    // Rewritten to the same size and mtime just before the rename, both in one batch (sersync
+    // frozen meanwhile): a basis that looks the same by size and mtime but is not.
+    let frozen = s.sersync.freeze();
+    let mtime = fs::metadata(s.src.join("stale/f"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    random_file(&s.src.join("stale/f"), &mut rng, MIB);
+    fs::File::options()
+        .write(true)
+        .open(s.src.join("stale/f"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    fs::rename(s.src.join("stale"), s.src.join("fresh")).unwrap();
+    drop(frozen);
+    s.converges();
+}
