@@ -533,3 +533,50 @@ fn a_rename_converges_when_the_slave_lacks_or_holds_another_old_name() {
     drop(frozen);
     s.converges();
 }
+
+/// Not a check: prints what the slave receives for renaming a tree of 1,000 files and one
+/// file, `MEASURE_MIB` MiB each (1024 by default). `SERSYNC_BIN` picks the binary measured.
+/// `cargo test -p sersync-tests --test rsync_convergence measure_renames -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement of a few GiB of disk and minutes"]
+fn measure_renames() {
+    let mib: u64 = std::env::var("MEASURE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let s = plain();
+    let fill = |path: &Path, len: u64| {
+        let mut random = fs::File::open("/dev/urandom").unwrap();
+        let mut file = fs::File::create(path).unwrap();
+        std::io::copy(&mut std::io::Read::take(&mut random, len), &mut file).unwrap();
+    };
+    let slow = Duration::from_secs(900);
+    fs::create_dir_all(s.src.join("tree")).unwrap();
+    for i in 0..1000 {
+        let dir = s.src.join(format!("tree/d{}", i / 100));
+        fs::create_dir_all(&dir).unwrap();
+        fill(&dir.join(format!("f{i}")), mib * (MIB as u64) / 1000);
+    }
+    fill(&s.src.join("big.iso"), mib * MIB as u64);
+    assert_converges(&s.src, &s.dst(), slow);
+    let before = received_by_slave(&s.daemon);
+    let started = std::time::Instant::now();
+    fs::rename(s.src.join("tree"), s.src.join("tree-2")).unwrap();
+    assert_converges(&s.src, &s.dst(), slow);
+    let tree_secs = started.elapsed().as_secs_f64();
+    let tree = received_by_slave(&s.daemon) - before;
+    let started = std::time::Instant::now();
+    fs::rename(s.src.join("big.iso"), s.src.join("big2.iso")).unwrap();
+    assert_converges(&s.src, &s.dst(), slow);
+    let file_secs = started.elapsed().as_secs_f64();
+    let file = received_by_slave(&s.daemon) - before - tree;
+    let size = mib * MIB as u64;
+    println!(
+        "MEASURE tree of 1000 files, {size} bytes: slave received {tree} bytes ({:.3}%), converged in {tree_secs:.1} s",
+        100.0 * tree as f64 / size as f64
+    );
+    println!(
+        "MEASURE one file of {size} bytes: slave received {file} bytes ({:.3}%), converged in {file_secs:.1} s",
+        100.0 * file as f64 / size as f64
+    );
+}
