@@ -580,3 +580,25 @@ fn measure_renames() {
         100.0 * file as f64 / size as f64
     );
 }
+
+#[test]
+fn a_directory_renamed_over_a_symlink_replaces_the_link_on_the_slave() {
+    let s = plain();
+    let mut rng = Rng::new(19);
+    fs::create_dir_all(s.src.join("release-1")).unwrap();
+    fs::create_dir_all(s.src.join("release-2/sub")).unwrap();
+    random_file(&s.src.join("release-1/f"), &mut rng, 4096);
+    random_file(&s.src.join("release-2/f"), &mut rng, 4096);
+    random_file(&s.src.join("release-2/sub/g"), &mut rng, 4096);
+    symlink("release-1", s.src.join("current")).unwrap();
+    s.converges();
+    // The deployment idiom, in one batch: the link's name becomes the new release.
+    let frozen = s.sersync.freeze();
+    fs::remove_file(s.src.join("current")).unwrap();
+    fs::rename(s.src.join("release-2"), s.src.join("current")).unwrap();
+    drop(frozen);
+    s.converges();
+    assert!(fs::symlink_metadata(s.dst().join("current"))
+        .unwrap()
+        .is_dir());
+}

@@ -27,7 +27,9 @@
 //! on the remote for a file of the same size and mtime (`--fuzzy`), the old name, which the
 //! deletes remove only afterwards. A basis only spares data: every file is still compared
 //! (`--ignore-times`, so by checksums, never by size and mtime alone) and what differs or has
-//! no basis is sent. A move run that succeeds takes its paths out of the changes run; one
+//! no basis is sent. The sink first sends the renamed directories' new names alone, so that
+//! they are real directories on the remote before a run writes into them. A move run that
+//! succeeds takes its paths out of the changes run; one
 //! that fails leaves them there, sent as if there were no move run.
 //!
 //! rsync's `--delete-missing-args`, which would delete listed paths directly, is not used:

@@ -495,11 +495,12 @@ impl Sink for RsyncSink {
         // Moves first, while the remote still has the old names (the deletes come last):
         // what one sends is taken out of the changes run; one that fails, for whatever
         // reason, leaves its paths to the changes run, which sends them without a basis.
-        for mut run in std::mem::take(&mut plan.moves) {
+        let mut moves = std::mem::take(&mut plan.moves);
+        let root = &self.root;
+        for run in &mut moves {
             // Without -R, rsync would follow a symlink standing where a directory was; with
             // -R, send an ancestor that is no directory as a directory: such paths are left
             // to the changes run, which lists what stands there.
-            let root = &self.root;
             if matches!(run.basis, Some(Basis::Tree { .. })) {
                 run.paths
                     .retain(|dir| ancestry::is_real_directory(dir, root));
@@ -509,9 +510,30 @@ impl Sink for RsyncSink {
                         .is_none_or(|dir| dir.is_root() || ancestry::is_real_directory(&dir, root))
                 });
             }
-            if run.paths.is_empty() {
-                continue;
+        }
+        moves.retain(|run| !run.paths.is_empty());
+        // A directory's move run writes into its place on the remote, following whatever
+        // stands there: a symlink left from before (`rm current; mv release current`) would
+        // take it elsewhere. So each new name (and the directories above it, which -R sends
+        // too) is first made a real directory on the remote, by a run that sends just those
+        // directories; when it fails, the directories are left to the changes run.
+        let trees: Vec<RelPath> = moves
+            .iter()
+            .filter(|run| matches!(run.basis, Some(Basis::Tree { .. })))
+            .flat_map(|run| run.paths.iter().cloned())
+            .collect();
+        if !trees.is_empty() {
+            let places = Run {
+                paths: trees,
+                ignore_times: true,
+                ..Run::default()
+            };
+            if let Err(e) = self.execute_guarded(&places, &mut approved) {
+                tracing::debug!(remote = %self.remote(), error = %e.message, "could not make the new names of moved directories directories on the remote; they are sent without a basis");
+                moves.retain(|run| !matches!(run.basis, Some(Basis::Tree { .. })));
             }
+        }
+        for run in moves {
             match self.execute_guarded(&run, &mut approved) {
                 Ok(()) => plan.moved(&run),
                 Err(e) => {
