@@ -483,6 +483,15 @@ fn a_renamed_directory_is_built_on_the_slave_from_its_old_name() {
         moved < tree / 20,
         "moving a tree of {tree} bytes sent the slave {moved} bytes"
     );
+    // A name with a newline and bytes that are no UTF-8.
+    let hostile = s.src.join(std::ffi::OsStr::from_bytes(b"-x\n\xff y"));
+    fs::rename(s.src.join("p/q/-release"), &hostile).unwrap();
+    s.converges();
+    let hostile = received_by_slave(&s.daemon) - before - renamed - moved;
+    assert!(
+        hostile < tree / 20,
+        "renaming a tree of {tree} bytes to a hostile name sent the slave {hostile} bytes"
+    );
 }
 
 #[test]

@@ -61,7 +61,13 @@ impl Target {
             }
             self.module.trim_end_matches('/').as_bytes().to_vec()
         } else {
-            Vec::new()
+            // `module/sub` sends into a directory of the module: `/` is the module's root.
+            match self.module.split_once('/') {
+                Some((_, sub)) if !sub.trim_matches('/').is_empty() => {
+                    format!("/{}", sub.trim_matches('/')).into_bytes()
+                }
+                _ => Vec::new(),
+            }
         };
         bytes.push(b'/');
         bytes.extend_from_slice(from.as_bytes());
@@ -435,6 +441,19 @@ mod tests {
             args[args.len() - 2..],
             ["./p/release-2/", "127.0.0.1::www/p/release-2/"]
         );
+    }
+
+    #[test]
+    fn into_a_directory_of_a_module_the_basis_is_below_it() {
+        let options = RsyncOptions::default();
+        let target = Target {
+            host: "h".into(),
+            module: "www/site/".into(),
+        };
+        let basis = target.basis_directory(&options, &RelPath::from("old"));
+        assert_eq!(basis, Some(OsString::from("/site/old")));
+        let args = strings(tree_args(&options, &target, b"new", b"old"));
+        assert_eq!(args[args.len() - 1], "h::www/site/new/");
     }
 
     #[test]

@@ -511,7 +511,11 @@ impl Sink for RsyncSink {
                 });
             }
         }
-        moves.retain(|run| !run.paths.is_empty());
+        moves.retain(|run| match &run.basis {
+            // Over ssh to a relative path there is no --copy-dest to give.
+            Some(Basis::Tree { from }) => self.target.basis_directory(&self.options, from).is_some(),
+            _ => true,
+        } && !run.paths.is_empty());
         // A directory's move run writes into its place on the remote, following whatever
         // stands there: a symlink left from before (`rm current; mv release current`) would
         // take it elsewhere. So each new name (and the directories above it, which -R sends
