@@ -533,15 +533,18 @@ impl Sink for RsyncSink {
                 ..Run::default()
             };
             if let Err(e) = self.execute_guarded(&places, &mut approved) {
-                tracing::debug!(remote = %self.remote(), error = %e.message, "could not make the new names of moved directories directories on the remote; they are sent without a basis");
-                moves.retain(|run| !matches!(run.basis, Some(Basis::Tree { .. })));
+                tracing::debug!(remote = %self.remote(), error = %e.message, "could not make the new names of moved directories directories on the remote; the moves are sent without a basis");
+                moves.clear();
             }
         }
+        // After one fails, the others are not tried: a slave that hangs costs one I/O
+        // timeout more, not one per move.
         for run in moves {
             match self.execute_guarded(&run, &mut approved) {
                 Ok(()) => plan.moved(&run),
                 Err(e) => {
-                    tracing::debug!(remote = %self.remote(), error = %e.message, "a move run failed; its paths are sent without a basis")
+                    tracing::debug!(remote = %self.remote(), error = %e.message, "a move run failed; its paths, and the other moves', are sent without a basis");
+                    break;
                 }
             }
         }
