@@ -417,14 +417,20 @@ fn dry_run_prints_the_command_and_file_list_and_sends_nothing() {
 /// bytes  total size T` line per connection, written when the connection ends. Read once the
 /// log has stopped growing for a second (the last run's line may come after convergence).
 fn received_by_slave(daemon: &RsyncDaemon) -> u64 {
-    let total = |log: &str| -> u64 {
+    slave_bytes(daemon).1
+}
+
+/// What the slave has sent and received so far (see [`received_by_slave`]).
+fn slave_bytes(daemon: &RsyncDaemon) -> (u64, u64) {
+    let total = |log: &str| -> (u64, u64) {
         log.lines()
             .filter_map(|line| {
                 let rest = &line[line.find("] sent ")? + 7..];
+                let sent = rest.split(' ').next()?.parse::<u64>().ok()?;
                 let rest = &rest[rest.find("received ")? + 9..];
-                rest.split(' ').next()?.parse::<u64>().ok()
+                Some((sent, rest.split(' ').next()?.parse::<u64>().ok()?))
             })
-            .sum()
+            .fold((0, 0), |(s, r), (a, b)| (s + a, r + b))
     };
     let mut last = daemon.log();
     loop {
@@ -568,7 +574,7 @@ fn measure_renames() {
     }
     fill(&s.src.join("big.iso"), mib * MIB as u64);
     assert_converges(&s.src, &s.dst(), slow);
-    let before = received_by_slave(&s.daemon);
+    let (sent_before, before) = slave_bytes(&s.daemon);
     let started = std::time::Instant::now();
     fs::rename(s.src.join("tree"), s.src.join("tree-2")).unwrap();
     assert_converges(&s.src, &s.dst(), slow);
@@ -578,7 +584,8 @@ fn measure_renames() {
     fs::rename(s.src.join("big.iso"), s.src.join("big2.iso")).unwrap();
     assert_converges(&s.src, &s.dst(), slow);
     let file_secs = started.elapsed().as_secs_f64();
-    let file = received_by_slave(&s.daemon) - before - tree;
+    let (sent_after, after) = slave_bytes(&s.daemon);
+    let file = after - before - tree;
     let size = mib * MIB as u64;
     println!(
         "MEASURE tree of 1000 files, {size} bytes: slave received {tree} bytes ({:.3}%), converged in {tree_secs:.1} s",
@@ -587,6 +594,10 @@ fn measure_renames() {
     println!(
         "MEASURE one file of {size} bytes: slave received {file} bytes ({:.3}%), converged in {file_secs:.1} s",
         100.0 * file as f64 / size as f64
+    );
+    println!(
+        "MEASURE the slave sent {} bytes for both (checksums of its blocks)",
+        sent_after - sent_before
     );
 }
 
