@@ -622,3 +622,28 @@ fn a_directory_renamed_over_a_symlink_replaces_the_link_on_the_slave() {
         .unwrap()
         .is_dir());
 }
+
+#[test]
+fn a_renamed_directory_keeps_its_excluded_entries_off_the_slave() {
+    let s = setup(|c| c.exclude(r"(.*)\.svn"), |_| {}, &[]);
+    fs::create_dir_all(s.src.join("proj/.svn")).unwrap();
+    write(&s.src.join("proj/.svn/entries"), b"never sent");
+    write(&s.src.join("proj/main.rs"), b"sent");
+    wait_for(CONVERGE, || {
+        fs::read(s.dst().join("proj/main.rs")).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    fs::rename(s.src.join("proj"), s.src.join("proj-2")).unwrap();
+    wait_for(CONVERGE, || {
+        fs::read(s.dst().join("proj-2/main.rs")).map_err(|e| e.to_string())?;
+        match s.dst().join("proj").exists() {
+            true => Err("the old name is still there".to_string()),
+            false => Ok(()),
+        }
+    })
+    .unwrap();
+    assert!(
+        !s.dst().join("proj-2/.svn").exists(),
+        "an excluded directory reached the remote"
+    );
+}
