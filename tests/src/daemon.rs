@@ -105,9 +105,12 @@ impl RsyncDaemon {
         self.dir.path().join("client.pass")
     }
 
-    /// The daemon's log file (one line per transfer and error).
+    /// The daemon's log file (one line per transfer and error); bytes that are no UTF-8 (a
+    /// file name's) are replaced, so that one such name does not empty the whole log.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("rsyncd.log")).unwrap_or_default()
+        fs::read(self.dir.path().join("rsyncd.log"))
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
     }
 
     /// Stops the daemon (the port then refuses connections).

@@ -412,3 +412,238 @@ fn dry_run_prints_the_command_and_file_list_and_sends_nothing() {
         "a dry run sent something"
     );
 }
+
+/// What the slave has received so far, by its daemon's log: one `sent S bytes  received R
+/// bytes  total size T` line per connection, written when the connection ends. Read once the
+/// log has stopped growing for a second (the last run's line may come after convergence).
+fn received_by_slave(daemon: &RsyncDaemon) -> u64 {
+    slave_bytes(daemon).1
+}
+
+/// What the slave has sent and received so far (see [`received_by_slave`]).
+fn slave_bytes(daemon: &RsyncDaemon) -> (u64, u64) {
+    let total = |log: &str| -> (u64, u64) {
+        log.lines()
+            .filter_map(|line| {
+                let rest = &line[line.find("] sent ")? + 7..];
+                let sent = rest.split(' ').next()?.parse::<u64>().ok()?;
+                let rest = &rest[rest.find("received ")? + 9..];
+                Some((sent, rest.split(' ').next()?.parse::<u64>().ok()?))
+            })
+            .fold((0, 0), |(s, r), (a, b)| (s + a, r + b))
+    };
+    let mut last = daemon.log();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = daemon.log();
+        if now == last {
+            return total(&now);
+        }
+        last = now;
+    }
+}
+
+/// A file of `len` random bytes (incompressible: rsync's -z cannot make them small).
+fn random_file(path: &Path, rng: &mut Rng, len: usize) {
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        data.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    data.truncate(len);
+    write(path, &data);
+}
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn a_renamed_directory_is_built_on_the_slave_from_its_old_name() {
+    let s = plain();
+    let mut rng = Rng::new(16);
+    let files = [
+        "release/a",
+        "release/b",
+        "release/sub dir/c",
+        "release/sub dir/-d",
+        "release/sub dir/e\nf",
+    ];
+    fs::create_dir_all(s.src.join("release/sub dir")).unwrap();
+    fs::create_dir_all(s.src.join("p/q")).unwrap();
+    for file in files {
+        random_file(&s.src.join(file), &mut rng, 10 * MIB);
+    }
+    s.converges();
+    let tree = (files.len() * 10 * MIB) as u64;
+    let before = received_by_slave(&s.daemon);
+    fs::rename(s.src.join("release"), s.src.join("release-2")).unwrap();
+    s.converges();
+    let renamed = received_by_slave(&s.daemon) - before;
+    assert!(
+        renamed < tree / 20,
+        "renaming a tree of {tree} bytes sent the slave {renamed} bytes"
+    );
+    // Into another directory, under a name that must not be read as an option.
+    fs::rename(s.src.join("release-2"), s.src.join("p/q/-release")).unwrap();
+    s.converges();
+    let moved = received_by_slave(&s.daemon) - before - renamed;
+    assert!(
+        moved < tree / 20,
+        "moving a tree of {tree} bytes sent the slave {moved} bytes"
+    );
+    // A name with a newline and bytes that are no UTF-8.
+    let hostile = s.src.join(std::ffi::OsStr::from_bytes(b"-x\n\xff y"));
+    fs::rename(s.src.join("p/q/-release"), &hostile).unwrap();
+    s.converges();
+    let hostile = received_by_slave(&s.daemon) - before - renamed - moved;
+    assert!(
+        hostile < tree / 20,
+        "renaming a tree of {tree} bytes to a hostile name sent the slave {hostile} bytes"
+    );
+}
+
+#[test]
+fn a_file_renamed_in_its_directory_is_built_from_its_old_name() {
+    let s = plain();
+    let mut rng = Rng::new(17);
+    fs::create_dir(s.src.join("iso")).unwrap();
+    random_file(&s.src.join("iso/big.iso"), &mut rng, 40 * MIB);
+    s.converges();
+    let before = received_by_slave(&s.daemon);
+    fs::rename(s.src.join("iso/big.iso"), s.src.join("iso/-big 2.iso")).unwrap();
+    s.converges();
+    let renamed = received_by_slave(&s.daemon) - before;
+    assert!(
+        renamed < (40 * MIB / 20) as u64,
+        "renaming a file of 40 MiB sent the slave {renamed} bytes"
+    );
+}
+
+#[test]
+fn a_rename_converges_when_the_slave_lacks_or_holds_another_old_name() {
+    let s = plain();
+    let mut rng = Rng::new(18);
+    fs::create_dir_all(s.src.join("gone/d")).unwrap();
+    fs::create_dir_all(s.src.join("stale")).unwrap();
+    random_file(&s.src.join("gone/d/f"), &mut rng, MIB);
+    random_file(&s.src.join("stale/f"), &mut rng, MIB);
+    random_file(&s.src.join("stale/g"), &mut rng, 4096);
+    s.converges();
+    // The slave lost the old name: nothing to build from, all of it is sent.
+    fs::remove_dir_all(s.dst().join("gone")).unwrap();
+    fs::rename(s.src.join("gone"), s.src.join("back")).unwrap();
+    // Rewritten to the same size and mtime just before the rename, both in one batch (sersync
+    // frozen meanwhile): a basis that looks the same by size and mtime but is not.
+    let frozen = s.sersync.freeze();
+    let mtime = fs::metadata(s.src.join("stale/f"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    random_file(&s.src.join("stale/f"), &mut rng, MIB);
+    fs::File::options()
+        .write(true)
+        .open(s.src.join("stale/f"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    fs::rename(s.src.join("stale"), s.src.join("fresh")).unwrap();
+    drop(frozen);
+    s.converges();
+}
+
+/// Not a check: prints what the slave receives for renaming a tree of 1,000 files and one
+/// file, `MEASURE_MIB` MiB each (1024 by default). `SERSYNC_BIN` picks the binary measured.
+/// `cargo test -p sersync-tests --test rsync_convergence measure_renames -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement of a few GiB of disk and minutes"]
+fn measure_renames() {
+    let mib: u64 = std::env::var("MEASURE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let s = plain();
+    let fill = |path: &Path, len: u64| {
+        let mut random = fs::File::open("/dev/urandom").unwrap();
+        let mut file = fs::File::create(path).unwrap();
+        std::io::copy(&mut std::io::Read::take(&mut random, len), &mut file).unwrap();
+    };
+    let slow = Duration::from_secs(900);
+    fs::create_dir_all(s.src.join("tree")).unwrap();
+    for i in 0..1000 {
+        let dir = s.src.join(format!("tree/d{}", i / 100));
+        fs::create_dir_all(&dir).unwrap();
+        fill(&dir.join(format!("f{i}")), mib * (MIB as u64) / 1000);
+    }
+    fill(&s.src.join("big.iso"), mib * MIB as u64);
+    assert_converges(&s.src, &s.dst(), slow);
+    let (sent_before, before) = slave_bytes(&s.daemon);
+    let started = std::time::Instant::now();
+    fs::rename(s.src.join("tree"), s.src.join("tree-2")).unwrap();
+    assert_converges(&s.src, &s.dst(), slow);
+    let tree_secs = started.elapsed().as_secs_f64();
+    let tree = received_by_slave(&s.daemon) - before;
+    let started = std::time::Instant::now();
+    fs::rename(s.src.join("big.iso"), s.src.join("big2.iso")).unwrap();
+    assert_converges(&s.src, &s.dst(), slow);
+    let file_secs = started.elapsed().as_secs_f64();
+    let (sent_after, after) = slave_bytes(&s.daemon);
+    let file = after - before - tree;
+    let size = mib * MIB as u64;
+    println!(
+        "MEASURE tree of 1000 files, {size} bytes: slave received {tree} bytes ({:.3}%), converged in {tree_secs:.1} s",
+        100.0 * tree as f64 / size as f64
+    );
+    println!(
+        "MEASURE one file of {size} bytes: slave received {file} bytes ({:.3}%), converged in {file_secs:.1} s",
+        100.0 * file as f64 / size as f64
+    );
+    println!(
+        "MEASURE the slave sent {} bytes for both (checksums of its blocks)",
+        sent_after - sent_before
+    );
+}
+
+#[test]
+fn a_directory_renamed_over_a_symlink_replaces_the_link_on_the_slave() {
+    let s = plain();
+    let mut rng = Rng::new(19);
+    fs::create_dir_all(s.src.join("release-1")).unwrap();
+    fs::create_dir_all(s.src.join("release-2/sub")).unwrap();
+    random_file(&s.src.join("release-1/f"), &mut rng, 4096);
+    random_file(&s.src.join("release-2/f"), &mut rng, 4096);
+    random_file(&s.src.join("release-2/sub/g"), &mut rng, 4096);
+    symlink("release-1", s.src.join("current")).unwrap();
+    s.converges();
+    // The deployment idiom, in one batch: the link's name becomes the new release.
+    let frozen = s.sersync.freeze();
+    fs::remove_file(s.src.join("current")).unwrap();
+    fs::rename(s.src.join("release-2"), s.src.join("current")).unwrap();
+    drop(frozen);
+    s.converges();
+    assert!(fs::symlink_metadata(s.dst().join("current"))
+        .unwrap()
+        .is_dir());
+}
+
+#[test]
+fn a_renamed_directory_keeps_its_excluded_entries_off_the_slave() {
+    let s = setup(|c| c.exclude(r"(.*)\.svn"), |_| {}, &[]);
+    fs::create_dir_all(s.src.join("proj/.svn")).unwrap();
+    write(&s.src.join("proj/.svn/entries"), b"never sent");
+    write(&s.src.join("proj/main.rs"), b"sent");
+    wait_for(CONVERGE, || {
+        fs::read(s.dst().join("proj/main.rs")).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    fs::rename(s.src.join("proj"), s.src.join("proj-2")).unwrap();
+    wait_for(CONVERGE, || {
+        fs::read(s.dst().join("proj-2/main.rs")).map_err(|e| e.to_string())?;
+        match s.dst().join("proj").exists() {
+            true => Err("the old name is still there".to_string()),
+            false => Ok(()),
+        }
+    })
+    .unwrap();
+    assert!(
+        !s.dst().join("proj-2/.svn").exists(),
+        "an excluded directory reached the remote"
+    );
+}

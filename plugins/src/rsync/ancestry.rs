@@ -100,6 +100,15 @@ pub fn deletes_at(deleted: &[RelPath], root: &Path) -> (Run, Run) {
     (scopes, present)
 }
 
+/// True when `dir` and every directory above it below `root` are real directories (not
+/// symlinks): a path rsync may be given as its source operand, without `-R`, knowing it sends
+/// what lies at that name.
+pub fn is_real_directory(dir: &RelPath, root: &Path) -> bool {
+    let mut seen = HashMap::new();
+    first_non_directory_ancestor(dir, root, &mut seen).is_none()
+        && std::fs::symlink_metadata(dir.absolute(root)).is_ok_and(|m| m.is_dir())
+}
+
 /// The topmost proper ancestor of `path` that is not a real directory below `root`, if any.
 /// Results are cached in `is_real_dir` for the rest of the run.
 fn first_non_directory_ancestor(
@@ -131,6 +140,7 @@ mod tests {
             subtrees: subtrees.iter().map(|p| RelPath::from(*p)).collect(),
             ignore_times: true,
             one_level: false,
+            basis: None,
         }
     }
 

@@ -1,7 +1,10 @@
 //! The rsync argument list for one run. No shell is involved: these are `execve` arguments.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
+
+use sersync_plugin_sdk::RelPath;
 
 use super::RsyncOptions;
 
@@ -31,6 +34,60 @@ impl Target {
         let separator = if options.ssh { ":" } else { "::" };
         format!("{user}{host}{separator}{}", self.module)
     }
+
+    /// The destination argument for the directory `dir` of the module (or remote path), with
+    /// a trailing `/`: rsync makes that directory match the source's contents.
+    fn destination_of(&self, options: &RsyncOptions, dir: &RelPath) -> OsString {
+        let mut bytes = self.destination(options).into_bytes();
+        if bytes.last() != Some(&b'/') {
+            bytes.push(b'/');
+        }
+        bytes.extend_from_slice(dir.as_bytes());
+        bytes.push(b'/');
+        OsString::from_vec(bytes)
+    }
+
+    /// The `--copy-dest` directory naming `from` on the remote, when one can be written. The
+    /// receiver resolves a relative one from the transfer's destination directory, but rsync
+    /// 3.2.7 reaches files below it by another path in its generator and receiver, so that
+    /// relative ones fail verification (seen locally: "failed verification -- update
+    /// discarded"); so the directory is absolute: for a daemon, `/` is the module's root
+    /// (chrooted or not: the daemon resolves absolute basis directories inside the module);
+    /// over ssh it is the remote path's, only when that path is absolute.
+    pub fn basis_directory(&self, options: &RsyncOptions, from: &RelPath) -> Option<OsString> {
+        let mut bytes = if options.ssh {
+            if !self.module.starts_with('/') {
+                return None;
+            }
+            self.module.trim_end_matches('/').as_bytes().to_vec()
+        } else {
+            // `module/sub` sends into a directory of the module: `/` is the module's root.
+            match self.module.split_once('/') {
+                Some((_, sub)) if !sub.trim_matches('/').is_empty() => {
+                    format!("/{}", sub.trim_matches('/')).into_bytes()
+                }
+                _ => Vec::new(),
+            }
+        };
+        bytes.push(b'/');
+        bytes.extend_from_slice(from.as_bytes());
+        Some(OsString::from_vec(bytes))
+    }
+}
+
+/// How a move run finds what the remote already has (see [`super::plan::Basis`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BasisShape<'a> {
+    /// `--fuzzy`, the file list on stdin as for other runs.
+    Fuzzy,
+    /// The directory `dir` sent whole, without `-R`, each file built from the same file below
+    /// `basis` on the remote (`--copy-dest`, an argument of [`Target::basis_directory`]).
+    Tree {
+        /// The directory sent.
+        dir: &'a RelPath,
+        /// The `--copy-dest` directory.
+        basis: &'a std::ffi::OsStr,
+    },
 }
 
 /// Seconds rsync waits for a daemon to accept the connection when the config sets no timeout.
@@ -59,6 +116,8 @@ pub struct RunShape<'a> {
     /// rsync's `--max-delete=N` on a run that deletes: the delete budget (exit 25 when it
     /// stopped deletions).
     pub max_delete: Option<u64>,
+    /// A move run's basis on the remote.
+    pub basis: Option<BasisShape<'a>>,
 }
 
 /// Seconds without I/O after which a run is abandoned: `<timeout time>`, or 120.
@@ -70,13 +129,35 @@ pub fn io_timeout_secs(options: &RsyncOptions) -> u32 {
 pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = options.passed_params().iter().map(OsString::from).collect();
     let user_sets = |prefix: &str| options.params_set(prefix);
-    args.extend(
-        ["-R", "--files-from=-", "--from0"]
-            .iter()
-            .map(OsString::from),
-    );
+    let tree = match shape.basis {
+        Some(BasisShape::Tree { dir, basis }) => Some((dir, basis)),
+        _ => None,
+    };
+    if tree.is_none() {
+        args.extend(
+            ["-R", "--files-from=-", "--from0"]
+                .iter()
+                .map(OsString::from),
+        );
+    }
     // The user's params decide how files are copied; recursion is decided per batch.
     args.push(if shape.recursive { "-r" } else { "--no-r" }.into());
+    if let Some(basis) = shape.basis {
+        // A basis is only of use to the delta algorithm (a user's -W turns it off).
+        args.push("--no-whole-file".into());
+        match basis {
+            BasisShape::Fuzzy => args.push("--fuzzy".into()),
+            BasisShape::Tree { basis, .. } => {
+                let mut arg = OsString::from("--copy-dest=");
+                arg.push(basis);
+                args.push(arg);
+            }
+        }
+        if options.ssh {
+            // The paths are operands here: the remote shell must not split them.
+            args.push("--protect-args".into());
+        }
+    }
     if shape.one_level {
         // Delete only: nothing is sent or updated. What this run sees of a directory's other
         // entries may be newer than what the lane has been told; sending it would leave the
@@ -151,8 +232,20 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
         arg.push(&auth.password_file);
         args.push(arg);
     }
-    args.push("./".into());
-    args.push(target.destination(options).into());
+    match tree {
+        Some((dir, _)) => {
+            // `./` first: a name starting with `-` is no option.
+            let mut source = b"./".to_vec();
+            source.extend_from_slice(dir.as_bytes());
+            source.push(b'/');
+            args.push(OsString::from_vec(source));
+            args.push(target.destination_of(options, dir));
+        }
+        None => {
+            args.push("./".into());
+            args.push(target.destination(options).into());
+        }
+    }
     args
 }
 
@@ -297,5 +390,126 @@ mod tests {
             args.iter().filter(|a| a.starts_with("--sockopts")).count(),
             1
         );
+    }
+
+    fn tree_args(
+        options: &RsyncOptions,
+        target: &Target,
+        dir: &[u8],
+        from: &[u8],
+    ) -> Vec<OsString> {
+        let dir = RelPath::new(dir);
+        let basis = target
+            .basis_directory(options, &RelPath::new(from))
+            .expect("a basis directory");
+        arguments(
+            options,
+            target,
+            RunShape {
+                recursive: true,
+                ignore_times: true,
+                basis: Some(BasisShape::Tree {
+                    dir: &dir,
+                    basis: &basis,
+                }),
+                ..RunShape::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_tree_move_is_sent_without_r_into_its_place_built_from_the_old_name() {
+        let args = strings(tree_args(
+            &RsyncOptions::default(),
+            &target(),
+            b"p/release-2",
+            b"release",
+        ));
+        for expected in [
+            "-r",
+            "--ignore-times",
+            "--no-whole-file",
+            "--copy-dest=/release",
+            "--delete",
+        ] {
+            assert!(args.iter().any(|a| a == expected), "{expected}: {args:?}");
+        }
+        assert!(!args
+            .iter()
+            .any(|a| a == "-R" || a.starts_with("--files-from") || a == "--no-r"));
+        assert_eq!(
+            args[args.len() - 2..],
+            ["./p/release-2/", "127.0.0.1::www/p/release-2/"]
+        );
+    }
+
+    #[test]
+    fn into_a_directory_of_a_module_the_basis_is_below_it() {
+        let options = RsyncOptions::default();
+        let target = Target {
+            host: "h".into(),
+            module: "www/site/".into(),
+        };
+        let basis = target.basis_directory(&options, &RelPath::from("old"));
+        assert_eq!(basis, Some(OsString::from("/site/old")));
+        let args = strings(tree_args(&options, &target, b"new", b"old"));
+        assert_eq!(args[args.len() - 1], "h::www/site/new/");
+    }
+
+    #[test]
+    fn a_tree_moves_hostile_names_stay_single_words_and_no_options() {
+        let options = RsyncOptions::default();
+        let args = tree_args(&options, &target(), b"-n\nx y/\xffz", b"-o\n\xfe");
+        let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_encoded_bytes()).collect();
+        assert!(bytes.contains(&&b"--copy-dest=/-o\n\xfe"[..]));
+        assert_eq!(bytes[bytes.len() - 2], b"./-n\nx y/\xffz/");
+        assert_eq!(bytes[bytes.len() - 1], b"127.0.0.1::www/-n\nx y/\xffz/");
+    }
+
+    #[test]
+    fn over_ssh_the_basis_is_absolute_on_the_remote_and_arguments_are_protected() {
+        let options = RsyncOptions {
+            ssh: true,
+            ..RsyncOptions::default()
+        };
+        let absolute = Target {
+            host: "h".into(),
+            module: "/srv/www/".into(),
+        };
+        let args = strings(tree_args(&options, &absolute, b"new", b"a/old"));
+        assert!(args.contains(&"--copy-dest=/srv/www/a/old".to_string()));
+        assert!(args.contains(&"--protect-args".to_string()));
+        assert_eq!(args[args.len() - 1], "h:/srv/www/new/");
+        let relative = Target {
+            host: "h".into(),
+            module: "www".into(),
+        };
+        assert_eq!(
+            relative.basis_directory(&options, &RelPath::from("a")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_fuzzy_run_reads_its_list_as_other_runs_do() {
+        let args = strings(arguments(
+            &RsyncOptions::default(),
+            &target(),
+            RunShape {
+                ignore_times: true,
+                basis: Some(BasisShape::Fuzzy),
+                ..RunShape::default()
+            },
+        ));
+        for expected in [
+            "-R",
+            "--files-from=-",
+            "--no-r",
+            "--fuzzy",
+            "--no-whole-file",
+        ] {
+            assert!(args.iter().any(|a| a == expected), "{expected}: {args:?}");
+        }
+        assert_eq!(args[args.len() - 2..], ["./", "127.0.0.1::www"]);
     }
 }

@@ -29,10 +29,33 @@ pub fn collect(
     subtrees: &[RelPath],
     filter: &dyn PathFilter,
 ) -> io::Result<Vec<Vec<u8>>> {
+    collect_with(root, subtrees, filter, &rule_for)
+}
+
+/// [`collect`] for a run whose transfer root is `dir` itself (a move run sending `./dir/`
+/// without `-R`): the rules are anchored there.
+pub fn collect_within(
+    root: &Path,
+    dir: &RelPath,
+    filter: &dyn PathFilter,
+) -> io::Result<Vec<Vec<u8>>> {
+    let within = |path: &RelPath| {
+        let inner = path.rebase(dir, &RelPath::ROOT).unwrap_or_default();
+        rule_for(&inner)
+    };
+    collect_with(root, std::slice::from_ref(dir), filter, &within)
+}
+
+fn collect_with(
+    root: &Path,
+    subtrees: &[RelPath],
+    filter: &dyn PathFilter,
+    rule_for: &dyn Fn(&RelPath) -> Vec<u8>,
+) -> io::Result<Vec<Vec<u8>>> {
     let mut rules = Vec::new();
     let mut stack: Vec<RelPath> = subtrees.to_vec();
     while let Some(dir) = stack.pop() {
-        let Some(entries) = listing(root, &dir, &mut rules)? else {
+        let Some(entries) = listing(root, &dir, &mut rules, rule_for)? else {
             continue;
         };
         for entry in entries {
@@ -56,7 +79,7 @@ pub fn collect(
 pub fn collect_one_level(root: &Path, dirs: &[RelPath], filter: &dyn PathFilter) -> Vec<Vec<u8>> {
     let mut rules = Vec::new();
     for dir in dirs {
-        let Ok(Some(entries)) = listing(root, dir, &mut rules) else {
+        let Ok(Some(entries)) = listing(root, dir, &mut rules, &rule_for) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -78,6 +101,7 @@ fn listing(
     root: &Path,
     dir: &RelPath,
     rules: &mut Vec<Vec<u8>>,
+    rule_for: &dyn Fn(&RelPath) -> Vec<u8>,
 ) -> io::Result<Option<fs::ReadDir>> {
     let absolute = dir.absolute(root);
     // Listed first: a path that is no directory (any more) must not look unreadable.
@@ -231,5 +255,17 @@ mod tests {
         fs::write(dir.path().join("d/skip/inner/skip"), b"").unwrap();
         let rules = collect(dir.path(), &[RelPath::from("d")], &ExcludeNamed(b"skip")).unwrap();
         assert_eq!(rules, vec![b"/d/skip".to_vec()]);
+    }
+
+    #[test]
+    fn rules_of_a_move_run_are_anchored_at_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("p/new/skip")).unwrap();
+        fs::create_dir_all(dir.path().join("p/new/e")).unwrap();
+        fs::write(dir.path().join("p/new/e/skip"), b"").unwrap();
+        let mut rules =
+            collect_within(dir.path(), &RelPath::from("p/new"), &ExcludeNamed(b"skip")).unwrap();
+        rules.sort();
+        assert_eq!(rules, vec![b"/e/skip".to_vec(), b"/skip".to_vec()]);
     }
 }

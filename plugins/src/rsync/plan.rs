@@ -19,6 +19,19 @@
 //!   delivered beside it. Last, because what such a directory is on the remote may only be
 //!   right once the changes are there.
 //!
+//! Before all of them come the **moves** ([`TransferPlan::moves`]), which send what a
+//! rename put at a new name built from what the remote still holds at the old one, so that
+//! the data is not sent again: a renamed directory is sent whole on its own, rsync building
+//! each file from the same file below the old name on the remote (`--copy-dest`); files
+//! renamed within their directory are sent in one run where rsync looks in that directory
+//! on the remote for a file of the same size and mtime (`--fuzzy`), the old name, which the
+//! deletes remove only afterwards. A basis only spares data: every file is still compared
+//! (`--ignore-times`, so by checksums, never by size and mtime alone) and what differs or has
+//! no basis is sent. The sink first sends the renamed directories' new names alone, so that
+//! they are real directories on the remote before a run writes into them. A move run that
+//! succeeds takes its paths out of the changes run; one
+//! that fails leaves them there, sent as if there were no move run.
+//!
 //! rsync's `--delete-missing-args`, which would delete listed paths directly, is not used:
 //! receivers built with the fix for CVE-2024-12087 (Debian 12's 3.2.7-1+deb12u5, rsync
 //! 3.4.3) reject its entries ("invalid file mode 00").
@@ -38,7 +51,27 @@ pub struct Run {
     /// Every path is a directory whose entries are made to match, one level deep, deleting
     /// what the source no longer has there.
     pub one_level: bool,
+    /// Where rsync finds a basis for the files it sends: a move run.
+    pub basis: Option<Basis>,
 }
+
+/// The basis a move run gives rsync on the remote for the files it sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Basis {
+    /// `--fuzzy`: a listed file missing on the remote is built from a file of its directory
+    /// there of the same size and mtime (or a similar name): files renamed in their directory.
+    Fuzzy,
+    /// `--copy-dest`: the run's one path, a renamed directory, is sent whole without `-R`
+    /// into its place on the remote, each file built from the same file below `from` there.
+    Tree {
+        /// The directory's old name.
+        from: RelPath,
+    },
+}
+
+/// At most this many directory moves of one batch get a run of their own (each is one rsync
+/// process); the others are sent by the changes run.
+pub const MAX_TREE_MOVES: usize = 8;
 
 impl Run {
     /// True when the run must recurse into directories.
@@ -56,6 +89,9 @@ pub struct TransferPlan {
     pub runs: Vec<Run>,
     /// Deleted paths and the old names of moves, outside every rescan.
     pub deleted: Vec<RelPath>,
+    /// The move runs, tried before `runs`; each one's paths are in the changes run too, to
+    /// be taken out of it by [`TransferPlan::moved`] once the move run succeeded.
+    pub moves: Vec<Run>,
 }
 
 impl TransferPlan {
@@ -99,13 +135,24 @@ impl TransferPlan {
             ..Run::default()
         };
         keep_uncovered(&mut deletes, &rescanned, false);
+        let moves = move_runs(batch, &changes);
         TransferPlan {
             runs: [rescans, changes]
                 .into_iter()
                 .filter(|r| !r.paths.is_empty())
                 .collect(),
             deleted: deletes.paths,
+            moves,
         }
+    }
+
+    /// `run`, a move run, succeeded: what it sent is taken out of the other runs.
+    pub fn moved(&mut self, run: &Run) {
+        for other in &mut self.runs {
+            other.paths.retain(|p| !run.paths.contains(p));
+            other.subtrees.retain(|p| !run.paths.contains(p));
+        }
+        self.runs.retain(|r| !r.paths.is_empty());
     }
 
     /// Every run, the deletes judged by names alone: what `--dry-run` shows and what the
@@ -133,6 +180,50 @@ impl TransferPlan {
             ..Run::default()
         })
     }
+}
+
+/// The move runs for the moves of `batch` whose new name `changes` (the changes run, its
+/// covered paths left out) still sends itself: a directory (one run each, up to
+/// [`MAX_TREE_MOVES`]) whose old and new names do not contain each other, and files renamed
+/// within their directory (one run for all).
+fn move_runs(batch: &Batch, changes: &Run) -> Vec<Run> {
+    let mut trees = Vec::new();
+    let mut renamed = Vec::new();
+    for event in &batch.events {
+        let (EventKind::Move, Some(from)) = (event.kind, &event.from) else {
+            continue;
+        };
+        let to = &event.path;
+        if to.is_root() || from.is_root() || to.is_within(from) || from.is_within(to) {
+            continue;
+        }
+        if event.is_dir {
+            if changes.subtrees.contains(to) && trees.len() < MAX_TREE_MOVES {
+                trees.push(Run {
+                    paths: vec![to.clone()],
+                    subtrees: vec![to.clone()],
+                    ignore_times: true,
+                    one_level: false,
+                    basis: Some(Basis::Tree { from: from.clone() }),
+                });
+            }
+        } else if from.parent() == to.parent()
+            && changes.paths.contains(to)
+            && !changes.subtrees.contains(to)
+            && !renamed.contains(to)
+        {
+            renamed.push(to.clone());
+        }
+    }
+    if !renamed.is_empty() {
+        trees.push(Run {
+            paths: renamed,
+            ignore_times: true,
+            basis: Some(Basis::Fuzzy),
+            ..Run::default()
+        });
+    }
+    trees
 }
 
 fn add_change(run: &mut Run, path: &RelPath, is_dir: bool) {
@@ -288,5 +379,108 @@ mod tests {
         assert!(!p.runs[0].ignore_times && p.runs[0].is_recursive());
         assert_eq!(paths(&p.runs[1]), ["outside"]);
         assert!(p.runs[1].ignore_times && !p.runs[1].is_recursive());
+    }
+
+    fn moved(from: &[u8], to: &[u8], is_dir: bool) -> Event {
+        Event::moved(RelPath::new(from), RelPath::new(to), is_dir, WatchId(0))
+    }
+
+    #[test]
+    fn a_renamed_directory_gets_a_run_of_its_own_built_from_its_old_name() {
+        let mut p = plan(
+            vec![
+                moved(b"release", b"release-2", true),
+                ev(EventKind::CloseWrite, "other", false),
+            ],
+            true,
+        );
+        assert_eq!(p.moves.len(), 1);
+        let run = &p.moves[0];
+        assert_eq!(paths(run), ["release-2"]);
+        assert_eq!(run.subtrees, vec![RelPath::from("release-2")]);
+        assert!(run.ignore_times && run.is_recursive() && !run.one_level);
+        assert_eq!(
+            run.basis,
+            Some(Basis::Tree {
+                from: RelPath::from("release")
+            })
+        );
+        // The plain plan is whole until the move run succeeded; the old name is deleted last.
+        assert_eq!(paths(&p.runs[0]), ["release-2", "other"]);
+        assert_eq!(p.deleted, vec![RelPath::from("release")]);
+        let run = run.clone();
+        p.moved(&run);
+        assert_eq!(paths(&p.runs[0]), ["other"]);
+        assert!(p.runs[0].subtrees.is_empty());
+        assert_eq!(p.deleted, vec![RelPath::from("release")]);
+        // What --dry-run and the failLog show stays the plain plan.
+        let p = plan(vec![moved(b"release", b"release-2", true)], true);
+        assert!(p.runs_by_name().iter().all(|r| r.basis.is_none()));
+    }
+
+    #[test]
+    fn a_moved_directory_sent_by_another_run_or_containing_its_old_name_gets_none() {
+        let p = plan(
+            vec![
+                // Inside a new directory: sent whole with it.
+                ev(EventKind::Create, "d", true),
+                moved(b"x", b"d/x", true),
+                // Inside a rescan.
+                ev(EventKind::Rescan, "r", true),
+                moved(b"y", b"r/y", true),
+                // Old and new names inside one another (a name it passed through).
+                moved(b"a/b", b"a", true),
+            ],
+            true,
+        );
+        assert!(p.moves.is_empty(), "{:?}", p.moves);
+    }
+
+    #[test]
+    fn at_most_a_bound_of_directory_moves_get_runs_the_rest_go_plain() {
+        let events = (0..MAX_TREE_MOVES + 3)
+            .map(|i| moved(format!("o{i}").as_bytes(), format!("n{i}").as_bytes(), true))
+            .collect();
+        let p = plan(events, true);
+        assert_eq!(p.moves.len(), MAX_TREE_MOVES);
+        assert_eq!(p.runs[0].subtrees.len(), MAX_TREE_MOVES + 3);
+    }
+
+    #[test]
+    fn files_renamed_in_their_directory_share_one_fuzzy_run() {
+        let mut p = plan(
+            vec![
+                moved(b"big.iso", b"big2.iso", false),
+                moved(b"d/a", b"d/b", false),
+                // Another directory: no basis there for --fuzzy.
+                moved(b"d/c", b"e/c", false),
+                ev(EventKind::CloseWrite, "f", false),
+            ],
+            false,
+        );
+        assert_eq!(p.moves.len(), 1);
+        let run = p.moves[0].clone();
+        assert_eq!(paths(&run), ["big2.iso", "d/b"]);
+        assert_eq!(run.basis, Some(Basis::Fuzzy));
+        assert!(run.ignore_times && !run.is_recursive());
+        p.moved(&run);
+        assert_eq!(paths(&p.runs[0]), ["e/c", "f"]);
+    }
+
+    #[test]
+    fn hostile_names_are_kept_as_they_are() {
+        let names: [&[u8]; 4] = [b"with space", b"-leading", b"new\nline", b"bad\xff\xfeutf8"];
+        for name in names {
+            let mut to = name.to_vec();
+            to.extend_from_slice(b".new");
+            let p = plan(vec![moved(name, &to, true)], true);
+            assert_eq!(p.moves[0].paths, vec![RelPath::new(to.clone())]);
+            assert_eq!(
+                p.moves[0].basis,
+                Some(Basis::Tree {
+                    from: RelPath::new(name)
+                })
+            );
+        }
     }
 }

@@ -59,6 +59,8 @@ pub fn command(options: &RsyncOptions, target: &Target, root: &Path, batch: &Bat
             one_level: run.one_level,
             // The budget holds what sersync sends; a script run by hand is the operator's.
             max_delete: None,
+            // The script sends moves as plain changes (runs_by_name has no move runs).
+            basis: None,
         };
         for arg in arguments(options, target, shape) {
             out.push(b' ');

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use super::command::{arguments, RunShape, Target};
+use super::command::{arguments, BasisShape, RunShape, Target};
 use super::guard::{self, Approval, RootIdentity};
-use super::plan::{Run, TransferPlan};
+use super::plan::{Basis, Run, TransferPlan};
 use super::progress;
 use super::watchdog::{self, Watchdog};
 use super::{ancestry, audit, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
@@ -178,6 +178,10 @@ impl RsyncSink {
     /// (and delete within) its entries.
     fn file_list(run: &Run) -> Vec<u8> {
         let mut list = Vec::new();
+        if matches!(run.basis, Some(Basis::Tree { .. })) {
+            // Its directory is an operand.
+            return list;
+        }
         for path in &run.paths {
             if path.is_root() {
                 list.push(b'.');
@@ -192,8 +196,21 @@ impl RsyncSink {
         list
     }
 
-    fn shape<'a>(&self, run: &Run, exclude_file: Option<&'a std::path::Path>) -> RunShape<'a> {
+    fn shape<'a>(
+        &self,
+        run: &'a Run,
+        exclude_file: Option<&'a std::path::Path>,
+        basis_dir: Option<&'a std::ffi::OsStr>,
+    ) -> RunShape<'a> {
+        let basis = match (&run.basis, basis_dir, run.paths.first()) {
+            (Some(Basis::Fuzzy), _, _) => Some(BasisShape::Fuzzy),
+            (Some(Basis::Tree { .. }), Some(basis), Some(dir)) => {
+                Some(BasisShape::Tree { dir, basis })
+            }
+            _ => None,
+        };
         RunShape {
+            basis,
             recursive: run.is_recursive(),
             exclude_file,
             ignore_times: run.ignore_times,
@@ -296,7 +313,24 @@ impl RsyncSink {
             Output::Progress(entry) => Some(entry),
             _ => None,
         };
-        let rules = if run.one_level {
+        let basis_dir = match &run.basis {
+            Some(Basis::Tree { from }) => {
+                let basis = self.target.basis_directory(&self.options, from);
+                Some(basis.ok_or_else(|| {
+                    SinkError::retryable(format!(
+                        "no --copy-dest for {} on {}: the remote path is not absolute",
+                        from,
+                        self.remote()
+                    ))
+                })?)
+            }
+            _ => None,
+        };
+        let rules = if let (Some(Basis::Tree { .. }), Some(dir)) = (&run.basis, run.paths.first()) {
+            let rules = excludes::collect_within(&self.root, dir, self.filter.as_ref())
+                .map_err(|e| SinkError::retryable(format!("listing excludes: reading {e}")))?;
+            Some(rules)
+        } else if run.one_level {
             Some(excludes::collect_one_level(
                 &self.root,
                 &run.paths,
@@ -322,7 +356,11 @@ impl RsyncSink {
         let shape = RunShape {
             progress: progress.is_some(),
             max_delete,
-            ..self.shape(run, exclude_file.as_ref().map(|f| f.path()))
+            ..self.shape(
+                run,
+                exclude_file.as_ref().map(|f| f.path()),
+                basis_dir.as_deref(),
+            )
         };
         let mut args = arguments(&self.options, &self.target, shape);
         // Before the source and destination, which stay last.
@@ -438,6 +476,7 @@ impl Auditor for RsyncSink {
             subtrees: vec![RelPath::ROOT],
             ignore_times: false,
             one_level: false,
+            basis: None,
         };
         let out = self.run_rsync(
             &run,
@@ -451,7 +490,64 @@ impl Auditor for RsyncSink {
 
 impl Sink for RsyncSink {
     fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let plan = TransferPlan::for_batch(batch, self.options.delete);
+        let mut plan = TransferPlan::for_batch(batch, self.options.delete);
+        let mut approved = false;
+        // Moves first, while the remote still has the old names (the deletes come last):
+        // what one sends is taken out of the changes run; one that fails, for whatever
+        // reason, leaves its paths to the changes run, which sends them without a basis.
+        let mut moves = std::mem::take(&mut plan.moves);
+        let root = &self.root;
+        for run in &mut moves {
+            // Without -R, rsync would follow a symlink standing where a directory was; with
+            // -R, send an ancestor that is no directory as a directory: such paths are left
+            // to the changes run, which lists what stands there.
+            if matches!(run.basis, Some(Basis::Tree { .. })) {
+                run.paths
+                    .retain(|dir| ancestry::is_real_directory(dir, root));
+            } else {
+                run.paths.retain(|file| {
+                    file.parent()
+                        .is_none_or(|dir| dir.is_root() || ancestry::is_real_directory(&dir, root))
+                });
+            }
+        }
+        moves.retain(|run| match &run.basis {
+            // Over ssh to a relative path there is no --copy-dest to give.
+            Some(Basis::Tree { from }) => self.target.basis_directory(&self.options, from).is_some(),
+            _ => true,
+        } && !run.paths.is_empty());
+        // A directory's move run writes into its place on the remote, following whatever
+        // stands there: a symlink left from before (`rm current; mv release current`) would
+        // take it elsewhere. So each new name (and the directories above it, which -R sends
+        // too) is first made a real directory on the remote, by a run that sends just those
+        // directories; when it fails, the directories are left to the changes run.
+        let trees: Vec<RelPath> = moves
+            .iter()
+            .filter(|run| matches!(run.basis, Some(Basis::Tree { .. })))
+            .flat_map(|run| run.paths.iter().cloned())
+            .collect();
+        if !trees.is_empty() {
+            let places = Run {
+                paths: trees,
+                ignore_times: true,
+                ..Run::default()
+            };
+            if let Err(e) = self.execute_guarded(&places, &mut approved) {
+                tracing::debug!(remote = %self.remote(), error = %e.message, "could not make the new names of moved directories directories on the remote; the moves are sent without a basis");
+                moves.clear();
+            }
+        }
+        // After one fails, the others are not tried: a slave that hangs costs one I/O
+        // timeout more, not one per move.
+        for run in moves {
+            match self.execute_guarded(&run, &mut approved) {
+                Ok(()) => plan.moved(&run),
+                Err(e) => {
+                    tracing::debug!(remote = %self.remote(), error = %e.message, "a move run failed; its paths, and the other moves', are sent without a basis");
+                    break;
+                }
+            }
+        }
         // Rescans, then changes, then deletes: what a delete's directory holds on the remote
         // may only be right once the changes are there (a file there that is a directory
         // now). A run that fails for a passing reason does not stop the others, so a retry
@@ -460,10 +556,9 @@ impl Sink for RsyncSink {
         // More deletes than the budget allows: held before they are sent (the other runs go
         // out), unless the operator approved.
         let mut held = None;
-        let mut approved = false;
         if let Some(budget) = self.options.safety.max_deletes {
             if plan.deleted.len() as u64 > budget {
-                approved = self.approval.take();
+                approved = approved || self.approval.take();
                 if !approved {
                     let would: Vec<String> = plan.deleted.iter().map(|p| p.to_string()).collect();
                     held = Some(self.hold(budget, &would));
@@ -505,7 +600,7 @@ impl Sink for RsyncSink {
             command.extend(arguments(
                 &self.options,
                 &self.target,
-                self.shape(run, None),
+                self.shape(run, None, None),
             ));
             lines.push(format!(
                 "would run in {}: {}",
