@@ -1,7 +1,9 @@
-//! The rsync sink: at most four rsync processes per batch per remote (one per kind of
-//! run), paths on stdin, never a shell.
+//! The rsync sink: per batch per remote, first the move runs (renames rebuilt on the remote
+//! from their old names, `--copy-dest`, at most 8 per batch), then at most four runs (one per
+//! kind: rescans, changes, present, deletes), paths on stdin or as `./`-prefixed words,
+//! never a shell.
 //!
-//! Each run is `rsync <commonParams> -R --files-from=- --from0 … ./ TARGET` in the watch
+//! Each of the four runs is `rsync <commonParams> -R --files-from=- --from0 … ./ TARGET` in the watch
 //! root, with its paths written NUL-separated to its standard input:
 //! - changed paths and created files are listed as they are (one gone since is skipped,
 //!   `--ignore-missing-args`: its delete is an event of its own);
