@@ -37,40 +37,42 @@ pub fn respond(request: &Request, control: &dyn Control) -> Response {
 
 /// `POST /sync?watch=/root&remote=text`: a full sync of the matching rsync lanes.
 fn sync(request: &Request, control: &dyn Control) -> Response {
-    if request.body_len > 0 {
-        return Response::text(
-            400,
-            "POST /sync takes no body: pass watch= and remote= in the query string",
-        );
-    }
-    let filters = match SyncFilters::parse(request.query.as_deref().unwrap_or("")) {
+    let filters = match filters(request, "POST /sync", "watch= and remote=") {
         Ok(filters) => filters,
-        Err(message) => return Response::text(400, format!("bad request: {message}")),
+        Err(refused) => return refused,
     };
     let lanes = control.request_full_sync(filters.watch.as_deref(), filters.remote.as_deref());
-    if lanes == 0 {
-        let error = format!("no rsync lane matches{}", filters.describe());
-        return Response::json(404, &json!({ "lanes": 0, "error": error }));
-    }
-    Response::json(200, &json!({ "lanes": lanes }))
+    lanes_reply(lanes, "rsync lane", &filters)
 }
 
 /// `POST /approve?remote=text`: the next delivery the delete budget would hold on the
 /// matching lanes goes through.
 fn approve(request: &Request, control: &dyn Control) -> Response {
-    if request.body_len > 0 {
-        return Response::text(
-            400,
-            "POST /approve takes no body: pass remote= in the query string",
-        );
-    }
-    let filters = match SyncFilters::parse(request.query.as_deref().unwrap_or("")) {
+    let filters = match filters(request, "POST /approve", "remote=") {
         Ok(filters) => filters,
-        Err(message) => return Response::text(400, format!("bad request: {message}")),
+        Err(refused) => return refused,
     };
     let lanes = control.approve_deletes(filters.remote.as_deref());
+    lanes_reply(lanes, "lane with a delete budget", &filters)
+}
+
+/// The filters of a `route` that takes no body, only `params` in its query string; a 400
+/// when it has a body or a bad query.
+fn filters(request: &Request, route: &str, params: &str) -> Result<SyncFilters, Response> {
+    if request.body_len > 0 {
+        return Err(Response::text(
+            400,
+            format!("{route} takes no body: pass {params} in the query string"),
+        ));
+    }
+    SyncFilters::parse(request.query.as_deref().unwrap_or(""))
+        .map_err(|message| Response::text(400, format!("bad request: {message}")))
+}
+
+/// `{"lanes": N}`, or a 404 naming what no `kind` of lane matched.
+fn lanes_reply(lanes: usize, kind: &str, filters: &SyncFilters) -> Response {
     if lanes == 0 {
-        let error = format!("no lane with a delete budget matches{}", filters.describe());
+        let error = format!("no {kind} matches{}", filters.describe());
         return Response::json(404, &json!({ "lanes": 0, "error": error }));
     }
     Response::json(200, &json!({ "lanes": lanes }))
