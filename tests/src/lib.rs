@@ -3,6 +3,7 @@
 //! - [`RsyncDaemon`]: an rsync daemon on 127.0.0.1 with `auth users` and a `secrets file`,
 //!   as slaves run it, one module per remote.
 //! - [`Sersync`]: the built `sersync` binary running against a generated `confxml.xml`.
+//! - [`SshServer`]: a real sshd on 127.0.0.1 with generated keys, for ssh remotes.
 //! - [`Stage`]: a temporary source tree and a daemon, the start of most tests.
 //! - [`tree_diff`]: byte-for-byte comparison of two trees (names, types, contents, modes,
 //!   symlink targets).
@@ -28,6 +29,7 @@ mod http;
 pub mod peers;
 pub mod random;
 mod sersync;
+mod sshd;
 mod stage;
 
 pub use capture::SharedBuffer;
@@ -36,6 +38,7 @@ pub use daemon::{free_port, RsyncDaemon, USER};
 pub use examples::{build_example, build_wat_example, wasm_target_installed, WASM_TARGET};
 pub use http::{http, http_bytes};
 pub use sersync::{sersync_bin, user_ids, ConfigBuilder, Frozen, Sersync};
+pub use sshd::SshServer;
 pub use stage::Stage;
 
 use std::time::{Duration, Instant};

@@ -55,6 +55,7 @@ pub struct ConfigBuilder {
     sersync_extra: String,
     rsync_extra: String,
     common_params: String,
+    ssh: bool,
 }
 
 impl ConfigBuilder {
@@ -70,6 +71,7 @@ impl ConfigBuilder {
             sersync_extra: String::new(),
             rsync_extra: String::new(),
             common_params: "-artuz".into(),
+            ssh: false,
         }
     }
 
@@ -80,6 +82,21 @@ impl ConfigBuilder {
             port: daemon.port(),
             password_file: daemon.password_file(),
             module: module.to_string(),
+        });
+        self
+    }
+
+    /// Adds a remote reached over ssh (`<rsync><ssh start="true"/>`): the absolute directory
+    /// `path` on `server`. Every remote of the configuration is then an ssh one (the switch is
+    /// global in the format), with no password file or port in the file: the port is in the
+    /// client configuration of [`crate::SshServer::path_env`]'s `ssh`.
+    pub fn ssh_remote(mut self, path: &Path) -> Self {
+        self.ssh = true;
+        self.remotes.push(Remote {
+            address: "127.0.0.1".into(),
+            port: 0,
+            password_file: PathBuf::new(),
+            module: path.display().to_string(),
         });
         self
     }
@@ -197,7 +214,9 @@ impl ConfigBuilder {
         }
         x.push_str("    </localpath>\n    <rsync>\n");
         let _ = writeln!(x, "      <commonParams params=\"{}\"/>", self.common_params);
-        if let Some(r) = self.remotes.first() {
+        if self.ssh {
+            x.push_str("      <ssh start=\"true\"/>\n");
+        } else if let Some(r) = self.remotes.first() {
             let _ = writeln!(
                 x,
                 "      <auth start=\"true\" users=\"{USER}\" passwordfile=\"{}\"/>",
