@@ -205,28 +205,66 @@ fn deletes_beyond_the_budget_are_held_then_approved_and_converge() {
     assert_converges(&stage.src, &dst, WAIT);
 }
 
-#[test]
-fn a_full_sync_beyond_the_budget_stops_deleting_and_is_released_by_approve() {
+/// A slave holding `remote` files, a source holding `source` of them (the same names and
+/// contents) and one more, `sersync -r` with `safety` (a `<deleteSafety>` element): the full
+/// sync is held with nothing deleted on the slave (`expect` in the message), then released by
+/// `POST /approve` and converges.
+fn full_sync_held_until_approved(remote: usize, source: usize, safety: &str, expect: &str) {
     let stage = Stage::new(&["www"]);
-    fill(&stage.dst("www"), 40);
+    fill(&stage.dst("www"), remote);
+    fill(&stage.src, source);
     fs::write(stage.src.join("only"), "o").unwrap();
     let port = free_port();
     let config = stage.config("www", |c| {
         c.head_xml(&format!(
             "<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n{ENGINE}"
         ))
-        .rsync_xml("      <deleteSafety maxDeletes=\"5\"/>\n")
+        .rsync_xml(safety)
     });
     let sersync = Sersync::start(&config, &["-r"], stage.path());
     sersync
         .wait_for_log("held by the delete budget", WAIT)
         .unwrap();
-    // rsync's --max-delete: at most the budget is deleted before the run stops deleting.
-    let left = count(&stage.dst("www"));
-    assert!(left > 40 - 5, "{left} left of 40 (+1 sent)");
+    let log = sersync.log();
+    assert!(log.contains(expect), "{log}");
+    assert!(log.contains("first: "), "{log}");
+    let status = wait_for(WAIT, || {
+        let (_, body) = http(port, "GET", "/status")?;
+        body.contains("would be deleted")
+            .then_some(body.clone())
+            .ok_or(body)
+    })
+    .unwrap();
+    assert!(status.contains(expect), "{status}");
+    // Counted before anything was deleted: nothing is, while the rest was sent.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&stage.dst("www")), remote + 1, "held, not sent");
+    assert!(stage.dst("www").join("only").exists());
     let (code, body) = http(port, "POST", "/approve").unwrap();
     assert_eq!(code, 200, "{body}");
     assert_converges(&stage.src, &stage.dst("www"), WAIT);
+}
+
+#[test]
+fn a_full_sync_beyond_the_budget_deletes_nothing_until_approved() {
+    full_sync_held_until_approved(
+        40,
+        0,
+        "      <deleteSafety maxDeletes=\"5\"/>\n",
+        "(maxDeletes 5;",
+    );
+}
+
+#[test]
+fn a_full_sync_deleting_more_than_max_delete_percent_of_the_remote_is_held() {
+    // 12 of the remote's 21 entries (20 files and sub/) would go: 57 % > 50 %. No count
+    // budget, so only the share holds it.
+    full_sync_held_until_approved(
+        20,
+        8,
+        "      <deleteSafety maxDeletes=\"0\" maxDeletePercent=\"50\"/>\n",
+        "12 entries would be deleted",
+    );
 }
 
 /// Runs `mount` (or `umount`) with `args`; false when it is refused.

@@ -17,6 +17,8 @@ use crate::audit::{Auditor, Drift};
 use crate::progress::{ProgressDisplay, ProgressReporter};
 use crate::SinkSpec;
 
+mod guarded;
+
 /// The rsync sink for one `<remote>` of one `<localpath>`.
 #[derive(Debug)]
 pub struct RsyncSpec {
@@ -241,61 +243,6 @@ impl RsyncSink {
             None => Output::Discard,
         };
         self.run_rsync(run, output, &[], max_delete).map(drop)
-    }
-
-    /// Runs `run` under the guards (see [`guard`]): a whole-root run with `--delete` of an
-    /// empty root is refused when the remote holds anything, and a run that reaches the
-    /// delete budget is held (or, once approved, run again without it). `approved` is the
-    /// operator's go-ahead for this delivery, taken at most once per delivery.
-    fn execute_guarded(&self, run: &Run, approved: &mut bool) -> Result<(), SinkError> {
-        let safety = self.options.safety;
-        let deletes = self.options.delete && (run.is_recursive() || run.one_level);
-        let whole_root = run.subtrees.iter().any(RelPath::is_root);
-        if deletes
-            && !safety.allow_empty_root
-            && whole_root
-            && guard::root_is_empty(&self.root, self.filter.as_ref())
-        {
-            let would = self.deletions(run)?;
-            if !would.is_empty() {
-                let error = guard::empty_root(&self.remote(), &self.root, &would);
-                tracing::error!("{}", error.message);
-                return Err(error);
-            }
-        }
-        let progress = self.progress_for(run);
-        let budget = safety.max_deletes.filter(|_| !*approved);
-        match self.execute(run, progress, budget) {
-            Err(e) if exit::is_delete_budget(&e) => {
-                if self.approval.take() {
-                    *approved = true;
-                    tracing::warn!(remote = %self.remote(), root = %self.root.display(), "delete budget reached; approved by the operator, deleting without it");
-                    return self.execute(run, progress, None);
-                }
-                let would = self.deletions(run).unwrap_or_default();
-                let budget = safety.max_deletes.unwrap_or_default();
-                Err(self.hold(budget, &would))
-            }
-            other => other,
-        }
-    }
-
-    /// What `run` would delete on the remote, from a dry run without the budget.
-    fn deletions(&self, run: &Run) -> Result<Vec<String>, SinkError> {
-        let out = self.run_rsync(
-            run,
-            Output::Capture,
-            &["--dry-run", "--out-format=%i %n"],
-            None,
-        )?;
-        Ok(guard::deletions(&out))
-    }
-
-    /// The error (logged) of a delivery held by the delete budget.
-    fn hold(&self, budget: u64, would: &[String]) -> SinkError {
-        let error = guard::held(&self.remote(), &self.root, budget, would);
-        tracing::error!("{}", error.message);
-        error
     }
 
     /// Runs rsync for `run` with `extra` arguments and the delete budget `max_delete`;
@@ -561,7 +508,7 @@ impl Sink for RsyncSink {
                 approved = approved || self.approval.take();
                 if !approved {
                     let would: Vec<String> = plan.deleted.iter().map(|p| p.to_string()).collect();
-                    held = Some(self.hold(budget, &would));
+                    held = Some(self.hold(guard::Limit::Count(budget), &would));
                 }
             }
         }
