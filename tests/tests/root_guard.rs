@@ -333,3 +333,131 @@ fn a_root_whose_file_system_is_unmounted_keeps_the_slave_and_resumes_when_remoun
     drop(sersync);
     drop(mounted);
 }
+
+/// A mount namespace of the test's own (`unshare -m --propagation private`), held by a
+/// sleeping process: what is mounted in it is seen by nothing outside (not by the slave, not
+/// by the machine), reached through `nsenter` and `/proc/PID/root`, and gone with it.
+struct Namespace(std::process::Child);
+
+impl Namespace {
+    /// None when `unshare` cannot make one here.
+    fn new() -> Option<Namespace> {
+        let holder = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sleep", "600"])
+            .spawn()
+            .ok()?;
+        let namespace = Namespace(holder);
+        let ours = fs::read_link("/proc/self/ns/mnt").ok()?;
+        let theirs = format!("/proc/{}/ns/mnt", namespace.0.id());
+        wait_for(Duration::from_secs(10), || match fs::read_link(&theirs) {
+            Ok(ns) if ns != ours => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+        .ok()?;
+        Some(namespace)
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    /// Runs `program` with `args` in the namespace; false when it fails.
+    fn run(&self, program: &str, args: &[&str]) -> bool {
+        Command::new("nsenter")
+            .args(["-t", &self.pid(), "-m", "--", program])
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// `path` as the namespace sees it.
+    fn path(&self, path: &Path) -> PathBuf {
+        Path::new("/proc")
+            .join(self.pid())
+            .join("root")
+            .join(path.strip_prefix("/").unwrap())
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_tmpfs_root_unmounted_keeps_the_slave_at_run_time_and_at_start_up_and_a_reload_takes_it_back() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a file system on the watch root needs root");
+        return;
+    }
+    let Some(ns) = Namespace::new() else {
+        eprintln!("skipped: unshare -m is refused here");
+        return;
+    };
+    let stage = Stage::new(&["www"]);
+    let src = stage.src.display().to_string();
+    let tmpfs = [
+        "-t",
+        "tmpfs",
+        "-o",
+        "mode=0755",
+        "sersync-test",
+        src.as_str(),
+    ];
+    assert!(ns.run("mount", &tmpfs));
+    let inside = ns.path(&stage.src);
+    fill(&inside, 51);
+    let port = free_port();
+    let config = stage.config("www", |c| {
+        c.head_xml(&format!(
+            "<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n{ENGINE}"
+        ))
+    });
+    let pid = ns.pid();
+    let under = ["nsenter", "-t", pid.as_str(), "-m", "--"];
+    let dst = stage.dst("www");
+    let mut sersync = Sersync::start_under(&under, &config, &["-r"], stage.path());
+    assert_converges(&inside, &dst, WAIT);
+    assert_eq!(count(&dst), 51);
+
+    // Unmounted while running: the root's own watch says IN_UNMOUNT.
+    assert!(ns.run("umount", &[&src]), "umount refused");
+    sersync
+        .wait_for_log("its file system was unmounted", WAIT)
+        .unwrap();
+    assert_shown_lost(port, &stage.src);
+    let (code, _) = http(port, "POST", "/sync").unwrap();
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&dst), 51, "the slave keeps every file");
+
+    // Started again with -r on the empty mount point: refused, the slave keeps every file.
+    sersync.terminate(Duration::from_secs(10));
+    let sersync = Sersync::start_under(&under, &config, &["-r"], stage.path());
+    sersync
+        .wait_for_log("refusing to sync the empty watch root", WAIT)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&dst), 51, "the slave keeps every file");
+
+    // Mounted again, the files restored and one more: a new tmpfs is another device, so the
+    // root waits for the operator's reload, which takes it and pushes it whole.
+    assert!(ns.run("mount", &tmpfs));
+    fill(&inside, 51);
+    fs::write(inside.join("after-remount"), "r").unwrap();
+    sersync
+        .wait_for_log("on another file system", WAIT)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&dst), 51, "nothing sent before the reload");
+    sersync.signal(libc::SIGHUP);
+    sersync
+        .wait_for_log("configuration reloaded", WAIT)
+        .unwrap();
+    assert_converges(&inside, &dst, WAIT);
+    assert!(dst.join("after-remount").exists());
+    drop(sersync);
+}
