@@ -518,6 +518,47 @@ fn a_file_renamed_in_its_directory_is_built_from_its_old_name() {
 }
 
 #[test]
+fn files_moved_into_other_directories_are_built_from_their_old_ones() {
+    let s = plain();
+    let mut rng = Rng::new(20);
+    fs::create_dir_all(s.src.join("in")).unwrap();
+    fs::create_dir_all(s.src.join("-out dir")).unwrap();
+    random_file(&s.src.join("in/a.iso"), &mut rng, 20 * MIB);
+    random_file(&s.src.join("in/b.iso"), &mut rng, 20 * MIB);
+    random_file(&s.src.join("in/c.iso"), &mut rng, 4096);
+    s.converges();
+    let before = received_by_slave(&s.daemon);
+    // Into a directory whose name must not be read as an option, under a hostile name; into
+    // the root; and one whose content changed on the way (the basis is not taken as equal).
+    let hostile = s
+        .src
+        .join("-out dir")
+        .join(std::ffi::OsStr::from_bytes(b"a\nmoved \xff.iso"));
+    fs::rename(s.src.join("in/a.iso"), &hostile).unwrap();
+    fs::rename(s.src.join("in/b.iso"), s.src.join("b.iso")).unwrap();
+    let frozen = s.sersync.freeze();
+    let mtime = fs::metadata(s.src.join("in/c.iso"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    random_file(&s.src.join("in/c.iso"), &mut rng, 4096);
+    fs::File::options()
+        .write(true)
+        .open(s.src.join("in/c.iso"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    fs::rename(s.src.join("in/c.iso"), s.src.join("-out dir/c.iso")).unwrap();
+    drop(frozen);
+    s.converges();
+    let moved = received_by_slave(&s.daemon) - before;
+    assert!(
+        moved < (40 * MIB / 20) as u64,
+        "moving files of 40 MiB into other directories sent the slave {moved} bytes"
+    );
+}
+
+#[test]
 fn a_rename_converges_when_the_slave_lacks_or_holds_another_old_name() {
     let s = plain();
     let mut rng = Rng::new(18);
