@@ -128,8 +128,8 @@ pub struct RunShape<'a> {
     pub progress: bool,
     /// The listed directories are made to match one level deep (`--dirs --delete`).
     pub one_level: bool,
-    /// rsync's `--max-delete=N` on a run that deletes: the delete budget (exit 25 when it
-    /// stopped deletions).
+    /// rsync's `--max-delete=N` on a run that deletes: `0` counts (nothing is deleted), else
+    /// the delete budget (exit 25, or the receiver's warning, when it stopped deletions).
     pub max_delete: Option<u64>,
     /// A move run's basis on the remote.
     pub basis: Option<BasisShape<'a>>,

@@ -1,5 +1,6 @@
 //! What keeps a run from wiping a remote: the root guard, the empty-root refusal and the
-//! delete budget (`<rsync><deleteSafety maxDeletes allowEmptyRoot>`).
+//! delete budget (`<rsync><deleteSafety maxDeletes maxDeletePercent allowEmptyRoot>`). This
+//! module decides; `sink/guarded.rs` runs each run under them.
 //!
 //! - **Root guard.** Each sink instance records the watch root's device (`st_dev`) when it
 //!   starts (the daemon's start, or a reload). Before every run the root must still be a
@@ -14,15 +15,17 @@
 //!   first asks rsync what it would delete (a dry run); if the remote holds anything the run
 //!   is refused with an error that says why, unless `allowEmptyRoot="true"`. An empty
 //!   remote costs one dry run and nothing else.
-//! - **Delete budget** (`maxDeletes`, default [`DEFAULT_MAX_DELETES`], `0` turns it off): a
-//!   batch whose events delete more paths than the budget is held before its deletes are
-//!   sent (its other runs go out); every run with `--delete` gets rsync's own
-//!   `--max-delete=N`, so a directory whose remote subtree is larger than the events said,
-//!   or a full sync, deletes at most N entries and then stops deleting (exit 25), which
-//!   is classified as held. A held delivery says how many entries would be deleted and the
-//!   first of them (a dry run), in the log and as the lane's last error in `/status`; it is
-//!   released by `POST /approve` (the next delivery of that remote deletes without a
-//!   budget) or by raising the budget and reloading (SIGHUP).
+//! - **Delete budget** (`maxDeletes`, default [`DEFAULT_MAX_DELETES`], `0` turns it off;
+//!   `maxDeletePercent`, off unless set): a batch whose events delete more paths than the
+//!   budget is held before its deletes are sent (its other runs go out); every run that may
+//!   delete is counted before it deletes (a first pass with `--max-delete=0`, which sends and
+//!   deletes nothing, then, within the budget — and for a full sync within
+//!   `maxDeletePercent` of what the remote holds, [`remote_share`] — the pass that deletes),
+//!   so a directory whose remote subtree is larger than the events said, or a full sync,
+//!   deletes nothing beyond the budget. A held delivery says how many entries would be
+//!   deleted and the first of them (a dry run), in the log and as the lane's last error in
+//!   `/status`; it is released by `POST /approve` (the next delivery of that remote deletes
+//!   without a budget) or by raising the budget and reloading (SIGHUP).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;

@@ -25,7 +25,9 @@
 //! each file from the same file below the old name on the remote (`--copy-dest`); files
 //! renamed within their directory are sent in one run where rsync looks in that directory
 //! on the remote for a file of the same size and mtime (`--fuzzy`), the old name, which the
-//! deletes remove only afterwards. A basis only spares data: every file is still compared
+//! deletes remove only afterwards; files moved into another directory are sent from that
+//! directory, one run per directory, rsync looking for each in their old directories
+//! (`--copy-dest`, `--fuzzy --fuzzy`). A basis only spares data: every file is still compared
 //! (`--ignore-times`, so by checksums, never by size and mtime alone) and what differs or has
 //! no basis is sent. The sink first sends the renamed directories' new names alone, so that
 //! they are real directories on the remote before a run writes into them. A move run that
