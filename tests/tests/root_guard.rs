@@ -395,7 +395,10 @@ fn a_tmpfs_root_unmounted_keeps_the_slave_at_run_time_and_at_start_up_and_a_relo
     }
     let Some(ns) = Namespace::new() else {
         // CI runs as root with util-linux: there the test must run, not skip.
-        assert!(std::env::var_os("CI").is_none(), "unshare -m is refused in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare -m is refused in CI"
+        );
         eprintln!("skipped: unshare -m is refused here");
         return;
     };
@@ -426,7 +429,13 @@ fn a_tmpfs_root_unmounted_keeps_the_slave_at_run_time_and_at_start_up_and_a_relo
     assert_eq!(count(&dst), 51);
 
     // Unmounted while running: the root's own watch says IN_UNMOUNT.
-    assert!(ns.run("umount", &[&src]), "umount refused");
+    // Busy while an rsync run (its working directory is the root) or a walk is in it.
+    wait_for(WAIT, || {
+        ns.run("umount", &[&src])
+            .then_some(())
+            .ok_or("umount refused".to_string())
+    })
+    .unwrap();
     sersync
         .wait_for_log("its file system was unmounted", WAIT)
         .unwrap();

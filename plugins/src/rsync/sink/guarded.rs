@@ -71,7 +71,7 @@ impl RsyncSink {
             }
         }
         let Some(limit) = held else {
-            return match self.execute(run, None, safety.max_deletes) {
+            return match self.execute(run, progress, safety.max_deletes) {
                 // More to delete than a moment ago, past the budget: what is past it waits.
                 Err(e) if exit::is_delete_budget(&e) => {
                     let would = self.deletions(run).unwrap_or_default();
@@ -83,7 +83,7 @@ impl RsyncSink {
         if self.approval.take() {
             *approved = true;
             tracing::warn!(remote = %self.remote(), root = %self.root.display(), "delete budget reached; approved by the operator, deleting without it");
-            return self.execute(run, None, None);
+            return self.execute(run, progress, None);
         }
         let would = match would {
             Some(would) => would,
