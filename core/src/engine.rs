@@ -362,6 +362,18 @@ impl Engine {
         self.lanes.iter().map(|l| l.lane.id().clone()).collect()
     }
 
+    /// The lanes whose watch root is not lost now: those a reload carries on as they are.
+    /// The others are as new to the next engine, which pushes their root whole (when the
+    /// reload accepts a root back on another device, it is sent whole, as a root back on its
+    /// own device is rescanned).
+    pub fn kept_lane_ids(&self) -> Vec<LaneId> {
+        self.lanes
+            .iter()
+            .filter(|l| self.root_guard.lost(l.lane.watch()).is_none())
+            .map(|l| l.lane.id().clone())
+            .collect()
+    }
+
     /// The lanes, with whether each takes full syncs (rsync lanes do).
     pub fn lanes(&self) -> impl Iterator<Item = (&Arc<Lane>, bool)> {
         self.lanes.iter().map(|l| (&l.lane, l.full_syncs))

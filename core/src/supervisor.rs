@@ -72,7 +72,7 @@ pub fn supervise(
             }
             Notice::Reload => match reload(path, options) {
                 Ok((prepared, access)) => {
-                    let previous = engine.lane_ids();
+                    let previous = engine.kept_lane_ids();
                     engine.stop(options.shutdown_deadline);
                     // The board shows the start-up full sync only, not the new lanes'.
                     if let Some(board) = &options.progress {

@@ -205,28 +205,66 @@ fn deletes_beyond_the_budget_are_held_then_approved_and_converge() {
     assert_converges(&stage.src, &dst, WAIT);
 }
 
-#[test]
-fn a_full_sync_beyond_the_budget_stops_deleting_and_is_released_by_approve() {
+/// A slave holding `remote` files, a source holding `source` of them (the same names and
+/// contents) and one more, `sersync -r` with `safety` (a `<deleteSafety>` element): the full
+/// sync is held with nothing deleted on the slave (`expect` in the message), then released by
+/// `POST /approve` and converges.
+fn full_sync_held_until_approved(remote: usize, source: usize, safety: &str, expect: &str) {
     let stage = Stage::new(&["www"]);
-    fill(&stage.dst("www"), 40);
+    fill(&stage.dst("www"), remote);
+    fill(&stage.src, source);
     fs::write(stage.src.join("only"), "o").unwrap();
     let port = free_port();
     let config = stage.config("www", |c| {
         c.head_xml(&format!(
             "<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n{ENGINE}"
         ))
-        .rsync_xml("      <deleteSafety maxDeletes=\"5\"/>\n")
+        .rsync_xml(safety)
     });
     let sersync = Sersync::start(&config, &["-r"], stage.path());
     sersync
         .wait_for_log("held by the delete budget", WAIT)
         .unwrap();
-    // rsync's --max-delete: at most the budget is deleted before the run stops deleting.
-    let left = count(&stage.dst("www"));
-    assert!(left > 40 - 5, "{left} left of 40 (+1 sent)");
+    let log = sersync.log();
+    assert!(log.contains(expect), "{log}");
+    assert!(log.contains("first: "), "{log}");
+    let status = wait_for(WAIT, || {
+        let (_, body) = http(port, "GET", "/status")?;
+        body.contains("would be deleted")
+            .then_some(body.clone())
+            .ok_or(body)
+    })
+    .unwrap();
+    assert!(status.contains(expect), "{status}");
+    // Counted before anything was deleted: nothing is, while the rest was sent.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&stage.dst("www")), remote + 1, "held, not sent");
+    assert!(stage.dst("www").join("only").exists());
     let (code, body) = http(port, "POST", "/approve").unwrap();
     assert_eq!(code, 200, "{body}");
     assert_converges(&stage.src, &stage.dst("www"), WAIT);
+}
+
+#[test]
+fn a_full_sync_beyond_the_budget_deletes_nothing_until_approved() {
+    full_sync_held_until_approved(
+        40,
+        0,
+        "      <deleteSafety maxDeletes=\"5\"/>\n",
+        "(maxDeletes 5;",
+    );
+}
+
+#[test]
+fn a_full_sync_deleting_more_than_max_delete_percent_of_the_remote_is_held() {
+    // 12 of the remote's 21 entries (20 files and sub/) would go: 57 % > 50 %. No count
+    // budget, so only the share holds it.
+    full_sync_held_until_approved(
+        20,
+        8,
+        "      <deleteSafety maxDeletes=\"0\" maxDeletePercent=\"50\"/>\n",
+        "12 entries would be deleted",
+    );
 }
 
 /// Runs `mount` (or `umount`) with `args`; false when it is refused.
@@ -294,4 +332,143 @@ fn a_root_whose_file_system_is_unmounted_keeps_the_slave_and_resumes_when_remoun
     assert!(stage.dst("www").join("while-unmounted").exists());
     drop(sersync);
     drop(mounted);
+}
+
+/// A mount namespace of the test's own (`unshare -m --propagation private`), held by a
+/// sleeping process: what is mounted in it is seen by nothing outside (not by the slave, not
+/// by the machine), reached through `nsenter` and `/proc/PID/root`, and gone with it.
+struct Namespace(std::process::Child);
+
+impl Namespace {
+    /// None when `unshare` cannot make one here.
+    fn new() -> Option<Namespace> {
+        let holder = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sleep", "600"])
+            .spawn()
+            .ok()?;
+        let namespace = Namespace(holder);
+        let ours = fs::read_link("/proc/self/ns/mnt").ok()?;
+        let theirs = format!("/proc/{}/ns/mnt", namespace.0.id());
+        wait_for(Duration::from_secs(10), || match fs::read_link(&theirs) {
+            Ok(ns) if ns != ours => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+        .ok()?;
+        Some(namespace)
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    /// Runs `program` with `args` in the namespace; false when it fails.
+    fn run(&self, program: &str, args: &[&str]) -> bool {
+        Command::new("nsenter")
+            .args(["-t", &self.pid(), "-m", "--", program])
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// `path` as the namespace sees it.
+    fn path(&self, path: &Path) -> PathBuf {
+        Path::new("/proc")
+            .join(self.pid())
+            .join("root")
+            .join(path.strip_prefix("/").unwrap())
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_tmpfs_root_unmounted_keeps_the_slave_at_run_time_and_at_start_up_and_a_reload_takes_it_back() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a file system on the watch root needs root");
+        return;
+    }
+    let Some(ns) = Namespace::new() else {
+        // CI runs as root with util-linux: there the test must run, not skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare -m is refused in CI"
+        );
+        eprintln!("skipped: unshare -m is refused here");
+        return;
+    };
+    let stage = Stage::new(&["www"]);
+    let src = stage.src.display().to_string();
+    let tmpfs = [
+        "-t",
+        "tmpfs",
+        "-o",
+        "mode=0755",
+        "sersync-test",
+        src.as_str(),
+    ];
+    assert!(ns.run("mount", &tmpfs));
+    let inside = ns.path(&stage.src);
+    fill(&inside, 51);
+    let port = free_port();
+    let config = stage.config("www", |c| {
+        c.head_xml(&format!(
+            "<host hostip=\"127.0.0.1\" port=\"{port}\"/>\n{ENGINE}"
+        ))
+    });
+    let pid = ns.pid();
+    let under = ["nsenter", "-t", pid.as_str(), "-m", "--"];
+    let dst = stage.dst("www");
+    let mut sersync = Sersync::start_under(&under, &config, &["-r"], stage.path());
+    assert_converges(&inside, &dst, WAIT);
+    assert_eq!(count(&dst), 51);
+
+    // Unmounted while running: the root's own watch says IN_UNMOUNT.
+    // Busy while an rsync run (its working directory is the root) or a walk is in it.
+    wait_for(WAIT, || {
+        ns.run("umount", &[&src])
+            .then_some(())
+            .ok_or("umount refused".to_string())
+    })
+    .unwrap();
+    sersync
+        .wait_for_log("its file system was unmounted", WAIT)
+        .unwrap();
+    assert_shown_lost(port, &stage.src);
+    let (code, _) = http(port, "POST", "/sync").unwrap();
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&dst), 51, "the slave keeps every file");
+
+    // Started again with -r on the empty mount point: refused, the slave keeps every file.
+    sersync.terminate(Duration::from_secs(10));
+    let sersync = Sersync::start_under(&under, &config, &["-r"], stage.path());
+    sersync
+        .wait_for_log("refusing to sync the empty watch root", WAIT)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&dst), 51, "the slave keeps every file");
+
+    // Mounted again, the files restored and one more: a new tmpfs is another device, so the
+    // root waits for the operator's reload, which takes it and pushes it whole.
+    assert!(ns.run("mount", &tmpfs));
+    fill(&inside, 51);
+    fs::write(inside.join("after-remount"), "r").unwrap();
+    sersync
+        .wait_for_log("on another file system", WAIT)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&dst), 51, "nothing sent before the reload");
+    sersync.signal(libc::SIGHUP);
+    sersync
+        .wait_for_log("configuration reloaded", WAIT)
+        .unwrap();
+    assert_converges(&inside, &dst, WAIT);
+    assert!(dst.join("after-remount").exists());
+    drop(sersync);
 }

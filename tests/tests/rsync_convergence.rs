@@ -518,6 +518,52 @@ fn a_file_renamed_in_its_directory_is_built_from_its_old_name() {
 }
 
 #[test]
+fn files_moved_into_other_directories_are_built_from_their_old_ones() {
+    let s = plain();
+    let mut rng = Rng::new(20);
+    fs::create_dir_all(s.src.join("in")).unwrap();
+    fs::create_dir_all(s.src.join("-out dir")).unwrap();
+    // Sizes apart: a basis found by size and mtime alone could be another file of the same
+    // size written in the same moment (sent whole then: data, not correctness).
+    random_file(&s.src.join("in/a.iso"), &mut rng, 10 * MIB);
+    random_file(&s.src.join("in/b.iso"), &mut rng, 10 * MIB + 1);
+    random_file(&s.src.join("in/k.iso"), &mut rng, 20 * MIB);
+    random_file(&s.src.join("in/c.iso"), &mut rng, 4096);
+    s.converges();
+    let before = received_by_slave(&s.daemon);
+    // Into a directory whose name must not be read as an option, under a hostile name; into
+    // the root; and one whose content changed on the way (the basis is not taken as equal).
+    let hostile = s
+        .src
+        .join("-out dir")
+        .join(std::ffi::OsStr::from_bytes(b"a\nmoved \xff.iso"));
+    fs::rename(s.src.join("in/a.iso"), &hostile).unwrap();
+    fs::rename(s.src.join("in/b.iso"), s.src.join("b.iso")).unwrap();
+    // Keeping its name: built from the same name in the old directory.
+    fs::rename(s.src.join("in/k.iso"), s.src.join("-out dir/k.iso")).unwrap();
+    let frozen = s.sersync.freeze();
+    let mtime = fs::metadata(s.src.join("in/c.iso"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    random_file(&s.src.join("in/c.iso"), &mut rng, 4096);
+    fs::File::options()
+        .write(true)
+        .open(s.src.join("in/c.iso"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    fs::rename(s.src.join("in/c.iso"), s.src.join("-out dir/c.iso")).unwrap();
+    drop(frozen);
+    s.converges();
+    let moved = received_by_slave(&s.daemon) - before;
+    assert!(
+        moved < (40 * MIB / 20) as u64,
+        "moving files of 40 MiB into other directories sent the slave {moved} bytes"
+    );
+}
+
+#[test]
 fn a_rename_converges_when_the_slave_lacks_or_holds_another_old_name() {
     let s = plain();
     let mut rng = Rng::new(18);
@@ -550,22 +596,47 @@ fn a_rename_converges_when_the_slave_lacks_or_holds_another_old_name() {
 }
 
 /// Not a check: prints what the slave receives for renaming a tree of 1,000 files and one
-/// file, `MEASURE_MIB` MiB each (1024 by default). `SERSYNC_BIN` picks the binary measured.
+/// file, `MEASURE_MIB` MiB each (1024 by default), from sersync and, in the same run on the
+/// same tree, from lsyncd (`default.rsync`, its own daemon) when it is installed.
+/// `SERSYNC_BIN` picks the sersync binary measured.
 /// `cargo test -p sersync-tests --test rsync_convergence measure_renames -- --ignored --nocapture`
 #[test]
 #[ignore = "a measurement of a few GiB of disk and minutes"]
 fn measure_renames() {
+    use sersync_tests::bench::tools::{RunningTool, ToolKind, ToolOptions};
     let mib: u64 = std::env::var("MEASURE_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
     let s = plain();
+    let peer = RsyncDaemon::start(&["ls"]);
+    let peer_dir = s.dir.path().join("lsyncd");
+    fs::create_dir(&peer_dir).unwrap();
+    let options = ToolOptions {
+        sersync_params: String::new(),
+        engine_xml: String::new(),
+    };
+    let lsyncd = RunningTool::start(
+        ToolKind::Lsyncd,
+        &s.src,
+        &peer,
+        &["ls"],
+        &peer_dir,
+        &options,
+        true,
+    )
+    .map_err(|e| println!("MEASURE without lsyncd: {e}"))
+    .ok();
+    let mut slaves = vec![("sersync", s.dst(), &s.daemon)];
+    if lsyncd.is_some() {
+        slaves.push(("lsyncd", peer.module_path("ls"), &peer));
+    }
     let fill = |path: &Path, len: u64| {
         let mut random = fs::File::open("/dev/urandom").unwrap();
         let mut file = fs::File::create(path).unwrap();
         std::io::copy(&mut std::io::Read::take(&mut random, len), &mut file).unwrap();
     };
-    let slow = Duration::from_secs(900);
+    let slow = Duration::from_secs(1800);
     fs::create_dir_all(s.src.join("tree")).unwrap();
     for i in 0..1000 {
         let dir = s.src.join(format!("tree/d{}", i / 100));
@@ -573,32 +644,53 @@ fn measure_renames() {
         fill(&dir.join(format!("f{i}")), mib * (MIB as u64) / 1000);
     }
     fill(&s.src.join("big.iso"), mib * MIB as u64);
-    assert_converges(&s.src, &s.dst(), slow);
-    let (sent_before, before) = slave_bytes(&s.daemon);
+    // Each slave converges on its own clock, from the rename.
+    let converge_all = |started: std::time::Instant| -> Vec<f64> {
+        std::thread::scope(|scope| {
+            let waits: Vec<_> = slaves
+                .iter()
+                .map(|(_, dst, _)| {
+                    let src = &s.src;
+                    scope.spawn(move || {
+                        assert_converges(src, dst, slow);
+                        started.elapsed().as_secs_f64()
+                    })
+                })
+                .collect();
+            waits.into_iter().map(|w| w.join().unwrap()).collect()
+        })
+    };
+    converge_all(std::time::Instant::now());
+    let start: Vec<(u64, u64)> = slaves.iter().map(|(_, _, d)| slave_bytes(d)).collect();
     let started = std::time::Instant::now();
     fs::rename(s.src.join("tree"), s.src.join("tree-2")).unwrap();
-    assert_converges(&s.src, &s.dst(), slow);
-    let tree_secs = started.elapsed().as_secs_f64();
-    let tree = received_by_slave(&s.daemon) - before;
+    let tree_secs = converge_all(started);
+    let mid: Vec<(u64, u64)> = slaves.iter().map(|(_, _, d)| slave_bytes(d)).collect();
     let started = std::time::Instant::now();
     fs::rename(s.src.join("big.iso"), s.src.join("big2.iso")).unwrap();
-    assert_converges(&s.src, &s.dst(), slow);
-    let file_secs = started.elapsed().as_secs_f64();
-    let (sent_after, after) = slave_bytes(&s.daemon);
-    let file = after - before - tree;
+    let file_secs = converge_all(started);
+    let end: Vec<(u64, u64)> = slaves.iter().map(|(_, _, d)| slave_bytes(d)).collect();
     let size = mib * MIB as u64;
-    println!(
-        "MEASURE tree of 1000 files, {size} bytes: slave received {tree} bytes ({:.3}%), converged in {tree_secs:.1} s",
-        100.0 * tree as f64 / size as f64
-    );
-    println!(
-        "MEASURE one file of {size} bytes: slave received {file} bytes ({:.3}%), converged in {file_secs:.1} s",
-        100.0 * file as f64 / size as f64
-    );
-    println!(
-        "MEASURE the slave sent {} bytes for both (checksums of its blocks)",
-        sent_after - sent_before
-    );
+    let share = |bytes: u64| 100.0 * bytes as f64 / size as f64;
+    for (i, (tool, _, _)) in slaves.iter().enumerate() {
+        let tree = mid[i].1 - start[i].1;
+        let file = end[i].1 - mid[i].1;
+        println!(
+            "MEASURE {tool}: tree of 1000 files, {size} bytes: slave received {tree} bytes ({:.3}%), converged in {:.1} s",
+            share(tree),
+            tree_secs[i]
+        );
+        println!(
+            "MEASURE {tool}: one file of {size} bytes: slave received {file} bytes ({:.3}%), converged in {:.1} s",
+            share(file),
+            file_secs[i]
+        );
+        println!(
+            "MEASURE {tool}: the slave sent {} bytes for both (checksums of its blocks, file lists)",
+            end[i].0 - start[i].0
+        );
+    }
+    drop(lsyncd);
 }
 
 #[test]

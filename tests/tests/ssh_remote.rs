@@ -7,9 +7,10 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
-use sersync_tests::random::HOSTILE_NAMES;
+use sersync_tests::random::{Rng, HOSTILE_NAMES};
 use sersync_tests::{assert_converges, ConfigBuilder, Sersync, SshServer};
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -49,6 +50,111 @@ fn hostile_names_created_renamed_and_deleted_converge_over_ssh() {
     fs::remove_dir_all(src.join(OsStr::from_bytes(b"new\nline"))).unwrap();
     fs::remove_file(src.join("before")).unwrap();
     assert_converges(&src, &slave, CONVERGE);
+    assert!(
+        !sersync.log().contains("ERROR"),
+        "errors in the log:\n{}",
+        sersync.log()
+    );
+}
+
+/// A file of `len` random bytes (incompressible).
+fn random_file(path: &Path, rng: &mut Rng, len: usize) {
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        data.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    data.truncate(len);
+    fs::write(path, data).unwrap();
+}
+
+/// What the remote rsync has received so far, from the `--log-file` it is given by
+/// `--rsync-path` (one `sent S bytes  received R bytes` line per run); read once it has
+/// stopped growing for a second.
+fn received_by_remote(log: &Path) -> u64 {
+    let total = |text: &str| -> u64 {
+        text.lines()
+            .filter_map(|line| {
+                let rest = &line[line.find("] sent ")? + 7..];
+                let rest = &rest[rest.find("received ")? + 9..];
+                rest.split(' ').next()?.parse::<u64>().ok()
+            })
+            .sum()
+    };
+    let mut last = fs::read_to_string(log).unwrap_or_default();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = fs::read_to_string(log).unwrap_or_default();
+        if now == last {
+            return total(&now);
+        }
+        last = now;
+    }
+}
+
+#[test]
+fn renames_over_ssh_are_built_from_the_old_names_on_the_remote() {
+    let server = match SshServer::start() {
+        Ok(server) => server,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let slave = server.slave_dir("moves");
+    let log = dir.path().join("remote.log");
+    let config = ConfigBuilder::new(&src)
+        .ssh_remote(&slave)
+        .common_params(&format!(
+            "-artuz --rsync-path='rsync --log-file={}'",
+            log.display()
+        ))
+        .write(dir.path());
+    let path = server.path_env();
+    let sersync = Sersync::start_with_env(&config, &[], dir.path(), &[("PATH", &path)]);
+    let name = |bytes: &[u8]| OsStr::from_bytes(bytes).to_owned();
+    let mut rng = Rng::new(21);
+    let tree = src.join(name(b"-rel $(q) 'x'"));
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    for (i, file) in HOSTILE_NAMES.iter().enumerate() {
+        let at = if i % 2 == 0 {
+            tree.clone()
+        } else {
+            tree.join("sub")
+        };
+        random_file(&at.join(name(file)), &mut rng, 1 << 20);
+    }
+    random_file(&src.join(name(b"big\n`iso`")), &mut rng, (8 << 20) + 1);
+    fs::create_dir(src.join("in")).unwrap();
+    random_file(
+        &src.join("in").join(name(b"-kept;name")),
+        &mut rng,
+        (4 << 20) + 2,
+    );
+    assert_converges(&src, &slave, CONVERGE);
+    let data = (HOSTILE_NAMES.len() << 20) + (12 << 20) + 3;
+    let before = received_by_remote(&log);
+    // A directory renamed, a file renamed in its directory, a file moved into another.
+    fs::rename(&tree, src.join(name(b"-rel2 $(q)\n\xff"))).unwrap();
+    fs::rename(
+        src.join(name(b"big\n`iso`")),
+        src.join(name(b"-big2 $x.iso")),
+    )
+    .unwrap();
+    fs::rename(
+        src.join("in").join(name(b"-kept;name")),
+        src.join(name(b"-kept;name")),
+    )
+    .unwrap();
+    assert_converges(&src, &slave, CONVERGE);
+    let renamed = received_by_remote(&log) - before;
+    println!("renaming {data} bytes over ssh sent the remote {renamed} bytes");
+    assert!(
+        renamed < data as u64 / 20,
+        "renaming {data} bytes over ssh sent the remote {renamed} bytes"
+    );
     assert!(
         !sersync.log().contains("ERROR"),
         "errors in the log:\n{}",

@@ -88,6 +88,21 @@ pub enum BasisShape<'a> {
         /// The `--copy-dest` directory.
         basis: &'a std::ffi::OsStr,
     },
+    /// Files listed on stdin relative to `dir`, sent from it into its place on the remote,
+    /// each built from a file of the same size and mtime in one of `bases` (`--fuzzy
+    /// --fuzzy --copy-dest=…`, arguments of [`Target::basis_directory`]).
+    Into {
+        /// The directory the files are sent from and into.
+        dir: &'a RelPath,
+        /// The `--copy-dest` directories.
+        bases: &'a [OsString],
+    },
+}
+
+fn copy_dest(basis: &std::ffi::OsStr) -> OsString {
+    let mut arg = OsString::from("--copy-dest=");
+    arg.push(basis);
+    arg
 }
 
 /// Seconds rsync waits for a daemon to accept the connection when the config sets no timeout.
@@ -113,8 +128,8 @@ pub struct RunShape<'a> {
     pub progress: bool,
     /// The listed directories are made to match one level deep (`--dirs --delete`).
     pub one_level: bool,
-    /// rsync's `--max-delete=N` on a run that deletes: the delete budget (exit 25 when it
-    /// stopped deletions).
+    /// rsync's `--max-delete=N` on a run that deletes: `0` counts (nothing is deleted), else
+    /// the delete budget (exit 25, or the receiver's warning, when it stopped deletions).
     pub max_delete: Option<u64>,
     /// A move run's basis on the remote.
     pub basis: Option<BasisShape<'a>>,
@@ -129,11 +144,12 @@ pub fn io_timeout_secs(options: &RsyncOptions) -> u32 {
 pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = options.passed_params().iter().map(OsString::from).collect();
     let user_sets = |prefix: &str| options.params_set(prefix);
-    let tree = match shape.basis {
-        Some(BasisShape::Tree { dir, basis }) => Some((dir, basis)),
+    // The directory the run is sent from and into, when not the root.
+    let rooted = match shape.basis {
+        Some(BasisShape::Tree { dir, .. } | BasisShape::Into { dir, .. }) => Some(dir),
         _ => None,
     };
-    if tree.is_none() {
+    if !matches!(shape.basis, Some(BasisShape::Tree { .. })) {
         args.extend(
             ["-R", "--files-from=-", "--from0"]
                 .iter()
@@ -147,10 +163,11 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
         args.push("--no-whole-file".into());
         match basis {
             BasisShape::Fuzzy => args.push("--fuzzy".into()),
-            BasisShape::Tree { basis, .. } => {
-                let mut arg = OsString::from("--copy-dest=");
-                arg.push(basis);
-                args.push(arg);
+            BasisShape::Tree { basis, .. } => args.push(copy_dest(basis)),
+            BasisShape::Into { bases, .. } => {
+                // Twice: the fuzzy scan also looks in the basis directories.
+                args.extend(["--fuzzy", "--fuzzy"].iter().map(OsString::from));
+                args.extend(bases.iter().map(|basis| copy_dest(basis)));
             }
         }
         if options.ssh {
@@ -232,8 +249,8 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
         arg.push(&auth.password_file);
         args.push(arg);
     }
-    match tree {
-        Some((dir, _)) => {
+    match rooted.filter(|dir| !dir.is_root()) {
+        Some(dir) => {
             // `./` first: a name starting with `-` is no option.
             let mut source = b"./".to_vec();
             source.extend_from_slice(dir.as_bytes());
@@ -488,6 +505,45 @@ mod tests {
             relative.basis_directory(&options, &RelPath::from("a")),
             None
         );
+    }
+
+    #[test]
+    fn files_moved_into_a_directory_are_sent_from_it_built_from_their_old_directories() {
+        let options = RsyncOptions::default();
+        let bases: Vec<OsString> = ["a", "-c\nd"]
+            .iter()
+            .map(|d| {
+                target()
+                    .basis_directory(&options, &RelPath::from(*d))
+                    .unwrap()
+            })
+            .collect();
+        let into = |dir: &RelPath| {
+            strings(arguments(
+                &options,
+                &target(),
+                RunShape {
+                    ignore_times: true,
+                    basis: Some(BasisShape::Into { dir, bases: &bases }),
+                    ..RunShape::default()
+                },
+            ))
+        };
+        let args = into(&RelPath::from("-b"));
+        for expected in [
+            "-R",
+            "--files-from=-",
+            "--no-r",
+            "--no-whole-file",
+            "--copy-dest=/a",
+            "--copy-dest=/-c\nd",
+        ] {
+            assert!(args.iter().any(|a| a == expected), "{expected}: {args:?}");
+        }
+        assert_eq!(args.iter().filter(|a| *a == "--fuzzy").count(), 2);
+        assert_eq!(args[args.len() - 2..], ["./-b/", "127.0.0.1::www/-b/"]);
+        let args = into(&RelPath::ROOT);
+        assert_eq!(args[args.len() - 2..], ["./", "127.0.0.1::www"]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::{ProcessLimit, RsyncAuth, RsyncOptions, RsyncSpec, Target};
 use crate::registry::SinkSetup;
 use crate::SinkSpec;
 use sersync_plugin_sdk::config::attrs::{
-    child_switch, duration, enabled, missing, number_or, quoted, required, required_number,
+    self, child_switch, duration, enabled, missing, number_or, quoted, required, required_number,
     spelled, switch, Bounds, Span, Unit, PORT,
 };
 
@@ -266,8 +266,10 @@ fn rsync_options(
     })
 }
 
-/// `<deleteSafety maxDeletes="10000" allowEmptyRoot="false"/>` (extension): the delete budget
-/// (`0`: none) and whether a full sync of an empty root may delete what the remote holds.
+/// `<deleteSafety maxDeletes="10000" maxDeletePercent="" allowEmptyRoot="false"/>`
+/// (extension): the delete budget (`0`: none), the share of the remote a full sync may delete
+/// (unset: no such limit) and whether a full sync of an empty root may delete what the remote
+/// holds.
 fn delete_safety(rsync: Option<&ConfigNode>) -> Result<DeleteSafety, ConfigError> {
     const MAX_DELETES: Bounds = Bounds {
         meaning: "entries one delivery may delete on a remote without approval (0: no budget)",
@@ -275,9 +277,20 @@ fn delete_safety(rsync: Option<&ConfigNode>) -> Result<DeleteSafety, ConfigError
         max: u32::MAX as u64,
     };
     let node = rsync.and_then(|r| r.child("deletesafety"));
+    const PERCENT: Bounds = Bounds {
+        meaning: "percentage of a remote's entries a full sync may delete without approval",
+        min: 0,
+        max: 100,
+    };
     let max = number_or(node, "maxdeletes", &MAX_DELETES, DEFAULT_MAX_DELETES)?;
+    let percent = node
+        .map(|n| attrs::number(n, "maxdeletepercent", &PERCENT))
+        .transpose()?
+        .flatten()
+        .map(|p| p as u8);
     Ok(DeleteSafety {
         max_deletes: (max > 0).then_some(max),
+        max_delete_percent: percent,
         allow_empty_root: switch(node, "allowemptyroot", false),
     })
 }
@@ -437,4 +450,30 @@ fn readable_hint() -> String {
 fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sersync_plugin_sdk::config::xml::parse_tree;
+
+    fn safety(xml: &str) -> Result<DeleteSafety, ConfigError> {
+        let head = parse_tree(&format!("<head><rsync>{xml}</rsync></head>")).unwrap();
+        delete_safety(head.child("rsync"))
+    }
+
+    #[test]
+    fn delete_safety_defaults_and_reads_its_three_attributes() {
+        assert_eq!(safety("").unwrap(), DeleteSafety::default());
+        assert_eq!(
+            safety(r#"<deleteSafety maxDeletes="0" maxDeletePercent="30" allowEmptyRoot="true"/>"#)
+                .unwrap(),
+            DeleteSafety {
+                max_deletes: None,
+                max_delete_percent: Some(30),
+                allow_empty_root: true,
+            }
+        );
+        assert!(safety(r#"<deleteSafety maxDeletePercent="101"/>"#).is_err());
+    }
 }

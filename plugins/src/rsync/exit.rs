@@ -12,7 +12,8 @@ pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), Si
     // but its exit status 25 does not (rsync 3.2.7 exits 0 here).
     if stderr.contains(MAX_DELETE_WARNING) {
         return Err(SinkError::retryable(format!(
-            "rsync to {remote} {BUDGET_WORDS} (--max-delete): {}",
+            "rsync to {remote} {BUDGET_WORDS} (--max-delete{}): {}",
+            skipped_words(stderr),
             last_lines(stderr, 3)
         )));
     }
@@ -34,7 +35,8 @@ pub fn classify(status: ExitStatus, stderr: &str, remote: &str) -> Result<(), Si
         // Not a passing failure: the remote would lose more than the budget allows. Held (the
         // lane keeps the batch) until the operator approves or raises the budget.
         return Err(SinkError::retryable(format!(
-            "rsync to {remote} {BUDGET_WORDS} (--max-delete, exit 25): {detail}"
+            "rsync to {remote} {BUDGET_WORDS} (--max-delete, exit 25{}): {detail}",
+            skipped_words(stderr)
         )));
     }
     let mut message = format!(
@@ -60,6 +62,29 @@ pub fn is_delete_budget(error: &SinkError) -> bool {
 }
 
 const BUDGET_WORDS: &str = "stopped by the delete budget";
+
+/// How [`classify`] words the count of deletes rsync skipped: `; N deletes skipped`.
+const SKIPPED_WORDS: &str = " deletes skipped";
+
+/// How many deletes a run stopped by `--max-delete` skipped, from the receiver's warning
+/// (`Deletions stopped due to --max-delete limit (N skipped)`), as [`classify`] words it;
+/// `None` when rsync did not say.
+pub fn skipped_deletes(error: &SinkError) -> Option<u64> {
+    let end = error.message.find(SKIPPED_WORDS)?;
+    let start = error.message[..end].rfind("; ")? + 2;
+    error.message[start..end].parse().ok()
+}
+
+/// `; N deletes skipped` from rsync's warning in `stderr`, or nothing.
+fn skipped_words(stderr: &str) -> String {
+    let count = stderr.lines().find_map(|line| {
+        let rest = &line[line.find(MAX_DELETE_WARNING)? + MAX_DELETE_WARNING.len()..];
+        let digits = rest.trim_start().strip_prefix('(')?;
+        let digits = &digits[..digits.find(' ')?];
+        digits.parse::<u64>().ok()
+    });
+    count.map_or_else(String::new, |n| format!("; {n}{SKIPPED_WORDS}"))
+}
 
 /// What rsync's receiver says when `--max-delete` stopped its deletions.
 const MAX_DELETE_WARNING: &str = "Deletions stopped due to --max-delete limit";
@@ -180,11 +205,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(is_delete_budget(&err), "{}", err.message);
+        assert_eq!(skipped_deletes(&err), Some(41), "{}", err.message);
         // Pushed to a daemon, only the receiver's warning says so.
         let warned = "Deletions stopped due to --max-delete limit (35 skipped)\n";
-        assert!(is_delete_budget(
-            &classify(exit(0), warned, "h::m").unwrap_err()
-        ));
+        let err = classify(exit(0), warned, "h::m").unwrap_err();
+        assert!(is_delete_budget(&err));
+        assert_eq!(skipped_deletes(&err), Some(35));
+        // Exit 25 without the warning: the count is unknown.
+        let err = classify(exit(25), "rsync error: ...\n", "h::m").unwrap_err();
+        assert!(is_delete_budget(&err));
+        assert_eq!(skipped_deletes(&err), None);
         assert!(!is_delete_budget(
             &classify(exit(10), "", "h::m").unwrap_err()
         ));

@@ -1,5 +1,6 @@
 //! What keeps a run from wiping a remote: the root guard, the empty-root refusal and the
-//! delete budget (`<rsync><deleteSafety maxDeletes allowEmptyRoot>`).
+//! delete budget (`<rsync><deleteSafety maxDeletes maxDeletePercent allowEmptyRoot>`). This
+//! module decides; `sink/guarded.rs` runs each run under them.
 //!
 //! - **Root guard.** Each sink instance records the watch root's device (`st_dev`) when it
 //!   starts (the daemon's start, or a reload). Before every run the root must still be a
@@ -14,15 +15,17 @@
 //!   first asks rsync what it would delete (a dry run); if the remote holds anything the run
 //!   is refused with an error that says why, unless `allowEmptyRoot="true"`. An empty
 //!   remote costs one dry run and nothing else.
-//! - **Delete budget** (`maxDeletes`, default [`DEFAULT_MAX_DELETES`], `0` turns it off): a
-//!   batch whose events delete more paths than the budget is held before its deletes are
-//!   sent (its other runs go out); every run with `--delete` gets rsync's own
-//!   `--max-delete=N`, so a directory whose remote subtree is larger than the events said,
-//!   or a full sync, deletes at most N entries and then stops deleting (exit 25), which
-//!   is classified as held. A held delivery says how many entries would be deleted and the
-//!   first of them (a dry run), in the log and as the lane's last error in `/status`; it is
-//!   released by `POST /approve` (the next delivery of that remote deletes without a
-//!   budget) or by raising the budget and reloading (SIGHUP).
+//! - **Delete budget** (`maxDeletes`, default [`DEFAULT_MAX_DELETES`], `0` turns it off;
+//!   `maxDeletePercent`, off unless set): a batch whose events delete more paths than the
+//!   budget is held before its deletes are sent (its other runs go out); every run that may
+//!   delete is counted before it deletes (a first pass with `--max-delete=0`, which sends and
+//!   deletes nothing, then, within the budget — and for a full sync within
+//!   `maxDeletePercent` of what the remote holds, [`remote_share`] — the pass that deletes),
+//!   so a directory whose remote subtree is larger than the events said, or a full sync,
+//!   deletes nothing beyond the budget. A held delivery says how many entries would be
+//!   deleted and the first of them (a dry run), in the log and as the lane's last error in
+//!   `/status`; it is released by `POST /approve` (the next delivery of that remote deletes
+//!   without a budget) or by raising the budget and reloading (SIGHUP).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -37,11 +40,14 @@ pub const DEFAULT_MAX_DELETES: u64 = 10_000;
 /// How many of the paths a held delivery would delete are named.
 const NAMED: usize = 10;
 
-/// `<rsync><deleteSafety maxDeletes allowEmptyRoot>`.
+/// `<rsync><deleteSafety maxDeletes maxDeletePercent allowEmptyRoot>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeleteSafety {
     /// The delete budget; `None` when off (`maxDeletes="0"`).
     pub max_deletes: Option<u64>,
+    /// A full sync may delete at most this percentage of the entries the remote holds;
+    /// `None` when off (the default).
+    pub max_delete_percent: Option<u8>,
     /// A full sync of an empty root may delete what the remote holds.
     pub allow_empty_root: bool,
 }
@@ -50,6 +56,7 @@ impl Default for DeleteSafety {
     fn default() -> Self {
         DeleteSafety {
             max_deletes: Some(DEFAULT_MAX_DELETES),
+            max_delete_percent: None,
             allow_empty_root: false,
         }
     }
@@ -134,12 +141,59 @@ pub fn deletions(dry_run: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The error of a delivery held by the delete budget.
-pub fn held(remote: &str, root: &Path, budget: u64, would: &[String]) -> SinkError {
+/// What a dry run with `--out-format=%i %n --info=name2` (unchanged entries listed too) says
+/// of the remote: `(entries it would delete, entries it holds now)`, the run's top directory
+/// left out. An entry the run would create is not the remote's.
+pub fn remote_share(dry_run: &[u8]) -> (u64, u64) {
+    let (mut deleted, mut held) = (0, 0);
+    for line in dry_run.split(|&b| b == b'\n') {
+        if line.len() < 13 || line[11] != b' ' {
+            continue;
+        }
+        let (code, name) = (&line[..11], &line[12..]);
+        if code.starts_with(b"*deleting") {
+            deleted += 1;
+            held += 1;
+        } else if !matches!(name, b"./" | b".") && code[2..].iter().any(|&c| c != b'+') {
+            held += 1;
+        }
+    }
+    (deleted, held)
+}
+
+/// True when deleting `deleted` of the `held` entries a remote holds is more than `percent`.
+pub fn beyond_percent(deleted: u64, held: u64, percent: u8) -> bool {
+    deleted > 0 && deleted.saturating_mul(100) > u64::from(percent).saturating_mul(held)
+}
+
+/// Which limit held a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// `maxDeletes`.
+    Count(u64),
+    /// `maxDeletePercent`, with the entries the remote holds.
+    Percent {
+        /// The configured percentage.
+        percent: u8,
+        /// The entries the remote holds.
+        held: u64,
+    },
+}
+
+/// The error of a delivery held by the delete budget: how many entries would go, the first
+/// of them, and how to release it.
+pub fn held(remote: &str, root: &Path, limit: Limit, would: &[String]) -> SinkError {
     let first: Vec<&str> = would.iter().take(NAMED).map(String::as_str).collect();
     let more = if would.len() > NAMED { ", …" } else { "" };
+    let (limit, setting) = match limit {
+        Limit::Count(budget) => (format!("maxDeletes {budget}"), "maxDeletes"),
+        Limit::Percent { percent, held } => (
+            format!("of the {held} it holds, beyond maxDeletePercent {percent}"),
+            "maxDeletePercent",
+        ),
+    };
     SinkError::retryable(format!(
-        "held by the delete budget: {} entries would be deleted on {remote} from {} (maxDeletes {budget}; first: {}{more}); nothing more is deleted until POST /approve (or raise <deleteSafety maxDeletes> and reload with SIGHUP)",
+        "held by the delete budget: {} entries would be deleted on {remote} from {} ({limit}; first: {}{more}); none of them is deleted until POST /approve (or raise <deleteSafety {setting}> and reload with SIGHUP)",
         would.len(),
         root.display(),
         first.join(", ")
@@ -217,7 +271,19 @@ mod tests {
     fn deletions_are_read_from_the_dry_run() {
         let out = b"*deleting   gone.txt\n>f+++++++++ new\n*deleting   d/\n";
         assert_eq!(deletions(out), ["gone.txt", "d"]);
-        let err = held("h::m", Path::new("/w"), 1, &deletions(out));
+        let err = held("h::m", Path::new("/w"), Limit::Count(1), &deletions(out));
         assert!(err.message.contains("2 entries") && err.message.contains("gone.txt"));
+        assert!(err.message.contains("maxDeletes 1"), "{}", err.message);
+    }
+
+    #[test]
+    fn the_remotes_share_counts_what_it_holds_not_what_it_would_receive() {
+        let out = b"*deleting   big/f1\n*deleting   big/\n.d          ./\n>f+++++++++ new\n\
+                    cd+++++++++ newdir/\n.d          s/\n.f          s/a\n>f.st...... s/b\n";
+        assert_eq!(remote_share(out), (2, 5));
+        assert!(beyond_percent(2, 5, 39));
+        assert!(!beyond_percent(2, 5, 40));
+        assert!(!beyond_percent(0, 0, 0));
+        assert!(beyond_percent(1, 0, 100));
     }
 }

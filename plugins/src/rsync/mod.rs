@@ -1,5 +1,5 @@
 //! The rsync sink: per batch per remote, first the move runs (renames rebuilt on the remote
-//! from their old names, `--copy-dest`, at most 8 per batch), then at most four runs (one per
+//! from their old names, `--copy-dest` and `--fuzzy`, see [`plan`]), then at most four runs (one per
 //! kind: rescans, changes, present, deletes), paths on stdin or as `./`-prefixed words,
 //! never a shell.
 //!
@@ -68,7 +68,7 @@ pub struct RsyncOptions {
     pub delete: bool,
     /// `<crontabfilter>` globs, excluded from full syncs.
     pub full_sync_excludes: Vec<String>,
-    /// `<deleteSafety maxDeletes allowEmptyRoot>`: the delete budget and the empty-root
+    /// `<deleteSafety maxDeletes maxDeletePercent allowEmptyRoot>`: the delete budget and the empty-root
     /// refusal (see [`guard`]).
     pub safety: guard::DeleteSafety,
 }

@@ -25,7 +25,9 @@
 //! each file from the same file below the old name on the remote (`--copy-dest`); files
 //! renamed within their directory are sent in one run where rsync looks in that directory
 //! on the remote for a file of the same size and mtime (`--fuzzy`), the old name, which the
-//! deletes remove only afterwards. A basis only spares data: every file is still compared
+//! deletes remove only afterwards; files moved into another directory are sent from that
+//! directory, one run per directory, rsync looking for each in their old directories
+//! (`--copy-dest`, `--fuzzy --fuzzy`). A basis only spares data: every file is still compared
 //! (`--ignore-times`, so by checksums, never by size and mtime alone) and what differs or has
 //! no basis is sent. The sink first sends the renamed directories' new names alone, so that
 //! they are real directories on the remote before a run writes into them. A move run that
@@ -67,11 +69,28 @@ pub enum Basis {
         /// The directory's old name.
         from: RelPath,
     },
+    /// `--copy-dest` with `--fuzzy --fuzzy`: the run's paths, files moved into `dir` from
+    /// other directories, are sent from `dir` into its place on the remote, each built from a
+    /// file of the same size and mtime (or a similar name) in one of `from` there: their old
+    /// directories, at most [`MAX_BASIS_DIRS`].
+    Into {
+        /// The directory the files are in now.
+        dir: RelPath,
+        /// The directories they were in.
+        from: Vec<RelPath>,
+    },
 }
 
 /// At most this many directory moves of one batch get a run of their own (each is one rsync
 /// process); the others are sent by the changes run.
 pub const MAX_TREE_MOVES: usize = 8;
+
+/// At most this many directories that files were moved into from others get a run of their
+/// own per batch; the other files are sent by the changes run.
+pub const MAX_INTO_MOVES: usize = 8;
+
+/// rsync takes at most 20 basis directories (`--copy-dest`) a run.
+pub const MAX_BASIS_DIRS: usize = 20;
 
 impl Run {
     /// True when the run must recurse into directories.
@@ -184,11 +203,14 @@ impl TransferPlan {
 
 /// The move runs for the moves of `batch` whose new name `changes` (the changes run, its
 /// covered paths left out) still sends itself: a directory (one run each, up to
-/// [`MAX_TREE_MOVES`]) whose old and new names do not contain each other, and files renamed
-/// within their directory (one run for all).
+/// [`MAX_TREE_MOVES`]) whose old and new names do not contain each other, files renamed
+/// within their directory (one run for all), and files moved into another directory (one run
+/// per directory they went into, up to [`MAX_INTO_MOVES`], each from up to
+/// [`MAX_BASIS_DIRS`] old directories).
 fn move_runs(batch: &Batch, changes: &Run) -> Vec<Run> {
     let mut trees = Vec::new();
     let mut renamed = Vec::new();
+    let mut into: Vec<Run> = Vec::new();
     for event in &batch.events {
         let (EventKind::Move, Some(from)) = (event.kind, &event.from) else {
             continue;
@@ -207,14 +229,19 @@ fn move_runs(batch: &Batch, changes: &Run) -> Vec<Run> {
                     basis: Some(Basis::Tree { from: from.clone() }),
                 });
             }
-        } else if from.parent() == to.parent()
-            && changes.paths.contains(to)
-            && !changes.subtrees.contains(to)
-            && !renamed.contains(to)
+        } else if !changes.paths.contains(to)
+            || changes.subtrees.contains(to)
+            || renamed.contains(to)
+            || into.iter().any(|run| run.paths.contains(to))
         {
+            continue;
+        } else if from.parent() == to.parent() {
             renamed.push(to.clone());
+        } else if let (Some(old), Some(new)) = (from.parent(), to.parent()) {
+            add_into(&mut into, to, new, old);
         }
     }
+    trees.append(&mut into);
     if !renamed.is_empty() {
         trees.push(Run {
             paths: renamed,
@@ -224,6 +251,39 @@ fn move_runs(batch: &Batch, changes: &Run) -> Vec<Run> {
         });
     }
     trees
+}
+
+/// Adds the file `to`, moved into `dir` from `old`, to the run for `dir` (made when there are
+/// fewer than [`MAX_INTO_MOVES`]); left out when the run has [`MAX_BASIS_DIRS`] others.
+fn add_into(into: &mut Vec<Run>, to: &RelPath, dir: RelPath, old: RelPath) {
+    let at = into
+        .iter()
+        .position(|run| matches!(&run.basis, Some(Basis::Into { dir: d, .. }) if *d == dir));
+    let run = match at {
+        Some(at) => &mut into[at],
+        None if into.len() < MAX_INTO_MOVES => {
+            into.push(Run {
+                ignore_times: true,
+                basis: Some(Basis::Into {
+                    dir,
+                    from: Vec::new(),
+                }),
+                ..Run::default()
+            });
+            into.last_mut().expect("just pushed")
+        }
+        None => return,
+    };
+    let Some(Basis::Into { from, .. }) = &mut run.basis else {
+        unreachable!("an Into run")
+    };
+    if !from.contains(&old) {
+        if from.len() == MAX_BASIS_DIRS {
+            return;
+        }
+        from.push(old);
+    }
+    run.paths.push(to.clone());
 }
 
 fn add_change(run: &mut Run, path: &RelPath, is_dir: bool) {
@@ -452,19 +512,71 @@ mod tests {
             vec![
                 moved(b"big.iso", b"big2.iso", false),
                 moved(b"d/a", b"d/b", false),
-                // Another directory: no basis there for --fuzzy.
+                // Another directory: a run of its own (below).
                 moved(b"d/c", b"e/c", false),
                 ev(EventKind::CloseWrite, "f", false),
             ],
             false,
         );
-        assert_eq!(p.moves.len(), 1);
-        let run = p.moves[0].clone();
+        assert_eq!(p.moves.len(), 2);
+        let run = p.moves[1].clone();
         assert_eq!(paths(&run), ["big2.iso", "d/b"]);
         assert_eq!(run.basis, Some(Basis::Fuzzy));
         assert!(run.ignore_times && !run.is_recursive());
         p.moved(&run);
         assert_eq!(paths(&p.runs[0]), ["e/c", "f"]);
+    }
+
+    #[test]
+    fn files_moved_into_another_directory_are_grouped_by_where_they_went() {
+        let mut events = vec![
+            moved(b"a/x", b"b/x", false),
+            moved(b"c/y", b"b/y2", false),
+            moved(b"a/z", b"b/z", false),
+            moved(b"b/w", b"w", false),
+            // Into a directory made in the batch: sent whole with it.
+            ev(EventKind::Create, "new", true),
+            moved(b"a/v", b"new/v", false),
+        ];
+        // More old directories than rsync takes basis directories: the rest go plain.
+        for i in 0..=MAX_BASIS_DIRS {
+            events.push(moved(
+                format!("o{i}/f").as_bytes(),
+                format!("many/f{i}").as_bytes(),
+                false,
+            ));
+        }
+        // More target directories than the bound: the rest go plain.
+        for i in 0..MAX_INTO_MOVES {
+            events.push(moved(b"a/t", format!("t{i}/t").as_bytes(), false));
+        }
+        let mut p = plan(events, true);
+        assert_eq!(p.moves.len(), MAX_INTO_MOVES);
+        assert_eq!(paths(&p.moves[0]), ["b/x", "b/y2", "b/z"]);
+        assert_eq!(
+            p.moves[0].basis,
+            Some(Basis::Into {
+                dir: RelPath::from("b"),
+                from: vec![RelPath::from("a"), RelPath::from("c")],
+            })
+        );
+        assert_eq!(paths(&p.moves[1]), ["w"]);
+        assert_eq!(
+            p.moves[1].basis,
+            Some(Basis::Into {
+                dir: RelPath::ROOT,
+                from: vec![RelPath::from("b")],
+            })
+        );
+        assert_eq!(p.moves[2].paths.len(), MAX_BASIS_DIRS);
+        for run in p.moves.clone() {
+            assert!(run.ignore_times && !run.is_recursive());
+            p.moved(&run);
+        }
+        let left = paths(&p.runs[0]);
+        assert!(left.contains(&"new".to_string()) && left.contains(&"many/f20".to_string()));
+        assert!(left.iter().any(|p| p.starts_with("t")), "{left:?}");
+        assert!(!left.contains(&"b/x".to_string()));
     }
 
     #[test]

@@ -17,6 +17,8 @@ use crate::audit::{Auditor, Drift};
 use crate::progress::{ProgressDisplay, ProgressReporter};
 use crate::SinkSpec;
 
+mod guarded;
+
 /// The rsync sink for one `<remote>` of one `<localpath>`.
 #[derive(Debug)]
 pub struct RsyncSpec {
@@ -182,9 +184,13 @@ impl RsyncSink {
             // Its directory is an operand.
             return list;
         }
+        // Sent from their directory: listed by name.
+        let by_name = matches!(run.basis, Some(Basis::Into { .. }));
         for path in &run.paths {
             if path.is_root() {
                 list.push(b'.');
+            } else if by_name {
+                list.extend_from_slice(path.file_name());
             } else {
                 list.extend_from_slice(path.as_bytes());
                 if run.one_level {
@@ -200,13 +206,14 @@ impl RsyncSink {
         &self,
         run: &'a Run,
         exclude_file: Option<&'a std::path::Path>,
-        basis_dir: Option<&'a std::ffi::OsStr>,
+        bases: &'a [OsString],
     ) -> RunShape<'a> {
-        let basis = match (&run.basis, basis_dir, run.paths.first()) {
+        let basis = match (&run.basis, bases.first(), run.paths.first()) {
             (Some(Basis::Fuzzy), _, _) => Some(BasisShape::Fuzzy),
             (Some(Basis::Tree { .. }), Some(basis), Some(dir)) => {
                 Some(BasisShape::Tree { dir, basis })
             }
+            (Some(Basis::Into { dir, .. }), Some(_), _) => Some(BasisShape::Into { dir, bases }),
             _ => None,
         };
         RunShape {
@@ -243,61 +250,6 @@ impl RsyncSink {
         self.run_rsync(run, output, &[], max_delete).map(drop)
     }
 
-    /// Runs `run` under the guards (see [`guard`]): a whole-root run with `--delete` of an
-    /// empty root is refused when the remote holds anything, and a run that reaches the
-    /// delete budget is held (or, once approved, run again without it). `approved` is the
-    /// operator's go-ahead for this delivery, taken at most once per delivery.
-    fn execute_guarded(&self, run: &Run, approved: &mut bool) -> Result<(), SinkError> {
-        let safety = self.options.safety;
-        let deletes = self.options.delete && (run.is_recursive() || run.one_level);
-        let whole_root = run.subtrees.iter().any(RelPath::is_root);
-        if deletes
-            && !safety.allow_empty_root
-            && whole_root
-            && guard::root_is_empty(&self.root, self.filter.as_ref())
-        {
-            let would = self.deletions(run)?;
-            if !would.is_empty() {
-                let error = guard::empty_root(&self.remote(), &self.root, &would);
-                tracing::error!("{}", error.message);
-                return Err(error);
-            }
-        }
-        let progress = self.progress_for(run);
-        let budget = safety.max_deletes.filter(|_| !*approved);
-        match self.execute(run, progress, budget) {
-            Err(e) if exit::is_delete_budget(&e) => {
-                if self.approval.take() {
-                    *approved = true;
-                    tracing::warn!(remote = %self.remote(), root = %self.root.display(), "delete budget reached; approved by the operator, deleting without it");
-                    return self.execute(run, progress, None);
-                }
-                let would = self.deletions(run).unwrap_or_default();
-                let budget = safety.max_deletes.unwrap_or_default();
-                Err(self.hold(budget, &would))
-            }
-            other => other,
-        }
-    }
-
-    /// What `run` would delete on the remote, from a dry run without the budget.
-    fn deletions(&self, run: &Run) -> Result<Vec<String>, SinkError> {
-        let out = self.run_rsync(
-            run,
-            Output::Capture,
-            &["--dry-run", "--out-format=%i %n"],
-            None,
-        )?;
-        Ok(guard::deletions(&out))
-    }
-
-    /// The error (logged) of a delivery held by the delete budget.
-    fn hold(&self, budget: u64, would: &[String]) -> SinkError {
-        let error = guard::held(&self.remote(), &self.root, budget, would);
-        tracing::error!("{}", error.message);
-        error
-    }
-
     /// Runs rsync for `run` with `extra` arguments and the delete budget `max_delete`;
     /// returns what it printed when `output` asks for it. Refused, with nothing run, when
     /// the watch root is not the one this instance started with.
@@ -313,19 +265,7 @@ impl RsyncSink {
             Output::Progress(entry) => Some(entry),
             _ => None,
         };
-        let basis_dir = match &run.basis {
-            Some(Basis::Tree { from }) => {
-                let basis = self.target.basis_directory(&self.options, from);
-                Some(basis.ok_or_else(|| {
-                    SinkError::retryable(format!(
-                        "no --copy-dest for {} on {}: the remote path is not absolute",
-                        from,
-                        self.remote()
-                    ))
-                })?)
-            }
-            _ => None,
-        };
+        let bases = self.bases(run)?;
         let rules = if let (Some(Basis::Tree { .. }), Some(dir)) = (&run.basis, run.paths.first()) {
             let rules = excludes::collect_within(&self.root, dir, self.filter.as_ref())
                 .map_err(|e| SinkError::retryable(format!("listing excludes: reading {e}")))?;
@@ -356,11 +296,7 @@ impl RsyncSink {
         let shape = RunShape {
             progress: progress.is_some(),
             max_delete,
-            ..self.shape(
-                run,
-                exclude_file.as_ref().map(|f| f.path()),
-                basis_dir.as_deref(),
-            )
+            ..self.shape(run, exclude_file.as_ref().map(|f| f.path()), &bases)
         };
         let mut args = arguments(&self.options, &self.target, shape);
         // Before the source and destination, which stay last.
@@ -376,6 +312,27 @@ impl RsyncSink {
             entry.finished(outcome.is_ok());
         }
         outcome
+    }
+
+    /// The `--copy-dest` directories of a move run on the remote.
+    fn bases(&self, run: &Run) -> Result<Vec<OsString>, SinkError> {
+        let from = match &run.basis {
+            Some(Basis::Tree { from }) => std::slice::from_ref(from),
+            Some(Basis::Into { from, .. }) => from.as_slice(),
+            _ => &[],
+        };
+        from.iter()
+            .map(|from| {
+                self.target
+                    .basis_directory(&self.options, from)
+                    .ok_or_else(|| {
+                        SinkError::retryable(format!(
+                            "no --copy-dest for {from} on {}: the remote path is not absolute",
+                            self.remote()
+                        ))
+                    })
+            })
+            .collect()
     }
 
     /// Runs rsync with `args`, `list` on its standard input; its standard output goes where
@@ -504,6 +461,10 @@ impl Sink for RsyncSink {
             if matches!(run.basis, Some(Basis::Tree { .. })) {
                 run.paths
                     .retain(|dir| ancestry::is_real_directory(dir, root));
+            } else if let Some(Basis::Into { dir, .. }) = &run.basis {
+                if !dir.is_root() && !ancestry::is_real_directory(dir, root) {
+                    run.paths.clear();
+                }
             } else {
                 run.paths.retain(|file| {
                     file.parent()
@@ -511,11 +472,8 @@ impl Sink for RsyncSink {
                 });
             }
         }
-        moves.retain(|run| match &run.basis {
-            // Over ssh to a relative path there is no --copy-dest to give.
-            Some(Basis::Tree { from }) => self.target.basis_directory(&self.options, from).is_some(),
-            _ => true,
-        } && !run.paths.is_empty());
+        // Over ssh to a relative path there is no --copy-dest to give.
+        moves.retain(|run| self.bases(run).is_ok() && !run.paths.is_empty());
         // A directory's move run writes into its place on the remote, following whatever
         // stands there: a symlink left from before (`rm current; mv release current`) would
         // take it elsewhere. So each new name (and the directories above it, which -R sends
@@ -523,8 +481,11 @@ impl Sink for RsyncSink {
         // directories; when it fails, the directories are left to the changes run.
         let trees: Vec<RelPath> = moves
             .iter()
-            .filter(|run| matches!(run.basis, Some(Basis::Tree { .. })))
-            .flat_map(|run| run.paths.iter().cloned())
+            .flat_map(|run| match &run.basis {
+                Some(Basis::Tree { .. }) => run.paths.clone(),
+                Some(Basis::Into { dir, .. }) if !dir.is_root() => vec![dir.clone()],
+                _ => Vec::new(),
+            })
             .collect();
         if !trees.is_empty() {
             let places = Run {
@@ -561,7 +522,7 @@ impl Sink for RsyncSink {
                 approved = approved || self.approval.take();
                 if !approved {
                     let would: Vec<String> = plan.deleted.iter().map(|p| p.to_string()).collect();
-                    held = Some(self.hold(budget, &would));
+                    held = Some(self.hold(guard::Limit::Count(budget), &would));
                 }
             }
         }
@@ -600,7 +561,7 @@ impl Sink for RsyncSink {
             command.extend(arguments(
                 &self.options,
                 &self.target,
-                self.shape(run, None, None),
+                self.shape(run, None, &[]),
             ));
             lines.push(format!(
                 "would run in {}: {}",

@@ -92,7 +92,11 @@ const HEAD: Shape = shape(
                         shape("timeout", &["start", "time"], &[]),
                         switch("ssh"),
                         shape("program", &["path"], &[]),
-                        shape("deletesafety", &["maxdeletes", "allowemptyroot"], &[]),
+                        shape(
+                            "deletesafety",
+                            &["maxdeletes", "maxdeletepercent", "allowemptyroot"],
+                            &[],
+                        ),
                     ],
                 ),
                 shape("faillog", &["path", "timetoexecute"], &[]),
