@@ -121,6 +121,7 @@ const HEAD: Shape = shape(
                 "retryinitialms",
                 "retrymaxms",
                 "transfersperremote",
+                "warmtransfers",
                 "auditseconds",
                 "statedir",
             ],
