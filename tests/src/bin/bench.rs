@@ -245,7 +245,12 @@ fn context(args: &Args) -> Vec<(String, String)> {
         ),
         (
             "transport".into(),
-            if args.ssh { "ssh (sshd on 127.0.0.1)" } else { "rsync daemon" }.into(),
+            if args.ssh {
+                "ssh (sshd on 127.0.0.1)"
+            } else {
+                "rsync daemon"
+            }
+            .into(),
         ),
         ("seconds per rate".into(), args.seconds.to_string()),
         ("drain timeout s".into(), args.drain_timeout.to_string()),
