@@ -291,6 +291,10 @@ pub struct CeilingResult {
     pub one_process_s: f64,
     /// One rsync process: files per second.
     pub one_process_files_per_s: f64,
+    /// One rsync process: CPU seconds of the client (user + system), median.
+    pub one_process_cpu_s: f64,
+    /// One rsync process: CPU seconds of the slave's rsync daemon, median.
+    pub one_process_slave_cpu_s: f64,
     /// Two rsync processes in parallel, 8 subdirectories each: wall seconds.
     pub two_processes_s: f64,
     /// Two rsync processes in parallel: files per second.
@@ -320,9 +324,15 @@ pub fn ceiling(bench: &Bench, files: usize, repeats: usize) -> Result<CeilingRes
         })
         .collect();
     let (mut one, mut two) = (Vec::new(), Vec::new());
+    let (mut cpu, mut slave_cpu) = (Vec::new(), Vec::new());
     for _ in 0..repeats.max(1) {
         stage.empty_modules()?;
+        let (children, slave) = (children_cpu_s(), stage.slave_usage());
         one.push(bulk_rsync(&stage.daemon, "r0", &whole)?);
+        cpu.push(Duration::from_secs_f64(children_cpu_s() - children));
+        slave_cpu.push(Duration::from_secs_f64(
+            stage.slave_usage().since(slave).cpu_s.max(0.0),
+        ));
         stage.empty_modules()?;
         let started = Instant::now();
         thread::scope(|s| {
@@ -340,14 +350,29 @@ pub fn ceiling(bench: &Bench, files: usize, repeats: usize) -> Result<CeilingRes
         two.push(started.elapsed());
     }
     let (one, two) = (median(one), median(two));
+    let (cpu, slave_cpu) = (median(cpu), median(slave_cpu));
     Ok(CeilingResult {
         files,
         repeats: repeats.max(1),
         one_process_s: secs(one),
         one_process_files_per_s: (files as f64 / one.as_secs_f64()).round(),
+        one_process_cpu_s: secs(cpu),
+        one_process_slave_cpu_s: secs(slave_cpu),
         two_processes_s: secs(two),
         two_processes_files_per_s: (files as f64 / two.as_secs_f64()).round(),
     })
+}
+
+/// CPU seconds (user + system) of this process's reaped children so far.
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given; no other memory is touched.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {
