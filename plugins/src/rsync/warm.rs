@@ -22,25 +22,86 @@
 //! batch. After [`MAX_MISSES`] warm processes in a row were of no use, the instance stops
 //! warming for [`REST`]: a daemon that refuses or cuts idle connections is not dialled for
 //! nothing after every batch. A process is started again after each run with its
-//! arguments, so the next one finds it waiting; it is killed when the instance ends.
+//! arguments, so the next one finds it waiting; it is killed when the instance ends, and
+//! when nobody wanted it for [`IDLE`]: a waiting rsync has already gone into the watch root
+//! (its working directory), so it would keep the root's file system busy (`umount`: "target
+//! is busy") and hold one of the slave's connections for as long as sersync is idle.
 
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Child;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// Warm processes of no use in a row after which an instance stops warming for [`REST`].
 pub const MAX_MISSES: u32 = 3;
 /// How long an instance stops warming after [`MAX_MISSES`].
 pub const REST: Duration = Duration::from_secs(60);
+/// How long a process waits for a run before it is ended (not a miss: the next run starts
+/// fresh and the one after it finds a process waiting again).
+pub const IDLE: Duration = Duration::from_secs(5);
+
+/// A started process, and the thread that ends it after [`IDLE`] unless it is taken first.
+#[derive(Debug)]
+struct Waiting {
+    /// Emptied by whichever comes first: [`Warm::take`] or the idle deadline.
+    child: Arc<Mutex<Option<Child>>>,
+    /// Dropped when the process is taken, which ends the idle thread at once.
+    _taken: Sender<()>,
+}
+
+impl Waiting {
+    fn start(child: Child, idle: Duration) -> Waiting {
+        let child = Arc::new(Mutex::new(Some(child)));
+        let (taken, deadline) = mpsc::channel::<()>();
+        let slot = child.clone();
+        let watcher = thread::Builder::new()
+            .name("warm rsync idle".into())
+            .spawn(move || {
+                if let Err(RecvTimeoutError::Timeout) = deadline.recv_timeout(idle) {
+                    if let Some(child) = lock(&slot).take() {
+                        end(child);
+                    }
+                }
+            });
+        if let Err(e) = watcher {
+            // Kept without a deadline: it still ends at its run or with the instance.
+            tracing::debug!(error = %e, "cannot start the idle deadline of a warm rsync");
+        }
+        Waiting {
+            child,
+            _taken: taken,
+        }
+    }
+
+    /// The process, unless the idle deadline ended it.
+    fn take(self) -> Option<Child> {
+        lock(&self.child).take()
+    }
+
+    /// True while the process waits (neither ended at its deadline nor gone by itself).
+    fn alive(&self) -> bool {
+        lock(&self.child)
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// One sink instance's waiting rsync, if any; see the module docs.
 #[derive(Debug)]
 pub struct Warm {
     /// The arguments it is started with: the changes run's.
     args: Vec<OsString>,
-    waiting: Option<Child>,
+    waiting: Option<Waiting>,
+    /// How long a process may wait for its run.
+    idle: Duration,
     /// Warm processes of no use in a row (gone before their run, or failed in it).
     misses: u32,
     /// No warm process is started before this.
@@ -50,9 +111,15 @@ pub struct Warm {
 impl Warm {
     /// No process yet; the ones started later get `args`.
     pub fn new(args: Vec<OsString>) -> Warm {
+        Warm::with_idle(args, IDLE)
+    }
+
+    /// [`Warm::new`] with processes ended after `idle` unused instead of [`IDLE`].
+    pub fn with_idle(args: Vec<OsString>, idle: Duration) -> Warm {
         Warm {
             args,
             waiting: None,
+            idle,
             misses: 0,
             resting_until: None,
         }
@@ -70,7 +137,8 @@ impl Warm {
         if !self.suits(args) {
             return None;
         }
-        let mut child = self.waiting.take()?;
+        // Ended at its idle deadline: no miss, the run goes fresh.
+        let mut child = self.waiting.take()?.take()?;
         match child.try_wait() {
             Ok(None) if stands_in(child.id(), root) => Some(child),
             Ok(None) => {
@@ -99,15 +167,17 @@ impl Warm {
     /// Starts a waiting process with `spawn` unless one is waiting or the instance rests.
     /// A process that cannot be started is not retried before the next run.
     pub fn refill<E>(&mut self, spawn: impl FnOnce(&[OsString]) -> Result<Child, E>) {
-        if let Some(child) = &mut self.waiting {
-            if matches!(child.try_wait(), Ok(None)) {
+        if let Some(waiting) = self.waiting.take() {
+            if waiting.alive() {
+                self.waiting = Some(waiting);
                 return;
             }
-            // Gone while nobody wanted it: reaped, and a miss.
-            if let Some(mut gone) = self.waiting.take() {
+            // Gone by itself while nobody wanted it: reaped, and a miss. (Ended at its idle
+            // deadline: nothing left to reap, and no miss.)
+            if let Some(mut gone) = waiting.take() {
                 let _ = gone.wait();
+                self.missed();
             }
-            self.missed();
         }
         if self
             .resting_until
@@ -117,7 +187,7 @@ impl Warm {
         }
         self.resting_until = None;
         if let Ok(child) = spawn(&self.args) {
-            self.waiting = Some(child);
+            self.waiting = Some(Waiting::start(child, self.idle));
         }
     }
 
@@ -136,7 +206,7 @@ impl Warm {
 
 impl Drop for Warm {
     fn drop(&mut self) {
-        if let Some(child) = self.waiting.take() {
+        if let Some(child) = self.waiting.take().and_then(Waiting::take) {
             end(child);
         }
     }
@@ -200,7 +270,7 @@ mod tests {
         let mut warm = Warm::new(args.clone());
         for _ in 0..MAX_MISSES {
             warm.refill(|a| sleeper(a, dir.path()));
-            let pid = warm.waiting.as_ref().map(Child::id).expect("started");
+            let pid = warm.waiting_pid().expect("started");
             // `sleep 0` exits at once.
             wait_gone(pid);
             assert!(warm.take(&args, dir.path()).is_none());
@@ -214,6 +284,43 @@ mod tests {
         warm.used(true);
         warm.refill(|a| sleeper(a, dir.path()));
         assert!(warm.waiting.is_some());
+    }
+
+    #[test]
+    fn a_process_nobody_wants_is_ended_at_its_idle_deadline_without_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = vec![OsString::from("30")];
+        let mut warm = Warm::with_idle(args.clone(), Duration::from_millis(100));
+        for _ in 0..MAX_MISSES + 1 {
+            warm.refill(|a| sleeper(a, dir.path()));
+            let pid = warm.waiting_pid().expect("started");
+            // `sleep 30` outlives the test unless the deadline ends it.
+            wait_gone(pid);
+            assert!(
+                warm.take(&args, dir.path()).is_none(),
+                "an ended one handed out"
+            );
+        }
+        assert_eq!(warm.misses, 0, "ending an idle process is no miss");
+        warm.refill(|a| sleeper(a, dir.path()));
+        let child = warm
+            .take(&args, dir.path())
+            .expect("taken before its deadline");
+        std::thread::sleep(Duration::from_millis(300));
+        let mut child = child;
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "a process taken for its run was ended by its idle deadline"
+        );
+        end(child);
+    }
+
+    impl Warm {
+        fn waiting_pid(&self) -> Option<u32> {
+            let waiting = self.waiting.as_ref()?;
+            let child = lock(&waiting.child);
+            child.as_ref().map(Child::id)
+        }
     }
 
     /// Waits (at most 5 s) until `pid` has exited (a zombie counts).
