@@ -10,6 +10,7 @@
 //! - [`peers`]: an HTTP peer that records requests (plain or TLS) and a TCP peer.
 //! - [`build_example`]: builds an example plugin from source as its author would;
 //!   [`build_wat_example`] turns a hand-written component into a binary one.
+//! - [`nats`]: real `nats-server` nodes with JetStream on loopback (one, or a cluster of three).
 //! - [`wait_for`]: bounded polling.
 //! - [`random`]: the seeded generator and random operations of the randomized suites;
 //!   [`churn`]: lsyncd's churn workload and the runner that plays many seeds.
@@ -25,6 +26,7 @@ mod compare;
 mod daemon;
 mod examples;
 mod http;
+pub mod nats;
 pub mod peers;
 pub mod random;
 mod sersync;
