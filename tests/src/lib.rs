@@ -10,6 +10,7 @@
 //! - [`peers`]: an HTTP peer that records requests (plain or TLS) and a TCP peer.
 //! - [`build_example`]: builds an example plugin from source as its author would;
 //!   [`build_wat_example`] turns a hand-written component into a binary one.
+//! - [`follow`]: `sersync follow` started on a written follow.xml, its metrics, kill and restart.
 //! - [`nats`]: real `nats-server` nodes with JetStream on loopback (one, or a cluster of three).
 //! - [`wait_for`]: bounded polling.
 //! - [`random`]: the seeded generator and random operations of the randomized suites;
@@ -25,6 +26,7 @@ pub mod churn;
 mod compare;
 mod daemon;
 mod examples;
+pub mod follow;
 mod http;
 pub mod nats;
 pub mod peers;

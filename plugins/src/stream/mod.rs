@@ -11,7 +11,7 @@ mod runtime;
 pub mod wire;
 
 pub use address::{Endpoint, StreamAddress};
-pub use runtime::Runtime;
+pub use runtime::{timeout, Runtime};
 
 /// The async NATS client the stream is reached with (re-exported so that the follower and
 /// the sink use the very same crate and version).

@@ -36,3 +36,9 @@ impl Runtime {
             .block_on(async { tokio::time::timeout(limit, future).await.ok() })
     }
 }
+
+/// `future`'s output, or `None` when `limit` passed first (tokio's timer, for callers that
+/// do not depend on tokio themselves).
+pub async fn timeout<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
+    tokio::time::timeout(limit, future).await.ok()
+}
