@@ -18,7 +18,7 @@ use sersync::config::ControlAddress;
 use sersync_plugin_sdk::config::attrs::{
     attr_error, count, duration_or, number_or, optional, required, Span, Unit, SECONDS,
 };
-use sersync_plugin_sdk::config::xml::parse_tree;
+use sersync_plugin_sdk::config::xml::parse_tree_of;
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 use sersync_plugins::stream::StreamAddress;
 
@@ -91,12 +91,7 @@ pub fn load(file: &Path) -> Result<FollowConfig, ConfigError> {
 
 /// Parses the text of a follower's file.
 pub fn parse(text: &str, file: &Path) -> Result<FollowConfig, ConfigError> {
-    let root = parse_tree(text)?;
-    if root.name != "follow" {
-        return Err(root
-            .error(format!("<{}> is not a follower's configuration", root.name))
-            .with_hint("the file's root element is <follow> (docs/scale.md)"));
-    }
+    let root = parse_tree_of(text, "follow")?;
     let nats = child(&root, "nats", "<nats servers=\"nats://127.0.0.1:4222\" stream=\"SERSYNC\" subject=\"sersync.www\" consumer=\"edge-1\"/>")?;
     let consumer = required(nats, "consumer", "consumer=\"edge-1\"")?;
     if consumer.contains(|c: char| c.is_whitespace() || ".*>".contains(c)) {
@@ -201,7 +196,7 @@ mod tests {
     #[test]
     fn mistakes_are_located_and_explained() {
         for (from, to, needle) in [
-            ("<follow>", "<head>", "not a follower"),
+            ("<follow>", "<head>", "expected <follow>"),
             (r#" consumer="edge-1""#, "", "consumer"),
             (r#"consumer="edge-1""#, r#"consumer="a.b""#, "not allowed"),
             ("/srv/www", "srv", "absolute"),

@@ -306,6 +306,12 @@ impl Feed {
     }
 }
 
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.runtime.drop_within(self.messages.take());
+    }
+}
+
 /// `future` or `None` after `limit`.
 async fn tokio_timeout<F: std::future::Future>(limit: Duration, future: F) -> Option<F::Output> {
     sersync_plugins::stream::timeout(limit, future).await

@@ -36,6 +36,8 @@ use status::Board;
 const EXIT_CONFIG: u8 = 255;
 /// How long one wait for a message lasts before the loop looks at signals and requests.
 const POLL: Duration = Duration::from_millis(500);
+/// How long the loop waits before reading a broken message stream again.
+const STREAM_AGAIN: Duration = Duration::from_millis(250);
 
 /// Runs the follower named by `-o FILE` until SIGTERM/SIGINT.
 pub fn run(cli: &Cli) -> ExitCode {
@@ -131,7 +133,7 @@ impl Follower {
             board,
             notices,
             tree,
-            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
         })
     }
 
@@ -213,9 +215,12 @@ impl Follower {
                             .applied(group.changes.len(), &group.published, group.pending);
                     }
                 }
+                // The consumer's message stream broke (a heartbeat missed while a node went
+                // away, a reconnect): it is made again at once, without the backoff.
                 Err(e) => {
-                    let delay = self.fail(&e);
-                    if self.pause(delay) {
+                    self.board.failed(&e);
+                    tracing::warn!("{}: {e}; reading again", self.board.name());
+                    if self.pause(STREAM_AGAIN) {
                         break;
                     }
                 }

@@ -110,6 +110,7 @@ impl Puller {
         match status.code() {
             // 24: files vanished on the source while it sent; their deletes come as changes.
             Some(0 | 24) => Ok(()),
+            Some(23) if only_gone_names(&String::from_utf8_lossy(&stderr)) => Ok(()),
             code => {
                 let text = String::from_utf8_lossy(&stderr);
                 let start = text.len().saturating_sub(STDERR_TAIL);
@@ -125,6 +126,22 @@ impl Puller {
             }
         }
     }
+}
+
+/// True when every error rsync reported is a listed name that is not on the source because
+/// an ancestor of it is no longer a directory there (`--ignore-missing-args` covers only a
+/// name that is missing itself): as much gone as a missing name, and its own change (the
+/// ancestor's) is in the stream.
+fn only_gone_names(stderr: &str) -> bool {
+    let mut errors = stderr
+        .lines()
+        .filter(|l| l.starts_with("rsync: ") || l.starts_with("rsync error: "))
+        .peekable();
+    errors.peek().is_some()
+        && errors.all(|l| {
+            (l.contains("link_stat") && l.ends_with("failed: Not a directory (20)"))
+                || l.starts_with("rsync error: some files/attrs were not transferred")
+        })
 }
 
 /// The paths as rsync's `--from0` list; the root is `.`.
@@ -180,6 +197,12 @@ mod tests {
                 "/srv/www/"
             ]
         );
+        let gone = "rsync: [sender] link_stat \"/a\\#012b/c\" (in src) failed: Not a directory (20)\nrsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1874) [generator=3.2.7]\n";
+        assert!(only_gone_names(gone));
+        assert!(!only_gone_names(
+            &gone.replace("Not a directory (20)", "Permission denied (13)")
+        ));
+        assert!(!only_gone_names(""));
         let names = [RelPath::ROOT, RelPath::new(&b"-rf\n$(x)"[..])];
         assert_eq!(list(names.iter()), b".\0-rf\n$(x)\0");
     }

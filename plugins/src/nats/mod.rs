@@ -73,7 +73,9 @@ impl SinkSpec for NatsSpec {
                         self.options.name
                     ))
                 })?;
-                self.publisher.get_or_init(|| Arc::new(made)).clone()
+                let publisher = self.publisher.get_or_init(|| Arc::new(made)).clone();
+                publisher.warm_up();
+                publisher
             }
         };
         Ok(Box::new(NatsLane {

@@ -52,6 +52,20 @@ impl Publisher {
         })
     }
 
+    /// Connects (and makes the stream) in the background, so that followers find the stream
+    /// as soon as the master runs, before its first batch. A failure is only logged: the
+    /// first delivery tries again and reports it.
+    pub fn warm_up(self: &std::sync::Arc<Self>) {
+        let publisher = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("sersync-nats-connect".into())
+            .spawn(move || {
+                if let Err(e) = publisher.connection() {
+                    tracing::debug!(error = %e, "nats: not connected yet");
+                }
+            });
+    }
+
     fn connection(&self) -> Result<Connection, SinkError> {
         let mut slot = self.connection.lock().unwrap();
         if let Some(connection) = slot.as_ref() {

@@ -42,3 +42,11 @@ impl Runtime {
 pub async fn timeout<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
     tokio::time::timeout(limit, future).await.ok()
 }
+
+impl Runtime {
+    /// Drops `value` inside the runtime (the client's handles spawn tasks when dropped).
+    pub fn drop_within<T>(&self, value: T) {
+        let _inside = self.inner.enter();
+        drop(value);
+    }
+}
