@@ -239,3 +239,149 @@ fn a_follower_past_the_streams_retention_pulls_whole_once_and_converges() {
         println!("{}", f.log());
     }
 }
+
+/// Writes `count` files of ~1 KiB as `dir/{prefix}{i}` at `per_second`, returning when each
+/// `close()` returned.
+fn timed_writes(
+    dir: &std::path::Path,
+    prefix: &str,
+    count: usize,
+    per_second: u32,
+) -> Vec<std::time::Instant> {
+    use std::time::Instant;
+    let start = Instant::now();
+    (0..count)
+        .map(|i| {
+            let due = start + Duration::from_secs_f64(i as f64 / f64::from(per_second));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+            std::fs::write(
+                dir.join(format!("{prefix}{i}")),
+                format!("{prefix}{i}\n").repeat(64),
+            )
+            .unwrap();
+            Instant::now()
+        })
+        .collect()
+}
+
+/// Latencies (close on the master → final name on the follower) of `count` files written at
+/// `rate` into `master.root/dir`, waiting up to `drain` after the last write; `None` for a
+/// file that did not land.
+fn landings(
+    master: &Master,
+    probe: &sersync_tests::bench::probe::LandingProbe,
+    dir: &str,
+    count: usize,
+    rate: u32,
+    drain: Duration,
+) -> Vec<Option<Duration>> {
+    let src = master.root.join(dir);
+    std::fs::create_dir_all(&src).unwrap();
+    thread::sleep(Duration::from_millis(500));
+    let closed = timed_writes(&src, "f", count, rate);
+    let names: Vec<PathBuf> = (0..count)
+        .map(|i| PathBuf::from(dir).join(format!("f{i}")))
+        .collect();
+    sersync_tests::bench::probe::wait_count(count, drain, || {
+        probe
+            .arrivals(names.iter().map(PathBuf::as_path))
+            .iter()
+            .filter(|a| a.is_some())
+            .count()
+    });
+    probe
+        .arrivals(names.iter().map(PathBuf::as_path))
+        .iter()
+        .zip(&closed)
+        .map(|(a, c)| a.map(|a| a.saturating_duration_since(*c)))
+        .collect()
+}
+
+/// The figures of docs/benchmarks.md ("Change stream"): latency at 50 files/s, the highest
+/// rate kept, the master's CPU per 1,000 files with 1 and 10 followers. Not a timed test:
+/// `cargo test -p sersync-tests --test stream -- --ignored --nocapture bench_` (with
+/// `SERSYNC_BIN=target/release/sersync` for release figures).
+#[test]
+#[ignore]
+fn bench_change_stream() {
+    use sersync_tests::bench::probe::LandingProbe;
+    use sersync_tests::bench::stats::Latency;
+    use sersync_tests::bench::tools::Usage;
+    if !installed() {
+        return;
+    }
+    let cluster = NatsCluster::single();
+    let servers = cluster.servers();
+    let master = Master::start(&servers, "BENCH", "");
+    let mut fs = followers(1, &servers, "BENCH", &master);
+    let probe = LandingProbe::start(fs[0].1.tree()).unwrap();
+
+    let lat = landings(&master, &probe, "r50", 500, 50, Duration::from_secs(20));
+    let landed: Vec<Duration> = lat.iter().flatten().copied().collect();
+    let l = Latency::of(landed.clone()).unwrap();
+    println!(
+        "FIGURE latency at 50 files/s (500 files, 1 follower): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, landed {}/500",
+        l.p50_ms, l.p99_ms, l.max_ms, landed.len()
+    );
+
+    let mut kept = 0;
+    for rate in [100u32, 200, 400, 800, 1600] {
+        let count = (rate * 5) as usize;
+        let lat = landings(
+            &master,
+            &probe,
+            &format!("r{rate}"),
+            count,
+            rate,
+            Duration::from_secs(10),
+        );
+        let landed: Vec<Duration> = lat.iter().flatten().copied().collect();
+        let all = landed.len() == count;
+        let l = Latency::of(landed).unwrap();
+        println!(
+            "FIGURE rate {rate} files/s for 5 s: landed {}/{count}, p50 {:.1} ms, p99 {:.1} ms",
+            lat.iter().flatten().count(),
+            l.p50_ms,
+            l.p99_ms
+        );
+        // Kept: every file on the follower, the slowest within 2 s of its close().
+        if all && l.max_ms < 2000.0 {
+            kept = rate;
+        } else {
+            break;
+        }
+    }
+    println!("FIGURE highest rate kept (all files, max latency < 2 s): {kept} files/s");
+    drop(probe);
+
+    for n in [1usize, 10] {
+        while fs.len() < n {
+            let dir = tempfile::tempdir().unwrap();
+            let f = Follower::start(
+                dir.path(),
+                &servers,
+                "BENCH",
+                &format!("cpu{}", fs.len()),
+                &master.daemon,
+                "src",
+            );
+            fs.push((dir, f));
+        }
+        thread::sleep(Duration::from_secs(2));
+        let pid = master.sersync.pid();
+        let daemon_pid = master.daemon.pid().unwrap();
+        let before = (Usage::of(pid), Usage::of(daemon_pid));
+        let dir = master.root.join(format!("cpu{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        timed_writes(&dir, "f", 2000, 200);
+        converge_all(&master, &fs);
+        let after = (Usage::of(pid), Usage::settled(daemon_pid));
+        println!(
+            "FIGURE {n} follower(s): master sersync CPU {:.3} s per 1,000 files; its rsync daemon (serving the pulls) {:.3} s per 1,000 files",
+            after.0.since(before.0).cpu_s / 2.0,
+            after.1.since(before.1).cpu_s / 2.0
+        );
+    }
+}
