@@ -51,7 +51,11 @@ impl Puller {
 
     /// The argument vector of one run (without the program).
     pub fn arguments(&self, extra: &[&str], listed: bool) -> Vec<OsString> {
-        let mut args: Vec<OsString> = ["-a", "--numeric-ids"].iter().map(OsString::from).collect();
+        // --force: a non-empty directory here that is a file or link on the source is replaced.
+        let mut args: Vec<OsString> = ["-a", "--numeric-ids", "--force"]
+            .iter()
+            .map(OsString::from)
+            .collect();
         args.extend(extra.iter().map(OsString::from));
         if listed {
             args.push("--files-from=-".into());
@@ -110,7 +114,17 @@ impl Puller {
         match status.code() {
             // 24: files vanished on the source while it sent; their deletes come as changes.
             Some(0 | 24) => Ok(()),
-            Some(23) if only_gone_names(&String::from_utf8_lossy(&stderr)) => Ok(()),
+            Some(23) if only_sender_side(&String::from_utf8_lossy(&stderr)) => {
+                let text = String::from_utf8_lossy(&stderr);
+                if !only_gone_names(&text) {
+                    tracing::warn!(
+                        "rsync from {} could not send some paths (left as they are here until they change again): {}",
+                        self.source.url,
+                        tail(&text)
+                    );
+                }
+                Ok(())
+            }
             code => {
                 let text = String::from_utf8_lossy(&stderr);
                 let start = text.len().saturating_sub(STDERR_TAIL);
@@ -126,6 +140,31 @@ impl Puller {
             }
         }
     }
+}
+
+/// The last [`STDERR_TAIL`] bytes of `text`, trimmed.
+fn tail(text: &str) -> &str {
+    let start = text.len().saturating_sub(STDERR_TAIL);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    text[start..].trim()
+}
+
+/// True when every error rsync reported is the sender's (the source could not read or find
+/// a listed name: a loop of links, a name unreadable there). Retrying cannot help, and a
+/// group that never succeeds would hold the stream back for ever; the next change of such a
+/// path is pulled again. A receiver's error (this tree: disk full, no permission) is not.
+fn only_sender_side(stderr: &str) -> bool {
+    let mut errors = stderr
+        .lines()
+        .filter(|l| l.starts_with("rsync: ") || l.starts_with("rsync error: "))
+        .peekable();
+    errors.peek().is_some()
+        && errors.all(|l| {
+            l.starts_with("rsync: [sender] ")
+                || l.starts_with("rsync error: some files/attrs were not transferred")
+        })
 }
 
 /// True when every error rsync reported is a listed name that is not on the source because
@@ -186,6 +225,7 @@ mod tests {
             [
                 "-a",
                 "--numeric-ids",
+                "--force",
                 "-r",
                 "--files-from=-",
                 "--from0",
@@ -203,6 +243,13 @@ mod tests {
             &gone.replace("Not a directory (20)", "Permission denied (13)")
         ));
         assert!(!only_gone_names(""));
+        assert!(only_sender_side(&gone.replace(
+            "Not a directory (20)",
+            "Too many levels of symbolic links (40)"
+        )));
+        assert!(!only_sender_side(
+            "rsync: [receiver] mkstemp \"x\" failed: No space left on device (28)\n"
+        ));
         let names = [RelPath::ROOT, RelPath::new(&b"-rf\n$(x)"[..])];
         assert_eq!(list(names.iter()), b".\0-rf\n$(x)\0");
     }
