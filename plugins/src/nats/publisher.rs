@@ -47,7 +47,9 @@ impl Publisher {
             .block_on_within(limit, publish_all(&connection.js, &address.subject, &parts))
             .unwrap_or_else(|| Err(format!("no ack within {limit:?}")));
         outcome.map_err(|e| {
-            *self.connection.lock().unwrap() = None;
+            let old = self.connection.lock().unwrap().take();
+            // The client's handles may spawn tasks when dropped: inside its runtime.
+            self.runtime.drop_within(old);
             SinkError::retryable(format!("{}: {e}", address.describe()))
         })
     }
