@@ -91,6 +91,16 @@ pub enum Command {
     /// badly).
     Status(StatusArgs),
 
+    /// Follow a change stream: keep a local tree equal to a source by reading the changes a
+    /// master publishes on NATS JetStream (the `nats` sink) and pulling exactly those paths
+    /// with rsync, acking each message only after its pull succeeded.
+    ///
+    /// -o names the follower's own file (`<follow>` with `<nats>`, `<source>`, `<local>`,
+    /// `<host>`; docs/scale.md); --check validates it. Its position is the durable consumer's,
+    /// so a restart catches up from the stream; it pulls the whole tree once on its first
+    /// start and when the stream no longer holds what it missed.
+    Follow,
+
     /// Print the shell completion script for SHELL on standard output.
     ///
     /// bash: sersync completions bash > /etc/bash_completion.d/sersync; zsh: into a directory
@@ -157,7 +167,7 @@ pub fn print_generated(command: Option<Command>) -> Option<std::process::ExitCod
                 .and_then(|()| std::io::Write::flush(&mut out))
         }
         Command::Manpage => write_manpage(&mut out).and_then(|()| std::io::Write::flush(&mut out)),
-        Command::Status(_) => return None,
+        Command::Status(_) | Command::Follow => return None,
     };
     Some(match written {
         Ok(()) => std::process::ExitCode::SUCCESS,

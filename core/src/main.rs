@@ -2,6 +2,7 @@
 //! library provides.
 
 mod daemon;
+mod follow;
 mod logging;
 mod supervisor;
 mod systemd;
@@ -33,6 +34,9 @@ fn main() -> ExitCode {
     };
     if let Some(code) = sersync::cli::print_generated(cli.command) {
         return code;
+    }
+    if let Some(sersync::cli::Command::Follow) = cli.command {
+        return follow::run(&cli);
     }
     if let Some(sersync::cli::Command::Status(args)) = cli.command {
         return sersync::control::client::status_command(&cli.config, &args);

@@ -217,6 +217,7 @@ impl Control for Hub {
                 .iter()
                 .map(|(lane, root, _)| lane_status(lane, root))
                 .collect(),
+            counters: Vec::new(),
         }
     }
 

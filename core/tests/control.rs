@@ -115,6 +115,7 @@ impl Control for FakeEngine {
                 },
             ],
             lanes: FakeEngine::lanes(),
+            counters: Vec::new(),
         }
     }
 

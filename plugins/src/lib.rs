@@ -7,8 +7,8 @@
 //! `<remote>`), and starts one instance per lane with [`SinkSpec::start`]. What core needs to
 //! know about a sink is a capability of its spec (full syncs, a failLog command, parallel
 //! deliveries, progress), never its type: the built-in sink modules (rsync, command,
-//! refreshCDN, socket, http) are private to this crate, and only the registry, the SDK types,
-//! [`audit`], [`progress`] and the third-party loaders are public. Naming a sink from outside fails to
+//! refreshCDN, socket, http, nats) are private to this crate, and only the registry, the SDK types,
+//! [`audit`], [`progress`], the change stream's format ([`stream`]) and the third-party loaders are public. Naming a sink from outside fails to
 //! compile, and this doctest fails if one becomes public again:
 //!
 //! ```compile_fail
@@ -26,11 +26,13 @@ mod command;
 mod common;
 pub mod dylib;
 mod http;
+mod nats;
 pub mod progress;
 mod refresh_cdn;
 pub mod registry;
 mod rsync;
 mod socket;
+pub mod stream;
 mod third_party;
 #[cfg(feature = "wasm")]
 pub mod wasm;

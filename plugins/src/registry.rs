@@ -75,12 +75,16 @@ pub trait SinkSpec: Send + Sync + fmt::Debug {
 }
 
 /// The plugin names sersync knows without a `type`/`path` (compared case-insensitively).
-pub const BUILT_IN_PLUGINS: &[&str] = &["command", "refreshCDN", "socket", "http"];
+pub const BUILT_IN_PLUGINS: &[&str] = &["command", "refreshCDN", "socket", "http", "nats"];
 
 /// Reads a top-level `<plugin name="…">` element into a [`SinkSpec`].
 ///
 /// An unknown name, or options the sink rejects, give an error located in the file.
 pub fn configure_plugin(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigError> {
+    // `type="nats"` names a built-in sink under a name of the user's choosing.
+    if node.attr("type") == Some("nats") {
+        return crate::nats::configure(node);
+    }
     if let Some(spec) = crate::third_party::configure(node) {
         return spec;
     }
@@ -90,6 +94,7 @@ pub fn configure_plugin(node: &ConfigNode) -> Result<Box<dyn SinkSpec>, ConfigEr
         "refreshcdn" => return crate::refresh_cdn::configure(node),
         "socket" => return crate::socket::configure(node),
         "http" => return crate::http::configure(node),
+        "nats" => return crate::nats::configure(node),
         _ => {}
     }
     Err(node

@@ -11,6 +11,8 @@
 //! - [`peers`]: an HTTP peer that records requests (plain or TLS) and a TCP peer.
 //! - [`build_example`]: builds an example plugin from source as its author would;
 //!   [`build_wat_example`] turns a hand-written component into a binary one.
+//! - [`follow`]: `sersync follow` started on a written follow.xml, its metrics, kill and restart.
+//! - [`nats`]: real `nats-server` nodes with JetStream on loopback (one, or a cluster of three).
 //! - [`wait_for`]: bounded polling.
 //! - [`random`]: the seeded generator and random operations of the randomized suites;
 //!   [`churn`]: lsyncd's churn workload and the runner that plays many seeds.
@@ -25,7 +27,9 @@ pub mod churn;
 mod compare;
 mod daemon;
 mod examples;
+pub mod follow;
 mod http;
+pub mod nats;
 pub mod peers;
 pub mod random;
 mod sersync;

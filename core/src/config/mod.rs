@@ -20,3 +20,4 @@ mod xml;
 pub use control::TOKEN_ENV;
 pub use load::{load, parse_bytes, parse_str, read};
 pub use model::*;
+pub use parse::control as parse_control;

@@ -159,7 +159,7 @@ pub fn render(s: &StatusSnapshot) -> String {
     }
     root_guard(&mut out, s);
     // The built-in sinks' own daemon-wide counters, named by them.
-    for counter in sersync_plugins::sink_counters() {
+    for counter in sersync_plugins::sink_counters().iter().chain(&s.counters) {
         out.family(counter.name, "counter", counter.help);
         out.sample(counter.name, "", counter.value);
     }

@@ -31,6 +31,9 @@ pub struct StatusSnapshot {
     pub watches: Vec<WatchStatus>,
     /// Every lane.
     pub lanes: Vec<LaneStatus>,
+    /// Counters of the process's own (the follower's full pulls, say), for `/metrics`; the
+    /// daemon has none.
+    pub counters: Vec<sersync_plugins::SinkCounter>,
 }
 
 /// Whether changes are being watched and delivered yet.

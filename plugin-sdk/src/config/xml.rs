@@ -33,6 +33,12 @@ pub fn decode(bytes: &[u8]) -> Cow<'_, str> {
 
 /// Parses `text` into the tree under its root element, which must be `<head>` ([`ROOT`]).
 pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
+    parse_tree_of(text, ROOT)
+}
+
+/// As [`parse_tree`] for a file whose root element is `<root_name>` (lower case), such as a
+/// follower's `<follow>`.
+pub fn parse_tree_of(text: &str, root_name: &str) -> Result<ConfigNode, ConfigError> {
     let lines = Lines::new(text);
     let mut reader = Reader::from_str(text);
     // End tags are matched below, case-insensitively like every other name.
@@ -50,12 +56,12 @@ pub fn parse_tree(text: &str) -> Result<ConfigNode, ConfigError> {
             Event::Start(tag) => push_open(element(&tag, offset, &lines)?, &mut open)?,
             Event::Empty(tag) => {
                 let node = element(&tag, offset, &lines)?;
-                attach(node, &mut open, &mut root)?;
+                attach(node, &mut open, &mut root, root_name)?;
             }
             Event::End(tag) => {
                 let name = tag.name().0.to_lowercase();
                 let node = close(&name, &mut open, lines.position(offset))?;
-                attach(node, &mut open, &mut root)?;
+                attach(node, &mut open, &mut root, root_name)?;
             }
             Event::Eof => break,
             _ => {}
@@ -134,6 +140,7 @@ fn attach(
     node: ConfigNode,
     open: &mut [ConfigNode],
     root: &mut Option<ConfigNode>,
+    root_name: &str,
 ) -> Result<(), ConfigError> {
     if let Some(parent) = open.last_mut() {
         parent.children.push(node);
@@ -142,15 +149,21 @@ fn attach(
     if root.is_some() {
         return Err(node
             .error(format!("a second root element <{}>", node.name))
-            .with_hint("everything belongs inside the one <head> element"));
+            .with_hint(format!(
+                "everything belongs inside the one <{root_name}> element"
+            )));
     }
-    if node.name != ROOT {
+    if node.name != root_name {
         return Err(node
             .error(format!(
-                "the root element is <{}>, expected <{ROOT}>",
+                "the root element is <{}>, expected <{root_name}>",
                 node.name
             ))
-            .with_hint("is this a sersync confxml.xml? Its outermost element is <head>"));
+            .with_hint(if root_name == ROOT {
+                "is this a sersync confxml.xml? Its outermost element is <head>".to_string()
+            } else {
+                format!("this file's outermost element is <{root_name}>")
+            }));
     }
     *root = Some(node);
     Ok(())

@@ -52,8 +52,12 @@ pub fn config(head: &ConfigNode, file: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// `<host hostip port tokenFile readsNeedToken>`. Default `localhost:8008`, no token.
-fn control(host: Option<&ConfigNode>, head: &ConfigNode) -> Result<ControlAddress, ConfigError> {
+/// `<host hostip port tokenFile readsNeedToken>`. Default `localhost:8008`, no token. Also
+/// read by `sersync follow` for its own file's `<host>` (`head` is that file's root).
+pub fn control(
+    host: Option<&ConfigNode>,
+    head: &ConfigNode,
+) -> Result<ControlAddress, ConfigError> {
     let example = "<host hostip=\"localhost\" port=\"8008\"/>";
     let token_example = "<host hostip=\"0.0.0.0\" port=\"8008\" tokenFile=\"/etc/sersync/token\"/>";
     Ok(ControlAddress {
