@@ -315,7 +315,13 @@ fn a_root_whose_file_system_is_unmounted_keeps_the_slave_and_resumes_when_remoun
     assert_converges(&stage.src, &stage.dst("www"), WAIT);
     // Unmounted: the root shows the empty directory below the mount point, on another
     // device. A crontab or POST /sync now would have pushed it with --delete.
-    assert!(mount("umount", &[&src]));
+    // Busy while an rsync run (its working directory is the root) is in it.
+    wait_for(WAIT, || {
+        mount("umount", &[&src])
+            .then_some(())
+            .ok_or("umount refused".to_string())
+    })
+    .unwrap();
     mounted.0.pop();
     sersync.wait_for_log("watch root lost", WAIT).unwrap();
     assert_shown_lost(port, &stage.src);
