@@ -126,8 +126,15 @@ fn run(config: Config, cli: &Cli, options: &RunOptions) -> Result<(), String> {
         raise_limits(&config)?;
     }
     let hub = Arc::new(Hub::default());
-    let _control = start_control(&config, access, &hub);
-    supervisor::supervise(&config_path, config, options, notices, &hub)
+    let control = start_control(&config, access, &hub);
+    supervisor::supervise(
+        &config_path,
+        config,
+        options,
+        notices,
+        &hub,
+        control.as_ref(),
+    )
 }
 
 /// Serves the control endpoint on `<host hostip port>` for as long as the handle lives. A

@@ -9,7 +9,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::systemd;
 use sersync::config::{self, Config};
-use sersync::control::{Control, DaemonState, LaneStatus, StatusSnapshot, WatchStatus};
+use sersync::control::{
+    Access, Control, DaemonState, LaneStatus, ServerHandle, StatusSnapshot, WatchStatus,
+};
 use sersync::dispatch::Lane;
 use sersync::engine::{self, Engine, FirstSync, RunOptions};
 use sersync::watch::WatchError;
@@ -40,13 +42,15 @@ pub fn load_config(path: &Path, options: &RunOptions) -> Result<Config, String> 
 }
 
 /// Runs the engine for `config` (read from `path`) until a [`Notice::Stop`]; returns an error
-/// when it cannot start or its reader fails. `hub` is pointed at whichever engine runs.
+/// when it cannot start or its reader fails. `hub` is pointed at whichever engine runs, and
+/// the control endpoint (`control`, when it runs) is held to each reload's token.
 pub fn supervise(
     path: &Path,
     config: Config,
     options: &RunOptions,
     notices: (Sender<Notice>, Receiver<Notice>),
     hub: &Arc<Hub>,
+    control: Option<&ServerHandle>,
 ) -> Result<(), String> {
     let (tx, rx) = notices;
     let prepared = Engine::prepare(&config, options).map_err(|e| e.to_string())?;
@@ -67,7 +71,7 @@ pub fn supervise(
                 return Err(error.to_string());
             }
             Notice::Reload => match reload(path, options) {
-                Ok(prepared) => {
+                Ok((prepared, access)) => {
                     let previous = engine.kept_lane_ids();
                     engine.stop(options.shutdown_deadline);
                     // The board shows the start-up full sync only, not the new lanes'.
@@ -76,6 +80,9 @@ pub fn supervise(
                     }
                     engine = start(prepared, FirstSync::NewLanes(previous), &tx);
                     hub.show(&engine);
+                    if let Some(server) = control {
+                        server.set_access(access);
+                    }
                     tracing::info!(config = %path.display(), "configuration reloaded");
                     systemd::ready(&running_status(&engine));
                 }
@@ -104,10 +111,16 @@ fn running_status(engine: &Engine) -> String {
     )
 }
 
-fn reload(path: &Path, options: &RunOptions) -> Result<engine::Prepared, String> {
+/// The engine of the configuration at `path`, and what the control endpoint asks of requests
+/// under it (its token file is read again).
+fn reload(path: &Path, options: &RunOptions) -> Result<(engine::Prepared, Access), String> {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
     systemd::reloading();
     let config = load_config(path, options)?;
+    let access = config
+        .control
+        .access()
+        .map_err(|e| e.in_file(path).to_string())?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -115,7 +128,8 @@ fn reload(path: &Path, options: &RunOptions) -> Result<engine::Prepared, String>
         progress: None,
         ..options.clone()
     };
-    Engine::prepare(&config, &options).map_err(|e| e.to_string())
+    let prepared = Engine::prepare(&config, &options).map_err(|e| e.to_string())?;
+    Ok((prepared, access))
 }
 
 fn start(prepared: engine::Prepared, first: FirstSync, tx: &Sender<Notice>) -> Engine {

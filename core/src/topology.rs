@@ -58,6 +58,11 @@ impl Topology {
             let setup = SinkSetup {
                 workers,
                 progress: progress.map(|board| board.clone() as Arc<dyn ProgressDisplay>),
+                warm_transfers: config.engine.warm_transfers,
+                // Safe now or created 0700 at start; a refused one holds no socket of ours.
+                state_dir: crate::state_dir::inspect(&config.engine.state_dir)
+                    .is_ok()
+                    .then(|| config.engine.state_dir.clone()),
             };
             for (i, spec) in config.sersync_sinks.specs(&sersync_roots, &setup) {
                 let id = topology.root_id(&sersync_roots[i]);

@@ -108,6 +108,13 @@ pub struct SinkSetup {
     pub workers: usize,
     /// Where long full syncs are shown (the start-up `-r` on a terminal), if anywhere.
     pub progress: Option<Arc<dyn ProgressDisplay>>,
+    /// `<engine warmTransfers>`: rsync sinks keep their next changes run connected and
+    /// waiting for its file list.
+    pub warm_transfers: bool,
+    /// The daemon's state directory when it is one only sersync's user can write to (it is
+    /// created mode 0700 at start): where ssh remotes keep their multiplexed connection's
+    /// socket. `None`: no such sockets.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The elements outside `<plugin>` sections that configure built-in sinks, as positioned

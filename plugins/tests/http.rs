@@ -245,19 +245,40 @@ fn config_errors_point_at_the_attribute() {
     );
 }
 
-/// The receiver of docs/sinks/http.md, run by Python: exit 0 when `signature` is the body's.
+/// The receiver of docs/sinks/http.md, run by Python: exit 0 when the timestamped signature
+/// is the body's and the timestamp is within the window.
 const PYTHON_VERIFY: &str = r#"
-import hashlib, hmac, sys
-def verified(secret: bytes, body: bytes, header: str) -> bool:
-    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header)
+import hashlib, hmac, sys, time
+
+def verified(secret: bytes, body: bytes, headers, window: int = 300) -> bool:
+    timestamp = headers.get("X-Sersync-Timestamp", "")
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > window:
+        return False
+    signed = timestamp.encode() + b"." + body
+    expected = "sha256=" + hmac.new(secret, signed, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers.get("X-Sersync-Signature-Timestamped", ""))
+
 body = open(sys.argv[1], "rb").read()
-sys.exit(0 if verified(sys.argv[2].encode(), body, sys.argv[3]) else 1)
+headers = {"X-Sersync-Timestamp": sys.argv[3], "X-Sersync-Signature-Timestamped": sys.argv[4]}
+sys.exit(0 if verified(sys.argv[2].encode(), body, headers) else 1)
 "#;
+
+/// HMAC-SHA256 of the concatenated `parts`, in hex: what a receiver computes.
+fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 #[test]
 fn posts_are_signed_and_carry_a_delivery_id_that_a_resend_keeps() {
-    use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};
     let lane = Lane::new();
     let peer = HttpPeer::start(Reply::Status(200));
@@ -286,16 +307,17 @@ fn posts_are_signed_and_carry_a_delivery_id_that_a_resend_keeps() {
     let requests = peer.requests();
     assert_eq!(requests.len(), 4, "two POSTs per delivery");
     for r in &requests {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret-for-hooks").unwrap();
-        mac.update(&r.body);
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         let header = r.header("x-sersync-signature").expect("signed");
-        assert_eq!(header, format!("sha256={hex}"));
+        assert_eq!(
+            header,
+            format!("sha256={}", hmac_hex(b"s3cret-for-hooks", &[&r.body]))
+        );
+        let timestamp = r.header("x-sersync-timestamp").expect("a timestamp");
+        let stamped = hmac_hex(b"s3cret-for-hooks", &[timestamp.as_bytes(), b".", &r.body]);
+        assert_eq!(
+            r.header("x-sersync-signature-timestamped"),
+            Some(format!("sha256={stamped}").as_str())
+        );
         let id: String = Sha256::digest(&r.body)
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -311,23 +333,40 @@ fn posts_are_signed_and_carry_a_delivery_id_that_a_resend_keeps() {
 
     // The documented receiver agrees, and refuses a body that was changed.
     let body = lane.beside("body.json");
-    let python = |body_bytes: &[u8], header: &str| {
+    let python = |body_bytes: &[u8], timestamp: &str, signature: &str| {
         std::fs::write(&body, body_bytes).unwrap();
         std::process::Command::new("python3")
             .args(["-c", PYTHON_VERIFY])
             .arg(&body)
-            .args(["s3cret-for-hooks", header])
+            .args(["s3cret-for-hooks", timestamp, signature])
             .status()
             .ok()
             .map(|s| s.success())
     };
-    let header = requests[0].header("x-sersync-signature").unwrap();
-    match python(&requests[0].body, header) {
+    let timestamp = requests[0].header("x-sersync-timestamp").unwrap();
+    let signature = requests[0]
+        .header("x-sersync-signature-timestamped")
+        .unwrap();
+    match python(&requests[0].body, timestamp, signature) {
         Some(verified) => {
             assert!(verified, "the Python receiver refused a real signature");
             let mut forged = requests[0].body.clone();
             forged.push(b' ');
-            assert_eq!(python(&forged, header), Some(false));
+            assert_eq!(python(&forged, timestamp, signature), Some(false));
+            // A recorded POST played again an hour later, with its timestamp moved on to
+            // pass the window: the signature no longer matches.
+            let moved = (timestamp.parse::<u64>().unwrap() + 3600).to_string();
+            assert_eq!(python(&requests[0].body, &moved, signature), Some(false));
+            // The same POST with its own timestamp, an hour late, is out of the window.
+            let old = (timestamp.parse::<u64>().unwrap() - 3600).to_string();
+            let old_signature = format!(
+                "sha256={}",
+                hmac_hex(
+                    b"s3cret-for-hooks",
+                    &[old.as_bytes(), b".", &requests[0].body]
+                )
+            );
+            assert_eq!(python(&requests[0].body, &old, &old_signature), Some(false));
         }
         None => eprintln!("python3 is NOT installed: the documented receiver not run"),
     }

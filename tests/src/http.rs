@@ -8,11 +8,25 @@ use std::time::Duration;
 /// One request to 127.0.0.1:`port` (`Connection: close`, an empty body): the status and the
 /// body's bytes.
 pub fn http_bytes(port: u16, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    http_with_headers(port, method, path, &[])
+}
+
+/// [`http_bytes`] with extra header lines (`("Authorization", "Bearer …")`).
+pub fn http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}Content-Length: 0\r\n\r\n"
     )?;
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply)?;

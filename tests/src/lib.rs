@@ -36,7 +36,7 @@ pub use capture::SharedBuffer;
 pub use compare::tree_diff;
 pub use daemon::{free_port, RsyncDaemon, USER};
 pub use examples::{build_example, build_wat_example, wasm_target_installed, WASM_TARGET};
-pub use http::{http, http_bytes};
+pub use http::{http, http_bytes, http_with_headers};
 pub use sersync::{sersync_bin, user_ids, ConfigBuilder, Frozen, Sersync};
 pub use sshd::SshServer;
 pub use stage::Stage;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sersync_tests::{assert_converges, free_port, http, sersync_bin, wait_for, Sersync, Stage};
+use sersync_tests::{
+    assert_converges, free_port, http, http_with_headers, sersync_bin, wait_for, Sersync, Stage,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -228,4 +230,52 @@ fn systemd_hears_ready_reloading_and_stopping_on_its_notify_socket() {
     assert!(next().starts_with("READY=1\n"));
     assert!(sersync.terminate(WAIT).is_some_and(|s| s.success()));
     assert_eq!(next(), "STOPPING=1");
+}
+
+/// The token is read again at SIGHUP: after the operator rotates it, the old one is refused
+/// and the new one works, without a restart (a live daemon, not the endpoint on its own).
+#[test]
+fn a_reload_holds_the_control_endpoint_to_the_rotated_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let stage = Stage::new(&["www"]);
+    let port = free_port();
+    let token_file = stage.path().join("control.token");
+    let write_token = |token: &str| {
+        fs::write(&token_file, format!("{token}\n")).unwrap();
+        fs::set_permissions(&token_file, fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write_token("first-token");
+    let config = stage.config("www", |c| {
+        c.head_xml(&format!(
+            "<host hostip=\"127.0.0.1\" port=\"{port}\" tokenFile=\"{}\"/>\n",
+            token_file.display()
+        ))
+    });
+    let sersync = Sersync::start(&config, &[], stage.path());
+    wait_until_running(port);
+    let sync_with = |token: Option<&str>| {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("Authorization", b.as_str()))
+            .collect();
+        http_with_headers(port, "POST", "/sync", &headers)
+            .unwrap()
+            .0
+    };
+    assert_eq!(sync_with(Some("first-token")), 200);
+    assert_eq!(sync_with(None), 401);
+
+    write_token("second-token");
+    sersync.signal(libc::SIGHUP);
+    sersync
+        .wait_for_log("configuration reloaded", WAIT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", sersync.log()));
+    wait_until_running(port);
+    assert_eq!(
+        sync_with(Some("first-token")),
+        401,
+        "the old token is refused"
+    );
+    assert_eq!(sync_with(Some("second-token")), 200, "the new one works");
 }

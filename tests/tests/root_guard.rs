@@ -275,6 +275,13 @@ fn mount(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Unmounts `at`, retrying for up to 15 s while it is busy: an rsync run, or a warm one
+/// waiting for its next list (ended after 5 s unused, `rsync::warm::IDLE`), has its working
+/// directory in the root, as any process running there would.
+fn unmount(at: &str) -> bool {
+    sersync_tests::peers::poll(Duration::from_secs(15), || mount("umount", &[at]))
+}
+
 /// Unmounts on drop, so a failing test leaves no mount behind.
 struct Mounted(Vec<PathBuf>);
 
@@ -315,13 +322,7 @@ fn a_root_whose_file_system_is_unmounted_keeps_the_slave_and_resumes_when_remoun
     assert_converges(&stage.src, &stage.dst("www"), WAIT);
     // Unmounted: the root shows the empty directory below the mount point, on another
     // device. A crontab or POST /sync now would have pushed it with --delete.
-    // Busy while an rsync run (its working directory is the root) is in it.
-    wait_for(WAIT, || {
-        mount("umount", &[&src])
-            .then_some(())
-            .ok_or("umount refused".to_string())
-    })
-    .unwrap();
+    assert!(unmount(&src));
     mounted.0.pop();
     sersync.wait_for_log("watch root lost", WAIT).unwrap();
     assert_shown_lost(port, &stage.src);

@@ -132,6 +132,16 @@ fn assert_intact(victim: &Path, mtime: SystemTime) {
     );
 }
 
+/// Runs sersync with `state` as its state directory while names with newlines are written
+/// into the tree, checks that `victim` is untouched, and returns sersync's log.
+fn run_attack(stage: &Stage, state: &Path, victim: &Path, mtime: SystemTime) -> String {
+    let config = config_with_state(stage, state);
+    let sersync = Sersync::start(&config, &[], stage.path());
+    write_evil_names_and_converge(stage);
+    assert_intact(victim, mtime);
+    sersync.log()
+}
+
 /// The attack from the issue: `nobody` creates the state directory in a shared place and
 /// links the journal's temporary name and the heartbeat to the victim.
 #[test]
@@ -157,12 +167,7 @@ fn a_state_directory_planted_by_another_user_is_refused_and_the_victim_stays_int
     as_nobody(&script);
     assert_eq!(fs::metadata(&state).unwrap().uid(), NOBODY);
 
-    let config = config_with_state(&stage, &state);
-    let sersync = Sersync::start(&config, &[], stage.path());
-    write_evil_names_and_converge(&stage);
-
-    assert_intact(&victim, mtime);
-    let log = sersync.log();
+    let log = run_attack(&stage, &state, &victim, mtime);
     assert!(
         log.contains("belongs to uid 65534, not to sersync's user (uid 0)")
             && log.contains(&state.display().to_string()),
@@ -197,12 +202,7 @@ fn a_world_writable_state_directory_is_refused() {
         ));
     }
 
-    let config = config_with_state(&stage, &state);
-    let sersync = Sersync::start(&config, &[], stage.path());
-    write_evil_names_and_converge(&stage);
-
-    assert_intact(&victim, mtime);
-    let log = sersync.log();
+    let log = run_attack(&stage, &state, &victim, mtime);
     assert!(
         log.contains("is writable by its group or by others (mode 0777)")
             && log.contains("chmod 700"),
@@ -228,12 +228,7 @@ fn links_in_a_usable_state_directory_are_not_followed() {
         std::os::unix::fs::symlink(&victim, state.join(format!("{journal}.new"))).unwrap();
     }
 
-    let config = config_with_state(&stage, &state);
-    let sersync = Sersync::start(&config, &[], stage.path());
-    write_evil_names_and_converge(&stage);
-
-    assert_intact(&victim, mtime);
-    let log = sersync.log();
+    let log = run_attack(&stage, &state, &victim, mtime);
     assert!(
         log.contains("cannot write the heartbeat") && log.contains("symbolic link"),
         "{log}"

@@ -213,6 +213,11 @@ pub struct EngineConfig {
     /// on changes whose paths do not overlap with the others'. Default 2; `-n` still bounds
     /// the processes across all remotes.
     pub transfers_per_remote: usize,
+    /// `warmTransfers`: each rsync transfer keeps its next changes run connected to the
+    /// remote and waiting for its file list, so that a batch pays only its transfer, not the
+    /// connection (one more connection per transfer on the slave, counted against its `max
+    /// connections`). Default on.
+    pub warm_transfers: bool,
     /// `auditSeconds`: how often each rsync remote is asked what differs from the source
     /// (a dry run), what differs logged, counted and sent again. `None` (0, the default): never.
     pub audit: Option<Duration>,

@@ -130,13 +130,18 @@ fn describe_crontab(crontab: Option<&CrontabConfig>, full_syncs: Option<String>)
 
 fn describe_engine(engine: &EngineConfig) -> String {
     format!(
-        "engine: settle {}, max delay {}, max pending {} paths, retry {} to {}, {} transfers per remote, state in {}{}",
+        "engine: settle {}, max delay {}, max pending {} paths, retry {} to {}, {} transfers per remote{}, state in {}{}",
         millis(engine.settle),
         millis(engine.max_delay),
         engine.max_pending,
         millis(engine.retry_initial),
         millis(engine.retry_max),
         engine.transfers_per_remote,
+        if engine.warm_transfers {
+            " (each keeping its next run connected)"
+        } else {
+            ""
+        },
         engine.state_dir.display(),
         describe_state_dir(&engine.state_dir)
     )

@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -46,14 +46,24 @@ const POLL_LIMIT: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
+    access: SharedAccess,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// What every request is held to, replaced as a whole by a reload.
+type SharedAccess = Arc<RwLock<Arc<Access>>>;
 
 impl ServerHandle {
     /// The address actually bound (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Holds every request from now on to `access` (a reload's token); requests already
+    /// being answered keep the one they were checked against.
+    pub fn set_access(&self, access: Access) {
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(access);
     }
 
     /// Stops accepting and waits for the accept thread. Connections being answered finish on
@@ -105,11 +115,14 @@ pub fn serve_with(
     let local = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let accept_stop = stop.clone();
+    let access: SharedAccess = Arc::new(RwLock::new(Arc::new(access)));
+    let accept_access = access.clone();
     let thread = thread::Builder::new()
         .name("control http".into())
-        .spawn(move || accept_loop(&listener, &control, &Arc::new(access), &accept_stop))?;
+        .spawn(move || accept_loop(&listener, &control, &accept_access, &accept_stop))?;
     Ok(ServerHandle {
         addr: local,
+        access,
         stop,
         thread: Some(thread),
     })
@@ -146,7 +159,7 @@ enum Outcome {
 fn accept_loop(
     listener: &TcpListener,
     control: &Arc<dyn Control>,
-    access: &Arc<Access>,
+    access: &SharedAccess,
     stop: &AtomicBool,
 ) {
     let active = Arc::new(AtomicUsize::new(0));
@@ -281,7 +294,7 @@ fn answer(
     stream: TcpStream,
     request: Request,
     control: &Arc<dyn Control>,
-    access: &Arc<Access>,
+    access: &SharedAccess,
     active: &Arc<AtomicUsize>,
 ) {
     let Some(slot) = Slot::take(active) else {
@@ -289,7 +302,7 @@ fn answer(
         return;
     };
     let control = control.clone();
-    let access = access.clone();
+    let access = access.read().unwrap_or_else(|e| e.into_inner()).clone();
     let spawned = thread::Builder::new()
         .name("control conn".into())
         .spawn(move || {

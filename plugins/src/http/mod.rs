@@ -72,7 +72,11 @@ impl Sink for HttpSink {
                 .client
                 .post(o.url.clone())
                 .headers(o.headers.clone())
-                .headers(signing::headers(&body, o.signing_key.as_ref()))
+                .headers(signing::headers(
+                    &body,
+                    o.signing_key.as_ref(),
+                    std::time::SystemTime::now(),
+                ))
                 .body(body);
             send(request, &peer)
         })

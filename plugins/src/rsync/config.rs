@@ -86,18 +86,19 @@ impl RsyncConfig {
     /// directory. Every spec shares one bound on the rsync processes (`setup.workers`).
     pub fn specs(&self, roots: &[PathBuf], setup: &SinkSetup) -> Vec<(usize, Box<dyn SinkSpec>)> {
         let limit = Arc::new(ProcessLimit::new(setup.workers));
+        let mut options = self.options.clone();
+        if options.ssh {
+            options.ssh_control_dir = setup.state_dir.clone();
+        }
         let mut specs: Vec<(usize, Box<dyn SinkSpec>)> = Vec::new();
         for (watch, root) in roots.iter().enumerate() {
             for target in self.remotes_of(watch) {
-                let mut spec = RsyncSpec::new(
-                    self.options.clone(),
-                    target.clone(),
-                    root.clone(),
-                    limit.clone(),
-                );
+                let mut spec =
+                    RsyncSpec::new(options.clone(), target.clone(), root.clone(), limit.clone());
                 if let Some(display) = &setup.progress {
                     spec = spec.with_progress(display);
                 }
+                spec = spec.with_warm_transfers(setup.warm_transfers);
                 specs.push((watch, Box::new(spec)));
             }
         }
@@ -263,6 +264,7 @@ fn rsync_options(
         delete,
         full_sync_excludes,
         safety: delete_safety(rsync)?,
+        ssh_control_dir: None,
     })
 }
 

@@ -38,7 +38,9 @@ mod plan;
 mod progress;
 mod replay;
 mod sink;
+mod ssh;
 mod version;
+mod warm;
 mod watchdog;
 
 pub use command::Target;
@@ -71,6 +73,9 @@ pub struct RsyncOptions {
     /// `<deleteSafety maxDeletes maxDeletePercent allowEmptyRoot>`: the delete budget and the empty-root
     /// refusal (see [`guard`]).
     pub safety: guard::DeleteSafety,
+    /// Over ssh: the directory of the multiplexed connections' sockets (the daemon's state
+    /// directory, see [`ssh`]); `None`: a new connection per run.
+    pub ssh_control_dir: Option<PathBuf>,
 }
 
 impl RsyncOptions {
@@ -127,6 +132,7 @@ impl Default for RsyncOptions {
             delete: true,
             full_sync_excludes: Vec::new(),
             safety: guard::DeleteSafety::default(),
+            ssh_control_dir: None,
         }
     }
 }

@@ -4,13 +4,14 @@ use sersync_plugin_sdk::{Batch, PathFilter, RelPath, Sink, SinkContext, SinkErro
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use super::command::{arguments, BasisShape, RunShape, Target};
 use super::guard::{self, Approval, RootIdentity};
 use super::plan::{Basis, Run, TransferPlan};
 use super::progress;
+use super::warm::Warm;
 use super::watchdog::{self, Watchdog};
 use super::{ancestry, audit, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
 use crate::audit::{Auditor, Drift};
@@ -30,6 +31,9 @@ pub struct RsyncSpec {
     /// The operator's go-ahead for a delivery held by the delete budget, shared by every
     /// instance of this remote.
     approval: Arc<Approval>,
+    /// `<engine warmTransfers>`: each instance keeps its next changes run waiting (see
+    /// [`warm`](super::warm)).
+    warm_transfers: bool,
 }
 
 impl RsyncSpec {
@@ -47,7 +51,15 @@ impl RsyncSpec {
             limit,
             progress: None,
             approval: Arc::default(),
+            warm_transfers: false,
         }
+    }
+
+    /// Keeps, per instance, the next changes run connected and waiting for its list
+    /// (`<engine warmTransfers>`, see [`warm`](super::warm)).
+    pub fn with_warm_transfers(mut self, on: bool) -> Self {
+        self.warm_transfers = on;
+        self
     }
 
     /// Reports this remote's first full sync of the watch root to `display` (`-r` on a
@@ -129,7 +141,11 @@ impl SinkSpec for RsyncSpec {
 
     /// Checks once per program that rsync runs and is new enough (see [`version`]).
     fn start(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
-        Ok(Box::new(self.instance(ctx)?))
+        let mut sink = self.instance(ctx)?;
+        if self.warm_transfers {
+            sink.warm = Some(Mutex::new(Warm::new(sink.changes_arguments())));
+        }
+        Ok(Box::new(sink))
     }
 
     /// An instance of its own, asking rsync what a full sync would change (a dry run).
@@ -153,6 +169,7 @@ impl RsyncSpec {
             progress: self.progress.clone(),
             identity: RootIdentity::record(&ctx.root),
             approval: self.approval.clone(),
+            warm: None,
         })
     }
 }
@@ -168,11 +185,22 @@ pub struct RsyncSink {
     /// The watch root's device when this instance started: every run checks it first.
     identity: RootIdentity,
     approval: Arc<Approval>,
+    /// The changes run waiting for its list, when warm transfers are on.
+    warm: Option<Mutex<Warm>>,
 }
 
 impl RsyncSink {
     fn remote(&self) -> String {
         self.target.destination(&self.options)
+    }
+
+    /// The arguments of a changes run without recursion: the run a warm process waits as.
+    fn changes_arguments(&self) -> Vec<OsString> {
+        let run = Run {
+            ignore_times: true,
+            ..Run::default()
+        };
+        arguments(&self.options, &self.target, self.shape(&run, None, &[]))
     }
 
     /// The file list as rsync reads it: NUL-terminated paths, `.` for the root; in a
@@ -307,7 +335,7 @@ impl RsyncSink {
         if let Some(entry) = progress {
             entry.started();
         }
-        let outcome = self.spawn(&args, list, output);
+        let outcome = self.transfer(&args, list, output);
         if let Some(entry) = progress {
             entry.finished(outcome.is_ok());
         }
@@ -335,6 +363,47 @@ impl RsyncSink {
             .collect()
     }
 
+    /// Runs rsync with `args`, `list` on its standard input: through this instance's warm
+    /// process when one waits with these arguments (see [`warm`](super::warm); one that fails before the
+    /// watchdog stopped it is followed by one fresh run), else fresh; a run the warm process
+    /// is kept for starts the next one.
+    fn transfer(
+        &self,
+        args: &[OsString],
+        list: Vec<u8>,
+        output: Output<'_>,
+    ) -> Result<Vec<u8>, SinkError> {
+        let Some(warm) = self
+            .warm
+            .as_ref()
+            .filter(|_| matches!(output, Output::Discard))
+        else {
+            return self.spawn(args, list, output);
+        };
+        let lock = || warm.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = lock().take(args, &self.root);
+        let outcome = match waiting {
+            Some(child) => {
+                let outcome = self.finish(child, list.clone(), Output::Discard);
+                let retry = matches!(&outcome, Err(e) if e.is_retryable() && !watchdog::stopped(e));
+                lock().used(!retry);
+                match outcome {
+                    Err(e) if retry => {
+                        tracing::debug!(remote = %self.remote(), error = %e.message, "the warm rsync failed; running the batch's run fresh");
+                        self.spawn(args, list, output)
+                    }
+                    other => other,
+                }
+            }
+            None => self.spawn(args, list, output),
+        };
+        let mut warm = lock();
+        if warm.suits(args) {
+            warm.refill(|args| self.launch(args, Stdio::null()));
+        }
+        outcome
+    }
+
     /// Runs rsync with `args`, `list` on its standard input; its standard output goes where
     /// `output` says.
     fn spawn(
@@ -343,17 +412,15 @@ impl RsyncSink {
         list: Vec<u8>,
         output: Output<'_>,
     ) -> Result<Vec<u8>, SinkError> {
-        let (progress, capture) = match output {
-            Output::Discard => (None, false),
-            Output::Progress(entry) => (Some(entry), false),
-            Output::Capture => (None, true),
-        };
-        let stdout = if progress.is_some() || capture {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        };
-        let mut child = Command::new(&self.options.program)
+        let piped = !matches!(output, Output::Discard);
+        let stdout = if piped { Stdio::piped() } else { Stdio::null() };
+        let child = self.launch(args, stdout)?;
+        self.finish(child, list, output)
+    }
+
+    /// Starts rsync with `args` in the watch root, its standard input and error piped.
+    fn launch(&self, args: &[OsString], stdout: Stdio) -> Result<Child, SinkError> {
+        Command::new(&self.options.program)
             .args(args)
             .current_dir(&self.root)
             .stdin(Stdio::piped())
@@ -366,7 +433,23 @@ impl RsyncSink {
                     self.options.program.display(),
                     self.remote()
                 ))
-            })?;
+            })
+    }
+
+    /// Writes `list` to the standard input of `child` (started by [`Self::launch`], its
+    /// standard output piped unless `output` discards it), closes it and waits for the run's
+    /// end under the I/O watchdog.
+    fn finish(
+        &self,
+        mut child: Child,
+        list: Vec<u8>,
+        output: Output<'_>,
+    ) -> Result<Vec<u8>, SinkError> {
+        let (progress, capture) = match output {
+            Output::Discard => (None, false),
+            Output::Progress(entry) => (Some(entry), false),
+            Output::Capture => (None, true),
+        };
         // Stopped before the child is reaped, so that its pid cannot be reused meanwhile.
         let limit = watchdog::limit(&self.options);
         let watchdog = limit.map(|limit| Watchdog::start(child.id(), limit));
@@ -405,11 +488,7 @@ impl RsyncSink {
             .and_then(|reader| reader.join().ok())
             .unwrap_or_default();
         if let (true, Some(limit)) = (timed_out, limit) {
-            return Err(SinkError::retryable(format!(
-                "rsync to {} moved no data for {} s and was stopped (<timeout>)",
-                self.remote(),
-                limit.as_secs()
-            )));
+            return Err(watchdog::stalled(&self.remote(), limit));
         }
         exit::classify(status, &stderr, &self.remote()).map(|()| captured)
     }

@@ -14,6 +14,8 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sersync_plugin_sdk::SinkError;
+
 use super::command::io_timeout_secs;
 use super::RsyncOptions;
 
@@ -25,6 +27,21 @@ pub fn limit(options: &RsyncOptions) -> Option<Duration> {
     (secs > 0 && !options.params_set("--timeout") && available())
         .then(|| Duration::from_secs(secs.into()))
 }
+
+/// The error of a run the watchdog stopped after `limit` without I/O.
+pub fn stalled(remote: &str, limit: Duration) -> SinkError {
+    SinkError::retryable(format!(
+        "rsync to {remote} {STALLED} for {} s and was stopped (<timeout>)",
+        limit.as_secs()
+    ))
+}
+
+/// True when `error` is a run the watchdog stopped ([`stalled`]).
+pub fn stopped(error: &SinkError) -> bool {
+    error.message.contains(STALLED)
+}
+
+const STALLED: &str = "moved no data";
 
 /// True when this process can read I/O counters from `/proc` (checked once).
 fn available() -> bool {

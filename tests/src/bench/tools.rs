@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::daemon::USER;
-use crate::{wait_for, ConfigBuilder, RsyncDaemon, Sersync};
+use crate::{wait_for, ConfigBuilder, RsyncDaemon, Sersync, SshServer};
 
 /// Which tool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +71,31 @@ impl RunningTool {
             }
             ToolKind::Lsyncd => Lsyncd::start(src, daemon, modules, dir, init).map(Self::Lsyncd),
         }
+    }
+
+    /// Our sersync watching `src`, pushing over ssh through `server` to the directories
+    /// `slaves`; its config and log go in `dir`. Returns once it logged "running".
+    pub fn start_ssh(
+        src: &Path,
+        server: &SshServer,
+        slaves: &[PathBuf],
+        dir: &Path,
+        options: &ToolOptions,
+    ) -> RunningTool {
+        let mut config = ConfigBuilder::new(src)
+            .common_params(&options.sersync_params)
+            .head_xml(&options.engine_xml);
+        for slave in slaves {
+            config = config.ssh_remote(slave);
+        }
+        let config = config.write(dir);
+        let path = server.path_env();
+        RunningTool::Sersync(Sersync::start_with_env(
+            &config,
+            &[],
+            dir,
+            &[("PATH", &path)],
+        ))
     }
 
     /// The tool's process id.

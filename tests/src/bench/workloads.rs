@@ -19,7 +19,7 @@ use super::tools::{
     bulk_rsync, own_cpu_seconds, peak_rss_kib, RunningTool, ToolKind, ToolOptions, Usage,
 };
 use super::writer::{make_subdirs, write_files, Contents, WritePlan, Written, SUBDIRS};
-use crate::{wait_for, RsyncDaemon};
+use crate::{wait_for, RsyncDaemon, SshServer};
 
 /// p99 above this means the tool did not keep up.
 pub const KEEP_UP_P99_MS: f64 = 1000.0;
@@ -33,6 +33,8 @@ pub struct Bench {
     pub drain_timeout: Duration,
     /// Lines added to every rsync daemon's global section (empty: defaults, as slaves run it).
     pub slave_conf: String,
+    /// Rate runs push over ssh to a real sshd on loopback (sersync only), not to the daemon.
+    pub ssh: bool,
 }
 
 /// A fresh source tree and an rsync daemon with `remotes` modules (`r0`, `r1`, …), each holding
@@ -41,6 +43,9 @@ struct Stage {
     dir: TempDir,
     daemon: RsyncDaemon,
     modules: Vec<String>,
+    /// With [`Bench::ssh`]: the sshd the remotes are reached through (directories of its own
+    /// instead of the daemon's modules).
+    ssh: Option<SshServer>,
 }
 
 impl Stage {
@@ -49,14 +54,16 @@ impl Stage {
         let modules: Vec<String> = (0..remotes).map(|i| format!("r{i}")).collect();
         let names: Vec<&str> = modules.iter().map(String::as_str).collect();
         let daemon = RsyncDaemon::start_with(&names, &bench.slave_conf);
+        let ssh = bench.ssh.then(SshServer::start).transpose()?;
         let stage = Stage {
             dir,
             daemon,
             modules,
+            ssh,
         };
         make_subdirs(&stage.src()).map_err(|e| e.to_string())?;
         for m in &stage.modules {
-            make_subdirs(&stage.daemon.module_path(m)).map_err(|e| e.to_string())?;
+            make_subdirs(&stage.slave(m)).map_err(|e| e.to_string())?;
         }
         Ok(stage)
     }
@@ -65,15 +72,36 @@ impl Stage {
         self.dir.path().join("src")
     }
 
+    /// Where module `m`'s files land: the daemon's module, or the sshd's directory.
+    fn slave(&self, m: &str) -> PathBuf {
+        match &self.ssh {
+            Some(server) => server.slave_dir(m),
+            None => self.daemon.module_path(m),
+        }
+    }
+
     fn probes(&self) -> Result<Vec<LandingProbe>, String> {
         self.modules
             .iter()
-            .map(|m| LandingProbe::start(&self.daemon.module_path(m)).map_err(|e| e.to_string()))
+            .map(|m| LandingProbe::start(&self.slave(m)).map_err(|e| e.to_string()))
             .collect()
     }
 
     fn start(&self, bench: &Bench, kind: ToolKind) -> Result<RunningTool, String> {
         let names: Vec<&str> = self.modules.iter().map(String::as_str).collect();
+        if let Some(server) = &self.ssh {
+            if kind != ToolKind::Sersync {
+                return Err(format!("{kind} is not measured over ssh"));
+            }
+            let slaves: Vec<PathBuf> = names.iter().map(|m| self.slave(m)).collect();
+            return Ok(RunningTool::start_ssh(
+                &self.src(),
+                server,
+                &slaves,
+                self.dir.path(),
+                &bench.tools,
+            ));
+        }
         RunningTool::start(
             kind,
             &self.src(),
@@ -88,7 +116,7 @@ impl Stage {
     /// Removes everything from every module (the daemon keeps serving them).
     fn empty_modules(&self) -> Result<(), String> {
         for m in &self.modules {
-            let path = self.daemon.module_path(m);
+            let path = self.slave(m);
             fs::remove_dir_all(&path)
                 .and_then(|()| fs::create_dir(&path))
                 .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -263,6 +291,10 @@ pub struct CeilingResult {
     pub one_process_s: f64,
     /// One rsync process: files per second.
     pub one_process_files_per_s: f64,
+    /// One rsync process: CPU seconds of the client (user + system), median.
+    pub one_process_cpu_s: f64,
+    /// One rsync process: CPU seconds of the slave's rsync daemon, median.
+    pub one_process_slave_cpu_s: f64,
     /// Two rsync processes in parallel, 8 subdirectories each: wall seconds.
     pub two_processes_s: f64,
     /// Two rsync processes in parallel: files per second.
@@ -292,9 +324,15 @@ pub fn ceiling(bench: &Bench, files: usize, repeats: usize) -> Result<CeilingRes
         })
         .collect();
     let (mut one, mut two) = (Vec::new(), Vec::new());
+    let (mut cpu, mut slave_cpu) = (Vec::new(), Vec::new());
     for _ in 0..repeats.max(1) {
         stage.empty_modules()?;
+        let (children, slave) = (children_cpu_s(), stage.slave_usage());
         one.push(bulk_rsync(&stage.daemon, "r0", &whole)?);
+        cpu.push(Duration::from_secs_f64(children_cpu_s() - children));
+        slave_cpu.push(Duration::from_secs_f64(
+            stage.slave_usage().since(slave).cpu_s.max(0.0),
+        ));
         stage.empty_modules()?;
         let started = Instant::now();
         thread::scope(|s| {
@@ -312,14 +350,29 @@ pub fn ceiling(bench: &Bench, files: usize, repeats: usize) -> Result<CeilingRes
         two.push(started.elapsed());
     }
     let (one, two) = (median(one), median(two));
+    let (cpu, slave_cpu) = (median(cpu), median(slave_cpu));
     Ok(CeilingResult {
         files,
         repeats: repeats.max(1),
         one_process_s: secs(one),
         one_process_files_per_s: (files as f64 / one.as_secs_f64()).round(),
+        one_process_cpu_s: secs(cpu),
+        one_process_slave_cpu_s: secs(slave_cpu),
         two_processes_s: secs(two),
         two_processes_files_per_s: (files as f64 / two.as_secs_f64()).round(),
     })
+}
+
+/// CPU seconds (user + system) of this process's reaped children so far.
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given; no other memory is touched.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -436,7 +489,7 @@ pub fn append(
             .map_err(|e| e.to_string())?;
     }
     let ended = Instant::now();
-    let remote = stage.daemon.module_path("r0").join("big.log");
+    let remote = stage.slave("r0").join("big.log");
     let want = (mib as u64) << 20;
     let converged = wait_for(bench.drain_timeout, || match fs::metadata(&remote) {
         Ok(m) if m.len() == want => Ok(Instant::now()),
@@ -478,7 +531,7 @@ pub struct TreesResult {
 pub fn trees(bench: &Bench, kind: ToolKind, files: usize) -> Result<TreesResult, String> {
     let stage = Stage::new(bench, 1)?;
     let tool = stage.start(bench, kind)?;
-    let (src, dst) = (stage.src(), stage.daemon.module_path("r0"));
+    let (src, dst) = (stage.src(), stage.slave("r0"));
     let converge = |since: Instant| {
         wait_for(bench.drain_timeout, || {
             (listing(&src) == listing(&dst))

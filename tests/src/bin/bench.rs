@@ -82,6 +82,10 @@ struct Args {
     /// slaves usually run it.
     #[arg(long)]
     slave_sockopts: Option<String>,
+    /// Rate and fan-out runs push over ssh to a real sshd on 127.0.0.1 (sersync only; needs
+    /// openssh-server and root), not to the rsync daemon.
+    #[arg(long)]
+    ssh: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
             .slave_sockopts
             .as_ref()
             .map_or(String::new(), |o| format!("socket options = {o}\n")),
+        ssh: args.ssh,
     };
     let mut report = Report {
         context: context(&args),
@@ -237,6 +242,15 @@ fn context(args: &Args) -> Vec<(String, String)> {
             args.slave_sockopts
                 .clone()
                 .unwrap_or_else(|| "default".into()),
+        ),
+        (
+            "transport".into(),
+            if args.ssh {
+                "ssh (sshd on 127.0.0.1)"
+            } else {
+                "rsync daemon"
+            }
+            .into(),
         ),
         ("seconds per rate".into(), args.seconds.to_string()),
         ("drain timeout s".into(), args.drain_timeout.to_string()),

@@ -6,7 +6,7 @@ use sersync_plugin_sdk::config::attrs::{duration_or, Span, Unit};
 use sersync_plugin_sdk::{ConfigError, ConfigNode};
 
 use crate::config::EngineConfig;
-use sersync_plugin_sdk::config::attrs::{number_or, optional, Bounds, COUNT};
+use sersync_plugin_sdk::config::attrs::{number_or, optional, switch, Bounds, COUNT};
 
 /// `transfersPerRemote`: rsync processes one remote of one watch may run at once.
 const TRANSFERS: Bounds = Bounds {
@@ -40,7 +40,7 @@ const AUDIT: Span = Span {
 };
 
 /// `<engine settleMs maxDelayMs maxPending retryInitialMs retryMaxMs transfersPerRemote
-/// auditSeconds stateDir>`, each optional.
+/// warmTransfers auditSeconds stateDir>`, each optional.
 /// `stateDir` defaults to [`crate::state_dir::default_path`] (`$STATE_DIRECTORY`, else
 /// `/var/lib/sersync` for root, else the user's own state directory): never a directory
 /// others can write to.
@@ -58,6 +58,7 @@ pub fn engine(node: Option<&ConfigNode>) -> Result<EngineConfig, ConfigError> {
         retry_initial: millis("retryinitialms", &POSITIVE, 500)?,
         retry_max: millis("retrymaxms", &POSITIVE, 60_000)?,
         transfers_per_remote: number_or(node, "transfersperremote", &TRANSFERS, 2)? as usize,
+        warm_transfers: switch(node, "warmtransfers", true),
         state_dir: state_dir.map_or_else(crate::state_dir::default_path, Into::into),
     };
     ordered(

@@ -125,6 +125,7 @@ const HEAD: Shape = shape(
                 "retryinitialms",
                 "retrymaxms",
                 "transfersperremote",
+                "warmtransfers",
                 "auditseconds",
                 "statedir",
             ],

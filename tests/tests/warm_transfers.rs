@@ -1,0 +1,193 @@
+//! Warm transfers (`<engine warmTransfers>`) end to end: the real binary keeps an rsync
+//! connected to a real daemon on loopback (and to a real sshd), waiting for the next batch's
+//! file list. Batches delivered through it converge, hostile names included; one the daemon
+//! cut (`timeout = 1`) or that was killed while it waited never fails a batch; with the
+//! switch off no rsync waits. No timing is asserted: latency is the benchmark's.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use sersync_tests::random::HOSTILE_NAMES;
+use sersync_tests::{assert_converges, wait_for, ConfigBuilder, RsyncDaemon, Sersync, SshServer};
+
+const CONVERGE: Duration = Duration::from_secs(20);
+
+/// The rsync processes whose parent is `parent`.
+fn rsync_children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid …
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm.ends_with("(rsync") && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits (bounded) until an rsync waits as a child of `sersync`, and returns it.
+fn waiting_rsync(sersync: &Sersync) -> u32 {
+    wait_for(Duration::from_secs(10), || {
+        rsync_children(sersync.pid())
+            .first()
+            .copied()
+            .ok_or_else(|| "no rsync waits".to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", sersync.log()))
+}
+
+/// No delivery failed (a failed one is logged with its `attempt`) and nothing went wrong.
+fn assert_clean_log(sersync: &Sersync) {
+    let log = sersync.log();
+    assert!(
+        !log.contains("attempt=") && !log.contains("ERROR"),
+        "a batch failed or something went wrong:\n{log}"
+    );
+}
+
+fn write_hostile_names(src: &Path, round: usize) {
+    for (i, name) in HOSTILE_NAMES.iter().enumerate() {
+        let name = OsStr::from_bytes(name);
+        let sub = src.join(name);
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join(name), format!("file {i} round {round}\n")).unwrap();
+        fs::write(
+            src.join(format!("top-{i}")).with_extension(name),
+            format!("{round}\n"),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn batches_go_through_a_waiting_rsync_and_one_the_daemon_cut_or_that_was_killed_fails_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // The daemon ends a connection that has been silent for a second: every warm process
+    // that waits longer is cut.
+    let daemon = RsyncDaemon::start_with(&["www"], "timeout = 1\n");
+    let config = ConfigBuilder::new(&src)
+        .remote(&daemon, "www")
+        .head_xml("<engine warmTransfers=\"true\" transfersPerRemote=\"1\"/>")
+        .write(dir.path());
+    let sersync = Sersync::start(&config, &[], dir.path());
+    let slave = daemon.module_path("www");
+
+    fs::write(src.join("first"), "1\n").unwrap();
+    assert_converges(&src, &slave, CONVERGE);
+    waiting_rsync(&sersync);
+
+    // Delivered through the waiting one, quickly enough that the daemon has not cut it.
+    write_hostile_names(&src, 0);
+    assert_converges(&src, &slave, CONVERGE);
+
+    // Cut by the daemon's timeout while it waited: the batch still goes through (twice: a
+    // third warm process of no use in a row would make the instance stop warming a while).
+    for round in 1..=2 {
+        std::thread::sleep(Duration::from_millis(2_500));
+        write_hostile_names(&src, round);
+        assert_converges(&src, &slave, CONVERGE);
+    }
+
+    // Killed while it waited.
+    let victim = waiting_rsync(&sersync);
+    // SAFETY: kill(2) on a child of the sersync under test; no memory involved.
+    unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    fs::write(src.join("after the kill"), "x\n").unwrap();
+    fs::remove_file(src.join("first")).unwrap();
+    assert_converges(&src, &slave, CONVERGE);
+    assert_clean_log(&sersync);
+}
+
+#[test]
+fn with_warm_transfers_off_no_rsync_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let daemon = RsyncDaemon::start(&["www"]);
+    let config = ConfigBuilder::new(&src)
+        .remote(&daemon, "www")
+        .head_xml("<engine warmTransfers=\"false\"/>")
+        .write(dir.path());
+    let sersync = Sersync::start(&config, &[], dir.path());
+    write_hostile_names(&src, 0);
+    assert_converges(&src, &daemon.module_path("www"), CONVERGE);
+    // Every run has ended by the time the slave matches, and none is started ahead.
+    let left = wait_for(Duration::from_secs(5), || {
+        let children = rsync_children(sersync.pid());
+        if children.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("rsync still running: {children:?}"))
+        }
+    });
+    assert!(left.is_ok(), "{left:?}");
+    assert_clean_log(&sersync);
+}
+
+#[test]
+fn over_ssh_batches_go_through_a_waiting_rsync_on_a_multiplexed_connection() {
+    let mut server = match SshServer::start() {
+        Ok(server) => server,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let slave = server.slave_dir("www");
+    let config = ConfigBuilder::new(&src)
+        .ssh_remote(&slave)
+        .head_xml("<engine warmTransfers=\"true\" transfersPerRemote=\"1\"/>")
+        .write(dir.path());
+    let path = server.path_env();
+    let sersync = Sersync::start_with_env(&config, &[], dir.path(), &[("PATH", &path)]);
+    fs::write(src.join("first"), "1\n").unwrap();
+    assert_converges(&src, &slave, CONVERGE);
+    waiting_rsync(&sersync);
+    // The connection is shared through a socket in the state directory.
+    let state = dir.path().join("sersync-state");
+    let socket = wait_for(Duration::from_secs(10), || {
+        fs::read_dir(&state)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.file_name().as_bytes().starts_with(b"ssh-"))
+            .map(|e| e.path())
+            .ok_or_else(|| "no ssh control socket in the state directory".to_string())
+    });
+    assert!(socket.is_ok(), "{socket:?}\n{}", sersync.log());
+
+    write_hostile_names(&src, 0);
+    assert_converges(&src, &slave, CONVERGE);
+    fs::rename(src.join("c d"), src.join("c d renamed")).unwrap();
+    fs::remove_dir_all(src.join(OsStr::from_bytes(b"new\nline"))).unwrap();
+    assert_converges(&src, &slave, CONVERGE);
+
+    // The waiting one killed: the next batch still goes through.
+    let victim = waiting_rsync(&sersync);
+    // SAFETY: kill(2) on a child of the sersync under test; no memory involved.
+    unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    write_hostile_names(&src, 1);
+    assert_converges(&src, &slave, CONVERGE);
+    assert_clean_log(&sersync);
+    drop(sersync);
+    server.stop();
+}
