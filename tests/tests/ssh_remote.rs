@@ -80,10 +80,12 @@ fn received_by_remote(log: &Path) -> u64 {
             })
             .sum()
     };
-    let mut last = fs::read_to_string(log).unwrap_or_default();
+    // Not UTF-8: it names the hostile files.
+    let read = || String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();
+    let mut last = read();
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let now = fs::read_to_string(log).unwrap_or_default();
+        let now = read();
         if now == last {
             return total(&now);
         }
@@ -136,6 +138,10 @@ fn renames_over_ssh_are_built_from_the_old_names_on_the_remote() {
     assert_converges(&src, &slave, CONVERGE);
     let data = (HOSTILE_NAMES.len() << 20) + (12 << 20) + 3;
     let before = received_by_remote(&log);
+    assert!(
+        before > data as u64,
+        "the remote's log: {before} bytes received"
+    );
     // A directory renamed, a file renamed in its directory, a file moved into another.
     fs::rename(&tree, src.join(name(b"-rel2 $(q)\n\xff"))).unwrap();
     fs::rename(
