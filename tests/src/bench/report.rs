@@ -184,7 +184,11 @@ pub fn check_targets(report: &Report) -> Vec<TargetCheck> {
         .context
         .iter()
         .any(|(k, v)| k == "transport" && v.starts_with("ssh"));
-    let (p50_max, p99_max) = if over_ssh { (50.0, 150.0) } else { (15.0, 40.0) };
+    let (p50_max, p99_max) = if over_ssh {
+        (50.0, 150.0)
+    } else {
+        (15.0, 40.0)
+    };
     // The fastest rate kept up with, and its CPU per 1,000 files against bulk rsync's.
     let fastest = report
         .rates
