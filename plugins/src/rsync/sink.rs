@@ -366,7 +366,7 @@ impl RsyncSink {
     /// Runs rsync with `args`, `list` on its standard input: through this instance's warm
     /// process when one waits with these arguments (see [`warm`](super::warm); one that fails before the
     /// watchdog stopped it is followed by one fresh run), else fresh; a run the warm process
-    /// is kept for starts the next one.
+    /// is kept for starts the next one as it begins.
     fn transfer(
         &self,
         args: &[OsString],
@@ -381,7 +381,17 @@ impl RsyncSink {
             return self.spawn(args, list, output);
         };
         let lock = || warm.lock().unwrap_or_else(|e| e.into_inner());
+        let refill = || {
+            let mut warm = lock();
+            if warm.suits(args) {
+                warm.refill(|args| self.launch(args, Stdio::null()));
+            }
+        };
         let waiting = lock().take(args, &self.root);
+        // The next one connects while this run transfers: under a steady stream a batch
+        // comes sooner than a connection is set up (~50 ms to a default slave here, hundreds
+        // over ssh), so one started only after the run would still be connecting.
+        refill();
         let outcome = match waiting {
             Some(child) => {
                 let outcome = self.finish(child, list.clone(), Output::Discard);
@@ -397,10 +407,8 @@ impl RsyncSink {
             }
             None => self.spawn(args, list, output),
         };
-        let mut warm = lock();
-        if warm.suits(args) {
-            warm.refill(|args| self.launch(args, Stdio::null()));
-        }
+        // One started above may have died meanwhile (a daemon refusing it).
+        refill();
         outcome
     }
 

@@ -13,19 +13,21 @@
 //! and closes it, and any other run is started fresh.
 //!
 //! The waiting process is a connection to the remote: it counts against the daemon's
-//! `max connections` (an instance has at most two at once: the waiting one and a fresh run
-//! beside it), and a daemon's `timeout` ends it while it waits. One found gone when a run
+//! `max connections`, and a daemon's `timeout` ends it while it waits. One found gone when a run
 //! wants it, or standing in another directory than the watch root (the root was replaced),
 //! is not used: the run goes fresh. One that fails once it has the list, for a reason a
 //! retry may cure and before the I/O watchdog stopped it (the daemon cut it just then), is
 //! followed by one fresh run in the same delivery, so a dead warm process never fails a
 //! batch. After [`MAX_MISSES`] warm processes in a row were of no use, the instance stops
 //! warming for [`REST`]: a daemon that refuses or cuts idle connections is not dialled for
-//! nothing after every batch. A process is started again after each run with its
-//! arguments, so the next one finds it waiting; it is killed when the instance ends, and
-//! when nobody wanted it for [`IDLE`]: a waiting rsync has already gone into the watch root
-//! (its working directory), so it would keep the root's file system busy (`umount`: "target
-//! is busy") and hold one of the slave's connections for as long as sersync is idle.
+//! nothing after every batch. The next process is started as a run with its arguments
+//! begins (so it connects while that run transfers: a batch often comes sooner than a
+//! connection is set up), and again after the run if it died meanwhile; the waiting one is
+//! killed when the instance ends, and when nobody wanted it for [`IDLE`]: a waiting rsync
+//! has already gone into the watch root (its working directory), so it would keep the
+//! root's file system busy (`umount`: "target is busy") and hold one of the slave's
+//! connections for as long as sersync is idle. So an instance has at most two connections
+//! at once: the running one and the waiting one.
 
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
