@@ -5,7 +5,8 @@
 //! the changes came in (a message sent again after newer ones cannot undo them): a delete
 //! is applied locally and the pull brings the path back if the source has it again; a
 //! rename is done locally (so a renamed tree is not sent again) and the new name pulled with
-//! rsync's quick check.
+//! rsync's quick check; the directories around deleted and moved names are pruned to the
+//! source's (a pull skips a name the source lacks, the prune removes it here).
 
 use std::collections::BTreeSet;
 
