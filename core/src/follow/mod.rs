@@ -277,7 +277,8 @@ impl Follower {
         }
     }
 
-    /// Applies one group: local deletes and renames, then the pulls.
+    /// Applies one group: local deletes and renames, then the pulls (the directories that lost
+    /// names pruned to the source's, then what is named pulled).
     fn apply(&mut self, group: &Group) -> Result<(), String> {
         self.board.applying(group.changes.len(), group.oldest);
         if let Some(why) = &group.missed {
@@ -310,6 +311,7 @@ impl Follower {
                 )
             })?;
         }
+        self.puller.prune(&plan.parents)?;
         self.puller.whole(&plan.whole)?;
         self.puller.files(&plan.files)?;
         Ok(())

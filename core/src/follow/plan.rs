@@ -5,7 +5,8 @@
 //! the changes came in (a message sent again after newer ones cannot undo them): a delete
 //! is applied locally and the pull brings the path back if the source has it again; a
 //! rename is done locally (so a renamed tree is not sent again) and the new name pulled with
-//! rsync's quick check.
+//! rsync's quick check; the directories around deleted and moved names are pruned to the
+//! source's (a pull skips a name the source lacks, the prune removes it here).
 
 use std::collections::BTreeSet;
 
@@ -32,6 +33,11 @@ pub struct Plan {
     pub whole: BTreeSet<RelPath>,
     /// Pulled one by one with `--ignore-times`: files written, metadata changed.
     pub files: BTreeSet<RelPath>,
+    /// Made to match the source one level deep, deleting only: the directories that held a
+    /// deleted path or either name of a move. A name missing on the source is skipped by the
+    /// pulls, so this is what takes away what the local operations of a message that came
+    /// late (sent again after newer ones) left where the source has nothing.
+    pub parents: BTreeSet<RelPath>,
     /// Paths left out because a component is `.`, `..` or empty (never written by sersync).
     pub refused: Vec<RelPath>,
 }
@@ -50,6 +56,7 @@ impl Plan {
                 EventKind::Delete if !event.path.is_root() => {
                     plan.local.push(LocalOp::Remove(event.path.clone()));
                     plan.whole.insert(event.path.clone());
+                    plan.parents.extend(event.path.parent());
                 }
                 EventKind::Move => {
                     if let Some(from) = &event.from {
@@ -58,8 +65,10 @@ impl Plan {
                                 .push(LocalOp::Rename(from.clone(), event.path.clone()));
                         }
                         plan.whole.insert(from.clone());
+                        plan.parents.extend(from.parent());
                     }
                     plan.whole.insert(event.path.clone());
+                    plan.parents.extend(event.path.parent());
                 }
                 EventKind::Rescan | EventKind::Delete => {
                     plan.whole.insert(event.path.clone());
@@ -110,5 +119,9 @@ mod tests {
         assert_eq!(whole, vec![&b""[..], b"dir", b"gone", b"new", b"old"]);
         assert_eq!(plan.files.iter().collect::<Vec<_>>(), vec![&p(b"a")]);
         assert_eq!(plan.refused, vec![p(b"x/../../etc")]);
+        assert_eq!(
+            plan.parents.iter().collect::<Vec<_>>(),
+            vec![&RelPath::ROOT]
+        );
     }
 }

@@ -41,6 +41,29 @@ impl Puller {
         )
     }
 
+    /// The directories `dirs` made to match the source one level deep, deleting only (nothing
+    /// is sent or updated: `--existing --ignore-existing`).
+    pub fn prune<'p>(&self, dirs: impl IntoIterator<Item = &'p RelPath>) -> Result<(), String> {
+        let mut entries = Vec::new();
+        for dir in dirs {
+            if !dir.is_root() {
+                entries.extend_from_slice(dir.as_bytes());
+                entries.push(b'/');
+            }
+            entries.extend_from_slice(b".\0");
+        }
+        self.run(
+            &[
+                "--dirs",
+                "--delete",
+                "--existing",
+                "--ignore-existing",
+                "--ignore-missing-args",
+            ],
+            Some(entries),
+        )
+    }
+
     /// `paths` one by one (directories without their contents), always compared by content.
     pub fn files<'p>(&self, paths: impl IntoIterator<Item = &'p RelPath>) -> Result<(), String> {
         self.run(
