@@ -131,7 +131,7 @@ fn describe_shows_the_effective_configuration() {
         "crontab: off",
         "plugins: none",
         "control: localhost:8008",
-        "engine: settle 10 ms, max delay 40 ms, max pending 100000 paths, retry 500 ms to 60000 ms, 2 transfers per remote, state in ",
+        "engine: settle 10 ms, max delay 40 ms, max pending 100000 paths, retry 500 ms to 60000 ms, 2 transfers per remote (each keeping its next run connected), state in ",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -793,7 +793,7 @@ fn unknown_plugin_names_list_the_valid_ones() {
     assert_eq!(at(&e), (4, 9));
     assert_eq!(e.message, "unknown plugin \"refreshCDNs\"");
     assert!(
-        hint(&e).starts_with("valid names: command, refreshCDN, socket, http;"),
+        hint(&e).starts_with("valid names: command, refreshCDN, socket, http, nats;"),
         "{e}"
     );
 
@@ -804,7 +804,7 @@ fn unknown_plugin_names_list_the_valid_ones() {
     assert!(hint(&e).contains("type=\"dylib\""), "{e}");
     let e = err(&with_sections.replace("name=\"x\"/></sersync>", "name=\"y\"/></sersync>"));
     assert!(
-        hint(&e).contains("command, refreshCDN, socket, http, mine;"),
+        hint(&e).contains("command, refreshCDN, socket, http, nats, mine;"),
         "{e}"
     );
 }
