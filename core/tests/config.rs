@@ -858,7 +858,8 @@ fn the_root_must_be_head() {
 fn engine_tuning_is_read_and_checked() {
     let c = ok(&format!(
         "<head><engine settleMs=\"5\" maxDelayMs=\"1000\" maxPending=\"10\" retryInitialMs=\"100\" \
-         retryMaxMs=\"2000\" transfersPerRemote=\"4\" stateDir=\"/var/lib/sersync\"/>{}</head>",
+         retryMaxMs=\"2000\" transfersPerRemote=\"4\" warmTransfers=\"false\" \
+         stateDir=\"/var/lib/sersync\"/>{}</head>",
         "<sersync><failLog path=\"/var/log/f.sh\"/></sersync>"
     ));
     let g = &c.engine;
@@ -875,6 +876,7 @@ fn engine_tuning_is_read_and_checked() {
         (Duration::from_secs(2), Path::new("/var/lib/sersync"))
     );
     assert_eq!(g.transfers_per_remote, 4);
+    assert!(!g.warm_transfers);
 
     let c = ok("<head><sersync><failLog path=\"/var/log/f.sh\"/></sersync></head>");
     assert_eq!(
@@ -883,6 +885,7 @@ fn engine_tuning_is_read_and_checked() {
         "no longer beside the failLog script"
     );
     assert_eq!(c.engine.transfers_per_remote, 2);
+    assert!(c.engine.warm_transfers, "warm transfers are on by default");
 
     let e = err("<head><engine\n settleMs=\"500\"/></head>");
     assert_eq!(at(&e), (2, 2));
