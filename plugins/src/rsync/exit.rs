@@ -132,10 +132,20 @@ const MISSING_ARGS_HINT: &str = " — the remote's rsync rejects the deletes ser
     or later, or a fixed distribution build), or set <inotify><delete start=\"false\"/> to stop \
     propagating deletes; the changes are kept until then";
 
+/// What a receiver with the fix for CVE-2024-12087 (rsync 3.4, Debian 12's 3.2.7-1+deb12u5)
+/// says when a file arrives whose parent directory was not in the file list before it. The
+/// sender skips a parent that changed while it was listed (a directory replaced or moved
+/// away between the lstat of the implied directory and its entries), so a tree changing
+/// under a run can cause it: a new run lists the tree as it is now.
+fn invalid_path_from_sender(stderr: &str) -> bool {
+    stderr.contains("ABORTING due to invalid path from sender")
+}
+
 /// Failures that retrying with the same configuration cannot cure.
 fn is_permanent(code: i32, stderr: &str) -> bool {
     let daemon_refused = |what: &str| stderr.contains(what);
     match code {
+        2 if invalid_path_from_sender(stderr) => false,
         // Syntax or usage error, protocol incompatibility, unsupported action.
         1 | 2 | 4 => true,
         _ if rejects_missing_args(stderr) => true,
@@ -243,6 +253,21 @@ mod tests {
             let err = classify(exit(23), &stderr, "h::m").unwrap_err();
             assert!(err.is_retryable(), "{stderr}");
         }
+    }
+
+    #[test]
+    fn a_parent_that_changed_while_listed_is_retried_soon() {
+        let stderr = "ABORTING due to invalid path from sender: v/b/y/z/g/o/j/l/w/o\n\
+            rsync error: protocol incompatibility (code 2) at generator.c(1320) [generator=3.2.7]\n";
+        let e = classify(ExitStatus::from_raw(2 << 8), stderr, "h::m").unwrap_err();
+        assert!(e.is_retryable(), "{}", e.message);
+        let other = "rsync error: protocol incompatibility (code 2) at compat.c(600)\n";
+        let e = classify(ExitStatus::from_raw(2 << 8), other, "h::m").unwrap_err();
+        assert!(
+            !e.is_retryable(),
+            "another protocol error stays fatal: {}",
+            e.message
+        );
     }
 
     #[test]
