@@ -89,6 +89,14 @@ impl SshServer {
         Ok(server)
     }
 
+    /// [`SshServer::start`], or `None` after printing `SKIPPED` and why: a test that needs
+    /// it returns then.
+    pub fn start_or_skip() -> Option<SshServer> {
+        SshServer::start()
+            .map_err(|why| eprintln!("SKIPPED: {why}"))
+            .ok()
+    }
+
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port

@@ -17,12 +17,8 @@ const CONVERGE: Duration = Duration::from_secs(30);
 
 #[test]
 fn hostile_names_created_renamed_and_deleted_converge_over_ssh() {
-    let server = match SshServer::start() {
-        Ok(server) => server,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let Some(server) = SshServer::start_or_skip() else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
@@ -95,12 +91,8 @@ fn received_by_remote(log: &Path) -> u64 {
 
 #[test]
 fn renames_over_ssh_are_built_from_the_old_names_on_the_remote() {
-    let server = match SshServer::start() {
-        Ok(server) => server,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let Some(server) = SshServer::start_or_skip() else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");

@@ -142,12 +142,8 @@ fn with_warm_transfers_off_no_rsync_waits() {
 
 #[test]
 fn over_ssh_batches_go_through_a_waiting_rsync_on_a_multiplexed_connection() {
-    let mut server = match SshServer::start() {
-        Ok(server) => server,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let Some(mut server) = SshServer::start_or_skip() else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");

@@ -179,15 +179,7 @@ fn tail(text: &str) -> &str {
 /// group that never succeeds would hold the stream back for ever; the next change of such a
 /// path is pulled again. A receiver's error (this tree: disk full, no permission) is not.
 fn only_sender_side(stderr: &str) -> bool {
-    let mut errors = stderr
-        .lines()
-        .filter(|l| l.starts_with("rsync: ") || l.starts_with("rsync error: "))
-        .peekable();
-    errors.peek().is_some()
-        && errors.all(|l| {
-            l.starts_with("rsync: [sender] ")
-                || l.starts_with("rsync error: some files/attrs were not transferred")
-        })
+    every_error_is(stderr, |l| l.starts_with("rsync: [sender] "))
 }
 
 /// True when every error rsync reported is a listed name that is not on the source because
@@ -195,14 +187,21 @@ fn only_sender_side(stderr: &str) -> bool {
 /// name that is missing itself): as much gone as a missing name, and its own change (the
 /// ancestor's) is in the stream.
 fn only_gone_names(stderr: &str) -> bool {
+    every_error_is(stderr, |l| {
+        l.contains("link_stat") && l.ends_with("failed: Not a directory (20)")
+    })
+}
+
+/// True when rsync reported at least one error and each one (besides its closing "some
+/// files/attrs were not transferred") is `wanted`.
+fn every_error_is(stderr: &str, wanted: impl Fn(&str) -> bool) -> bool {
     let mut errors = stderr
         .lines()
         .filter(|l| l.starts_with("rsync: ") || l.starts_with("rsync error: "))
         .peekable();
     errors.peek().is_some()
         && errors.all(|l| {
-            (l.contains("link_stat") && l.ends_with("failed: Not a directory (20)"))
-                || l.starts_with("rsync error: some files/attrs were not transferred")
+            wanted(l) || l.starts_with("rsync error: some files/attrs were not transferred")
         })
 }
 
