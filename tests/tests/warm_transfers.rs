@@ -11,7 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use sersync_tests::random::HOSTILE_NAMES;
-use sersync_tests::{assert_converges, wait_for, ConfigBuilder, RsyncDaemon, Sersync, SshServer};
+use sersync_tests::{
+    assert_converges, wait_for, ConfigBuilder, RsyncDaemon, Sersync, SshServer, Stage,
+};
 
 const CONVERGE: Duration = Duration::from_secs(20);
 
@@ -116,17 +118,11 @@ fn batches_go_through_a_waiting_rsync_and_one_the_daemon_cut_or_that_was_killed_
 
 #[test]
 fn with_warm_transfers_off_no_rsync_waits() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    let daemon = RsyncDaemon::start(&["www"]);
-    let config = ConfigBuilder::new(&src)
-        .remote(&daemon, "www")
-        .head_xml("<engine warmTransfers=\"false\"/>")
-        .write(dir.path());
-    let sersync = Sersync::start(&config, &[], dir.path());
-    write_hostile_names(&src, 0);
-    assert_converges(&src, &daemon.module_path("www"), CONVERGE);
+    let stage = Stage::new(&["www"]);
+    let config = stage.config("www", |c| c.head_xml("<engine warmTransfers=\"false\"/>"));
+    let sersync = Sersync::start(&config, &[], stage.path());
+    write_hostile_names(&stage.src, 0);
+    assert_converges(&stage.src, &stage.dst("www"), CONVERGE);
     // Every run has ended by the time the slave matches, and none is started ahead.
     let left = wait_for(Duration::from_secs(5), || {
         let children = rsync_children(sersync.pid());
