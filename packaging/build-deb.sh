@@ -65,12 +65,12 @@ install -d -m 0700 "$root/var/lib/sersync"
 install -d -m 0755 "$root/var/lib/sersync/demo"
 
 install -d "$root/lib/systemd/system"
-for unit in sersync.service sersync@.service; do
+for unit in sersync.service sersync@.service sersync-follow@.service; do
     sed 's#^ExecStart=/usr/local/bin/sersync#ExecStart=/usr/bin/sersync#' "examples/systemd/$unit" > "$root/lib/systemd/system/$unit"
 done
 
 install -d "$doc/examples" "$doc/sinks"
-install -m 0644 README.md docs/config.md docs/operations.md docs/plugin-guide.md "$doc/"
+install -m 0644 README.md docs/config.md docs/operations.md docs/plugin-guide.md docs/scale.md "$doc/"
 install -m 0644 docs/sinks/*.md "$doc/sinks/"
 install -m 0644 examples/configs/*.xml "$doc/examples/"
 install -d "$doc/examples/monitoring"

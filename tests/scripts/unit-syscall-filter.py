@@ -1,17 +1,19 @@
 #!/usr/bin/python3
-"""Runs a program under the system call filter of examples/systemd/sersync.service:
+"""Runs a program under the system call filter of a systemd unit file, e.g.
+examples/systemd/sersync.service's
 
     SystemCallFilter=@system-service
     SystemCallFilter=~@privileged @resources
     SystemCallErrorNumber=EPERM
 
-that is: the calls of @system-service but those of @privileged and @resources are allowed, any
-other fails with EPERM, in the program and everything it runs. The groups are read from this
-machine's `systemd-analyze syscall-filter`, so they are the ones its systemd would apply.
+read from the file as systemd reads it: the assignments in order, the first one an allow list
+(no `~`), each later one adding its calls (no `~`) or taking them away (`~`); a call outside
+the result fails with EPERM, in the program and everything it runs. The groups are read from
+this machine's `systemd-analyze syscall-filter`, so they are the ones its systemd would apply.
 Needs Debian's python3-seccomp (libseccomp's bindings) and no_new_privs (setpriv
 --no-new-privs) or CAP_SYS_ADMIN.
 
-usage: unit-syscall-filter.py PROGRAM [ARG...]
+usage: unit-syscall-filter.py UNIT-FILE PROGRAM [ARG...]
 """
 import errno
 import os
@@ -43,10 +45,43 @@ def members(group, seen):
     return names
 
 
+def names(items):
+    """The system calls `items` (groups and plain names) stand for."""
+    out = set()
+    for item in items:
+        out |= members(item, set()) if item.startswith("@") else {item}
+    return out
+
+
+def unit_filter(path):
+    """The calls the unit's SystemCallFilter= lines allow, and how many they take away."""
+    allowed, denied = None, set()
+    with open(path) as unit:
+        for line in unit:
+            key, _, value = line.strip().partition("=")
+            if key != "SystemCallFilter":
+                continue
+            deny = value.startswith("~")
+            items = names(value.lstrip("~").split())
+            if allowed is None:
+                if deny:
+                    sys.exit(f"{path}: a deny list first is not what this script applies")
+                allowed = items
+            elif deny:
+                allowed -= items
+                denied |= items
+            else:
+                allowed |= items
+                denied -= items
+    if allowed is None:
+        sys.exit(f"{path}: no SystemCallFilter= line")
+    return allowed, denied
+
+
 def main():
-    allowed = members("@system-service", set())
-    denied = members("@privileged", set()) | members("@resources", set())
-    allowed -= denied
+    if len(sys.argv) < 3:
+        sys.exit("usage: unit-syscall-filter.py UNIT-FILE PROGRAM [ARG...]")
+    allowed, denied = unit_filter(sys.argv[1])
     filt = seccomp.SyscallFilter(defaction=seccomp.ERRNO(errno.EPERM))
     count = 0
     for name in sorted(allowed):
@@ -61,7 +96,7 @@ def main():
         file=sys.stderr,
         flush=True,
     )
-    os.execvp(sys.argv[1], sys.argv[1:])
+    os.execvp(sys.argv[2], sys.argv[2:])
 
 
 if __name__ == "__main__":

@@ -170,8 +170,12 @@ fn the_daemon_syncs_others_files_within_the_units_capability_bound() {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
+    let unit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/systemd/sersync.service"
+    );
     if has_seccomp && has_analyze {
-        wrapper.extend(["/usr/bin/python3", filter]);
+        wrapper.extend(["/usr/bin/python3", filter, unit]);
     } else {
         eprintln!(
             "the unit's system call filter is NOT applied: it needs /usr/bin/python3 with \
