@@ -4,6 +4,8 @@
 //! - `tree`: descriptor → directory bookkeeping, each with its identity on disk.
 //! - `scan`: adding a directory tree (the initial walk, new and moved-in directories,
 //!   repairs): every descriptor put where the walk found it.
+//! - `sys`: the system calls of a walk, on open descriptors, and the watch on exactly the
+//!   directory a descriptor holds.
 //! - `reader`: the thread: read, translate, pair moves, hand on.
 //! - `doubts`: what the reader could not confirm when it handled an event, settled after
 //!   each read.
@@ -17,6 +19,7 @@ pub mod limits;
 mod reader;
 mod roots;
 mod scan;
+mod sys;
 mod tree;
 
 #[cfg(test)]
