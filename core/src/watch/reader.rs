@@ -198,7 +198,7 @@ impl Watcher {
     /// Watches every root, recording the identity each had.
     fn watch_roots(&mut self) -> Result<(), WatchError> {
         for root in self.roots.clone() {
-            self.add_tree(root.watch, RelPath::ROOT, None, Report::Nothing)?;
+            self.add_root_in_parallel(root.watch)?;
             self.root_keys[root.watch.0 as usize] = recorded_key(self, root.watch);
         }
         Ok(())
