@@ -109,7 +109,7 @@ pub struct Watcher {
     pub(super) mask: WatchMask,
     pub(super) stats: Arc<WatcherStats>,
     pub(super) debug: bool,
-    /// How walks name directories to the kernel.
+    /// How walks name a directory to the kernel where `.` cannot be watched.
     pub(super) watch_by: WatchBy,
     /// What walks keep between them.
     pub(super) walking: WalkState,

@@ -9,8 +9,8 @@
 //! system time, measured). The thread's working directory is put back when the walk ends
 //! ([`WalkCwd`]), so it never keeps a watched file system busy. Where the thread cannot
 //! have its own (a seccomp filter without `unshare`), or `fchdir` is refused (a directory
-//! that can be read but not searched), `/proc/self/fd/N` is used, and without `/proc` the
-//! path (a swap is then caught by the reader's checks).
+//! that can be read but not searched), `/proc/self/fd/N` is used, and without `/proc` too
+//! the path (a swap is then caught by the reader's checks).
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
@@ -168,11 +168,12 @@ fn fstatat(at: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<libc::stat>
     Ok(unsafe { stat.assume_init() })
 }
 
-/// How the directories of a walk are named to `inotify_add_watch`.
+/// How a directory is named to `inotify_add_watch` where the walking thread cannot watch
+/// `.` in a working directory of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum WatchBy {
-    /// `.` in the thread's own working directory, else `/proc/self/fd/N`.
-    Descriptor,
+    /// `/proc/self/fd/N`.
+    ProcFd,
     /// The path: `/proc` is not mounted.
     Path,
 }
@@ -181,7 +182,7 @@ impl WatchBy {
     /// What this system allows.
     pub fn detect() -> WatchBy {
         if Path::new("/proc/self/fd").is_dir() {
-            WatchBy::Descriptor
+            WatchBy::ProcFd
         } else {
             WatchBy::Path
         }
@@ -204,7 +205,7 @@ fn own_cwd() -> bool {
                 // SAFETY: plain system calls; the descriptor returned is owned by the OwnedFd.
                 unsafe {
                     if libc::unshare(libc::CLONE_FS) != 0 {
-                        tracing::debug!(error = %io::Error::last_os_error(), "no working directory of its own for the walk; watching through /proc/self/fd");
+                        tracing::debug!(error = %io::Error::last_os_error(), "no working directory of its own for the walk; watching through /proc/self/fd (or by path)");
                         return None;
                     }
                     let fd = libc::open(
@@ -236,28 +237,34 @@ impl Drop for WalkCwd {
     }
 }
 
-/// Adds a watch with `mask` on exactly the directory `dir` (at `path()`, which is asked
-/// only when `by` says so).
+/// Adds a watch with `mask` on exactly the directory `dir`: as `.` in the thread's own
+/// working directory, else as `fallback` says (`path()` is asked only for
+/// [`WatchBy::Path`]).
 pub(super) fn add_watch(
     inotify: RawFd,
     dir: &Dir,
     path: impl FnOnce() -> PathBuf,
-    by: WatchBy,
+    fallback: WatchBy,
     mask: u32,
 ) -> io::Result<Wd> {
-    if by == WatchBy::Path {
-        let path = CString::new(path().as_os_str().as_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        return inotify_add_watch(inotify, &path, mask);
-    }
     // SAFETY: `dir` is an open descriptor.
     if own_cwd() && unsafe { libc::fchdir(dir.fd()) } == 0 {
         MOVED.set(true);
         return inotify_add_watch(inotify, c".", mask);
     }
-    // Followed on purpose: the magic link leads to the directory open.
-    let by_fd = CString::new(format!("/proc/self/fd/{}", dir.fd())).expect("no NUL in digits");
-    inotify_add_watch(inotify, &by_fd, mask & !libc::IN_DONT_FOLLOW)
+    match fallback {
+        WatchBy::ProcFd => {
+            // Followed on purpose: the magic link leads to the directory open.
+            let by_fd =
+                CString::new(format!("/proc/self/fd/{}", dir.fd())).expect("no NUL in digits");
+            inotify_add_watch(inotify, &by_fd, mask & !libc::IN_DONT_FOLLOW)
+        }
+        WatchBy::Path => {
+            let path = CString::new(path().as_os_str().as_bytes())
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            inotify_add_watch(inotify, &path, mask)
+        }
+    }
 }
 
 fn inotify_add_watch(inotify: RawFd, path: &CStr, mask: u32) -> io::Result<Wd> {
