@@ -11,7 +11,7 @@
 //! than half of it is dead); the watch root and device a node belongs to are one index into
 //! a small table of the (watch, device) pairs met; two hash tables of slot numbers find a
 //! node by descriptor and a child by (parent, name). A node is 40 bytes with the kernel's
-//! descriptor number (~52 bytes per directory with the hash tables and names), where a hash
+//! descriptor number (~55 bytes per directory with the hash tables and names), where a hash
 //! map node per directory with a boxed name and a child map per parent took ~200. The
 //! descriptors themselves are not dense over time (the kernel hands them out cyclically),
 //! so they are not used as indices.
