@@ -7,6 +7,13 @@
 //! changed directory (entries added, removed or renamed) as a rescan, which also covers
 //! deletes. This is a local walk with one `lstat` per entry, not a re-send of the tree.
 //!
+//! It is not folded into the watch walk: that walk makes no `lstat` of files (it reads
+//! entry types from the listing, and does not list directories without subdirectories at
+//! all), so doing this inside it would put one `lstat` per file before the first event is
+//! handled. Run on a thread of its own once the engine is running, it delays neither the
+//! watches nor the first delivery, and whatever changes while it runs is seen by the
+//! watches already in place.
+//!
 //! The heartbeat file is reached through the verified [`StateDir`]: created 0600, never
 //! through a symbolic link (a link there is an error, and is not taken as a heartbeat).
 

@@ -17,11 +17,11 @@
 //! queue is beyond what the events can explain; then the watch root is walked again, every
 //! descriptor put where it really is, and what had to move is rescanned.
 
-use inotify::WatchDescriptor;
 use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
 
 use super::reader::Watcher;
 use super::scan::{Report, Walked};
+use super::sys::Wd;
 use super::WatchError;
 
 /// Drained reads a doubt may outlive before the root is walked again.
@@ -32,7 +32,7 @@ const DRAINS_BEFORE_REWALK: u8 = 2;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Doubt {
     /// The directory it was created or moved into.
-    pub parent: WatchDescriptor,
+    pub parent: Wd,
     /// Its name there.
     pub name: Box<[u8]>,
     /// What is unconfirmed about it.
@@ -59,7 +59,7 @@ pub(super) struct Pending {
 
 impl Watcher {
     /// Records a doubt to look at after the read.
-    pub(super) fn doubt(&mut self, parent: WatchDescriptor, name: &[u8], kind: DoubtKind) {
+    pub(super) fn doubt(&mut self, parent: Wd, name: &[u8], kind: DoubtKind) {
         let doubt = Doubt {
             parent,
             name: name.into(),
@@ -72,7 +72,7 @@ impl Watcher {
 
     /// Forgets the doubts about `name` in `parent`: an event (its delete, or its rename
     /// away) said what became of it.
-    pub(super) fn dismiss_doubts(&mut self, parent: &WatchDescriptor, name: &[u8]) {
+    pub(super) fn dismiss_doubts(&mut self, parent: &Wd, name: &[u8]) {
         self.doubts
             .retain(|p| !(p.doubt.parent == *parent && *p.doubt.name == *name));
     }
@@ -171,7 +171,7 @@ impl Watcher {
         if held.and_then(|wd| self.tree.key(&wd)) == Some(key) {
             return Ok(None);
         }
-        let parent = Some(doubt.parent.clone());
+        let parent = Some(doubt.parent);
         match doubt.kind {
             DoubtKind::Unwatched => {
                 let mut found = Vec::new();

@@ -4,6 +4,9 @@
 //! - `tree`: descriptor → directory bookkeeping, each with its identity on disk.
 //! - `scan`: adding a directory tree (the initial walk, new and moved-in directories,
 //!   repairs): every descriptor put where the walk found it.
+//! - `parallel`: the start-up walk of a root on several threads.
+//! - `sys`: the system calls of a walk, on open descriptors, and the watch on exactly the
+//!   directory a descriptor holds.
 //! - `reader`: the thread: read, translate, pair moves, hand on.
 //! - `doubts`: what the reader could not confirm when it handled an event, settled after
 //!   each read.
@@ -14,9 +17,11 @@
 mod doubts;
 mod guard;
 pub mod limits;
+mod parallel;
 mod reader;
 mod roots;
 mod scan;
+mod sys;
 mod tree;
 
 #[cfg(test)]

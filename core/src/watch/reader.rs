@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use inotify::{EventMask, Inotify, WatchMask};
 use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
 
 use super::doubts::{DoubtKind, Pending};
 use super::guard::{recorded_key, RootGuard};
-use super::scan::{Report, Walked, PATH_MAX};
+use super::scan::{Report, WalkState, Walked, PATH_MAX};
+use super::sys::{self, WatchBy, Wd};
 use super::tree::{DirKey, WatchTree};
 use super::{Roots, WatchError};
 use crate::config::EventSwitches;
@@ -81,7 +82,7 @@ impl WatcherStats {
 
 /// A raw event, copied out of the read buffer.
 struct Raw {
-    wd: WatchDescriptor,
+    wd: Wd,
     mask: EventMask,
     cookie: u32,
     name: Vec<u8>,
@@ -95,7 +96,7 @@ struct MoveOut {
     is_dir: bool,
     /// The moved directory's own watch, if it is one, with its generation then: if the
     /// directory is found again before the rename is given up on, it is not released.
-    dir_wd: Option<(WatchDescriptor, Option<u32>)>,
+    dir_wd: Option<(Wd, Option<u16>)>,
     /// Where in the round's events the rename was read.
     position: usize,
 }
@@ -103,13 +104,15 @@ struct MoveOut {
 /// Watches every root recursively and turns kernel events into [`Event`]s.
 pub struct Watcher {
     pub(super) inotify: Inotify,
-    pub(super) tree: WatchTree<WatchDescriptor>,
+    pub(super) tree: WatchTree<Wd>,
     pub(super) filter: Arc<Filter>,
     pub(super) mask: WatchMask,
     pub(super) stats: Arc<WatcherStats>,
     pub(super) debug: bool,
-    /// `/proc/self/fd` is there: directories are watched through their open descriptor.
-    pub(super) proc_fd: bool,
+    /// How walks name a directory to the kernel where `.` cannot be watched.
+    pub(super) watch_by: WatchBy,
+    /// What walks keep between them.
+    pub(super) walking: WalkState,
     pub(super) doubts: Vec<Pending>,
     /// Emptied queues seen while some descriptor was homeless.
     pub(super) homeless_drains: u8,
@@ -164,7 +167,8 @@ impl Watcher {
             mask,
             stats: Arc::new(WatcherStats::default()),
             debug,
-            proc_fd: Path::new("/proc/self/fd").is_dir(),
+            watch_by: WatchBy::detect(),
+            walking: WalkState::default(),
             doubts: Vec::new(),
             homeless_drains: 0,
             roots,
@@ -176,11 +180,28 @@ impl Watcher {
             next_root_check: Instant::now() + super::guard::ROOT_CHECK,
             other_device_warned: vec![false; count],
         };
-        for root in watcher.roots.clone() {
-            watcher.add_tree(root.watch, RelPath::ROOT, None, Report::Nothing)?;
-            watcher.root_keys[root.watch.0 as usize] = recorded_key(&watcher, root.watch);
-        }
+        // On a thread of its own, whose working directory the walk may move (see `sys`).
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("watch walk".into())
+                .spawn_scoped(scope, || watcher.watch_roots())
+                .map_err(|error| WatchError::Io {
+                    path: "the watch walk's thread".into(),
+                    error,
+                })?
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         Ok(watcher)
+    }
+
+    /// Watches every root, recording the identity each had.
+    fn watch_roots(&mut self) -> Result<(), WatchError> {
+        for root in self.roots.clone() {
+            self.add_root_in_parallel(root.watch)?;
+            self.root_keys[root.watch.0 as usize] = recorded_key(self, root.watch);
+        }
+        Ok(())
     }
 
     /// The counters of this watcher.
@@ -260,7 +281,7 @@ impl Watcher {
         let raws: Vec<Raw> = match self.inotify.read_events(buffer) {
             Ok(events) => events
                 .map(|e| Raw {
-                    wd: e.wd,
+                    wd: Wd(e.wd.get_watch_descriptor_id()),
                     mask: e.mask,
                     cookie: e.cookie,
                     name: e
@@ -329,7 +350,7 @@ impl Watcher {
             let dir_wd = if is_dir {
                 self.dismiss_doubts(&raw.wd, &raw.name);
                 self.moved_directory(&raw.wd, &raw.name, watch, &path)
-                    .map(|wd| (wd.clone(), self.tree.generation(&wd)))
+                    .map(|wd| (wd, self.tree.generation(&wd)))
             } else {
                 None
             };
@@ -393,15 +414,10 @@ impl Watcher {
         &mut self,
         watch: WatchId,
         path: &RelPath,
-        parent: WatchDescriptor,
+        parent: Wd,
         found: &mut Vec<Event>,
     ) -> Result<(), WatchError> {
-        let walked = self.add_tree(
-            watch,
-            path.clone(),
-            Some(parent.clone()),
-            Report::Entries(found),
-        )?;
+        let walked = self.add_tree(watch, path.clone(), Some(parent), Report::Entries(found))?;
         if walked == Walked::Missing {
             self.doubt(parent, path.file_name(), DoubtKind::Unwatched);
         }
@@ -428,7 +444,7 @@ impl Watcher {
                 let mut found = Vec::new();
                 match &from.dir_wd {
                     Some((wd, _)) => {
-                        self.tree.relink(wd, raw.wd.clone(), &raw.name);
+                        self.tree.relink(wd, raw.wd, &raw.name);
                         // Checked after the read, with the renames queued meanwhile applied.
                         self.doubt(raw.wd, &raw.name, DoubtKind::Unconfirmed);
                     }
@@ -522,12 +538,12 @@ impl Watcher {
     /// that an earlier rename in this read already moves.
     fn moved_directory(
         &self,
-        parent: &WatchDescriptor,
+        parent: &Wd,
         name: &[u8],
         watch: WatchId,
         path: &RelPath,
-    ) -> Option<WatchDescriptor> {
-        let moving = |wd: &WatchDescriptor| {
+    ) -> Option<Wd> {
+        let moving = |wd: &Wd| {
             self.move_outs
                 .iter()
                 .any(|m| m.dir_wd.as_ref().is_some_and(|(w, _)| w == wd))
@@ -541,7 +557,7 @@ impl Watcher {
 
     /// True when the directory `wd` stands for is at `path` now: a rename away from `path`
     /// was about another directory that had the name before.
-    fn still_at(&self, wd: &WatchDescriptor, watch: WatchId, path: &RelPath) -> bool {
+    fn still_at(&self, wd: &Wd, watch: WatchId, path: &RelPath) -> bool {
         self.tree
             .key(wd)
             .is_some_and(|key| self.dir_key_at(watch, path) == Some(key))
@@ -557,10 +573,10 @@ impl Watcher {
     }
 
     /// Forgets a directory subtree and releases its kernel watches.
-    pub(super) fn release(&mut self, wd: &WatchDescriptor) {
+    pub(super) fn release(&mut self, wd: &Wd) {
         for w in self.tree.remove_subtree(wd) {
             // Fails harmlessly when the kernel released it already (directory deleted).
-            let _ = self.inotify.watches().remove(w);
+            sys::remove_watch(self.inotify.as_raw_fd(), w);
         }
         self.stats.set_directories(self.tree.len());
     }

@@ -1,32 +1,45 @@
 //! Adding a directory tree to the watch: watch first, then list, so nothing created in
 //! between is missed (a file may be reported twice; the coalescer merges that).
 //!
-//! Each directory is opened once (`O_NOFOLLOW`, so a symlink is never followed), and the
-//! watch is added and the listing read through that descriptor (`/proc/self/fd/N`): the
-//! watch, the identity recorded for it and the listing are all of the same directory, even
-//! when a rename swaps the path meanwhile. Where `/proc` is not mounted the path is used,
-//! and a swap is caught later by the reader's checks instead.
+//! Each directory is opened once (`O_NOFOLLOW`, so a symlink is never followed), watched
+//! through that descriptor (`sys`: `.` in the walking thread's own working directory), and
+//! listed through it: the watch, the identity recorded for it and the listing are all of
+//! the same directory, even when a rename swaps the path meanwhile. Below the top of a walk
+//! every directory is opened with `openat` on its parent's descriptor.
+//!
+//! **A leaf is not listed when nothing in it is to be reported.** A walk that reports no
+//! files (the start-up walk, repairs) lists a directory only to find its subdirectories.
+//! Where a directory's link count is 2 + its subdirectories (ext2/3/4, XFS, tmpfs: asked of
+//! each device once, with `fstatfs`), a count of 2 read *after* its watch was added means it
+//! has none: one made or moved in after that is reported by the watch (`IN_CREATE`,
+//! `IN_MOVED_TO`), and one there before raises the count. Other file systems (btrfs counts
+//! 1, NFS, CIFS and overlayfs need not count) are always listed, and so is a directory
+//! whose entries' paths could be too long to sync (they are warned about at once).
 
 use std::collections::HashSet;
-use std::ffi::CString;
-use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use inotify::{WatchDescriptor, WatchMask};
 use sersync_plugin_sdk::{Event, EventKind, PathFilter, RelPath, WatchId};
 
 use super::reader::Watcher;
+use super::sys::{self, Dir, DirStat, WatchBy, Wd};
 use super::tree::{DirKey, Placed};
 use super::{limits, WatchError};
+use crate::filter::Filter;
 
 /// The longest absolute path the kernel resolves (`PATH_MAX`, counting its NUL); rsync's
 /// own limit (`MAXPATHLEN`) is the same. Anything longer is neither watched nor synced.
 pub(super) const PATH_MAX: usize = libc::PATH_MAX as usize;
+
+/// File systems whose directories' link count is 2 + their subdirectories.
+const COUNTS_SUBDIRECTORIES: [libc::__fsword_t; 3] = [
+    libc::EXT4_SUPER_MAGIC,
+    libc::XFS_SUPER_MAGIC,
+    libc::TMPFS_MAGIC,
+];
 
 /// What a walk reports as it meets things.
 pub(super) enum Report<'a> {
@@ -51,22 +64,211 @@ pub(super) enum Walked {
     Skipped,
 }
 
+/// What walks keep between them: the listing buffer, and what each device's file system
+/// says about its directories' link counts.
+#[derive(Debug, Default)]
+pub(super) struct WalkState {
+    buffer: Vec<u8>,
+    /// By `st_dev`: the longest name its file system takes, when its link counts count
+    /// subdirectories.
+    devices: Vec<(u64, Option<usize>)>,
+    /// Directories opened by walks so far.
+    pub opened: u64,
+}
+
+impl WalkState {
+    /// True when `dir` (`stat` once watched), at an absolute path of `path_len` bytes,
+    /// has no subdirectory and no entry whose path is too long: listing it would find
+    /// nothing to do.
+    fn is_leaf(&mut self, dir: &Dir, stat: &DirStat, path_len: usize) -> bool {
+        if stat.nlink != 2 {
+            return false;
+        }
+        let dev = stat.key.dev;
+        let name_max = match self.devices.iter().find(|(d, _)| *d == dev) {
+            Some(&(_, rule)) => rule,
+            None => {
+                let rule = dir.file_system().ok().and_then(|(kind, name_max)| {
+                    COUNTS_SUBDIRECTORIES
+                        .contains(&kind)
+                        .then_some(name_max as usize)
+                });
+                self.devices.push((dev, rule));
+                rule
+            }
+        };
+        name_max.is_some_and(|name_max| path_len + 1 + name_max < PATH_MAX)
+    }
+}
+
 /// A directory the walk is about to watch.
-struct Step {
+pub(super) struct Step {
     dir: RelPath,
     /// The descriptor of the directory it lies in; `None` for a root.
-    parent: Option<WatchDescriptor>,
+    parent: Option<Wd>,
     /// Its parent, open, once the walk is below its top.
-    within: Option<Rc<File>>,
+    within: Option<Arc<Dir>>,
+    /// For the top of a walk inside a parent: the identity that parent has in the table
+    /// (`None` when the table has none), which the top's `..` must have.
+    parent_key: Option<Option<DirKey>>,
     /// A rescan reported above it covers it already.
     covered: bool,
 }
 
-/// One directory being watched: the open directory, its descriptor and identity.
-struct Opened {
-    dir: File,
-    wd: WatchDescriptor,
+/// What a walk needs to visit a directory, shared by the threads of a parallel walk.
+pub(super) struct WalkCtx {
+    watch: WatchId,
+    root: PathBuf,
+    root_len: usize,
+    inotify: RawFd,
+    mask: u32,
+    watch_by: WatchBy,
+    filter: Arc<Filter>,
+    /// Every entry is reported (`Report::Entries`), so every directory is listed.
+    reporting: bool,
+}
+
+/// What a visit found: the system calls are done, the table is not touched yet.
+pub(super) struct Visit {
+    step: Step,
+    found: io::Result<Found>,
+}
+
+/// A directory watched by a visit.
+struct Found {
+    wd: Wd,
     key: DirKey,
+    /// `None`: a leaf, not listed.
+    listed: Option<io::Result<Listed>>,
+}
+
+/// What the listing of a directory met.
+#[derive(Default)]
+struct Listed {
+    /// The subdirectories to walk next.
+    children: Vec<Step>,
+    /// Their names, once the children were handed on to other threads.
+    names: Vec<Box<[u8]>>,
+    /// Every entry as a create (with `Report::Entries`).
+    entries: Vec<Event>,
+    /// Paths too long to watch or sync, to warn about.
+    too_long: Vec<RelPath>,
+}
+
+impl Visit {
+    /// Takes the subdirectories out to be walked by any thread, keeping their names.
+    pub(super) fn hand_on(&mut self) -> Vec<Step> {
+        let Ok(Found {
+            listed: Some(Ok(listed)),
+            ..
+        }) = &mut self.found
+        else {
+            return Vec::new();
+        };
+        listed.names = listed
+            .children
+            .iter()
+            .map(|c| c.dir.file_name().into())
+            .collect();
+        std::mem::take(&mut listed.children)
+    }
+}
+
+impl WalkCtx {
+    /// Opens, watches and (unless it is a leaf) lists the directory of `step`, with no
+    /// access to the table: what it found is applied by [`Watcher::apply`].
+    pub(super) fn visit(&self, state: &mut WalkState, step: Step) -> Visit {
+        let found = self.watch_dir(state, &step).map(|(dir, wd, stat)| {
+            let path_len = joined_len(self.root_len, &RelPath::ROOT, step.dir.as_bytes());
+            let listed = (self.reporting || !state.is_leaf(&dir, &stat, path_len))
+                .then(|| self.list(state, &step.dir, wd, Arc::new(dir)));
+            Found {
+                wd,
+                key: stat.key,
+                listed,
+            }
+        });
+        Visit { step, found }
+    }
+
+    /// Opens the directory of `step` without following a symlink, checks that it is where
+    /// the walk expects it, and watches it.
+    fn watch_dir(&self, state: &mut WalkState, step: &Step) -> io::Result<(Dir, Wd, DirStat)> {
+        let dir = match &step.within {
+            Some(parent) => parent.open_at(step.dir.file_name())?,
+            None => {
+                let abs = step.dir.absolute(&self.root);
+                if abs.as_os_str().len() >= PATH_MAX {
+                    return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+                }
+                let dir = Dir::open(&abs)?;
+                // The path may lead through a directory renamed in since the event: then
+                // this is not the directory the event named, which is elsewhere.
+                if let Some(expected) = step.parent_key {
+                    if expected != Some(dir.parent_key()?) {
+                        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+                    }
+                }
+                dir
+            }
+        };
+        state.opened += 1;
+        let by_path = || step.dir.absolute(&self.root);
+        let wd = sys::add_watch(self.inotify, &dir, by_path, self.watch_by, self.mask)?;
+        // After the watch: a link count read now covers every subdirectory the watch
+        // does not report (see the module's documentation). `fstat` of an open descriptor
+        // fails only without memory; the watch then stays unrecorded and its events are
+        // ignored until a walk records it (the kernel hands out the same descriptor for
+        // the same directory).
+        let stat = dir.stat()?;
+        Ok((dir, wd, stat))
+    }
+
+    /// Lists the directory `dir` (at `rel`, watched as `wd`): its subdirectories as the
+    /// next steps, and what else the walk must know of its entries.
+    fn list(
+        &self,
+        state: &mut WalkState,
+        rel: &RelPath,
+        wd: Wd,
+        dir: Arc<Dir>,
+    ) -> io::Result<Listed> {
+        let mut listed = Listed::default();
+        let mut buffer = std::mem::take(&mut state.buffer);
+        let read = dir.read_entries(&mut buffer, |name, is_dir| {
+            let too_long = joined_len(self.root_len, rel, name) >= PATH_MAX;
+            if !is_dir && !self.reporting && !too_long {
+                return; // a file matters to this walk only when its path is too long
+            }
+            let child = rel.join(name);
+            if self.filter.is_excluded(&child, is_dir) {
+                return;
+            }
+            if too_long {
+                listed.too_long.push(child);
+                return;
+            }
+            if self.reporting {
+                listed.entries.push(Event::now(
+                    EventKind::Create,
+                    child.clone(),
+                    is_dir,
+                    self.watch,
+                ));
+            }
+            if is_dir {
+                listed.children.push(Step {
+                    dir: child,
+                    parent: Some(wd),
+                    within: Some(dir.clone()),
+                    parent_key: None,
+                    covered: false,
+                });
+            }
+        });
+        state.buffer = buffer;
+        read.map(|()| listed)
+    }
 }
 
 impl Watcher {
@@ -83,141 +285,137 @@ impl Watcher {
         &mut self,
         watch: WatchId,
         rel: RelPath,
-        parent: Option<WatchDescriptor>,
+        parent: Option<Wd>,
         mut report: Report<'_>,
     ) -> Result<Walked, WatchError> {
+        let _cwd = sys::WalkCwd;
+        let ctx = self.walk_ctx(watch, matches!(report, Report::Entries(_)));
+        let mut state = std::mem::take(&mut self.walking);
+        let mut stack = vec![self.top_step(rel, parent)];
+        let mut outcome = Walked::Watched;
+        let walked = loop {
+            let Some(step) = stack.pop() else {
+                break Ok(outcome);
+            };
+            let visit = ctx.visit(&mut state, step);
+            match self.apply(watch, visit, &mut report, &mut outcome) {
+                Ok(children) => stack.extend(children),
+                Err(stop) => break Err(stop),
+            }
+        };
+        self.walking = state;
+        self.stats.set_directories(self.tree.len());
+        walked
+    }
+
+    /// What visits of directories of `watch` need.
+    pub(super) fn walk_ctx(&self, watch: WatchId, reporting: bool) -> WalkCtx {
         let root = self.root_path(watch).to_path_buf();
-        let mut stack = vec![Step {
+        WalkCtx {
+            watch,
+            root_len: root.as_os_str().len(),
+            root,
+            inotify: self.inotify.as_raw_fd(),
+            mask: self.mask.bits(),
+            watch_by: self.watch_by,
+            filter: self.filter.clone(),
+            reporting,
+        }
+    }
+
+    /// The first step of a walk of `rel`, inside `parent` (`None`: a root).
+    pub(super) fn top_step(&self, rel: RelPath, parent: Option<Wd>) -> Step {
+        Step {
+            parent_key: parent.map(|p| self.tree.key(&p)),
             dir: rel,
             parent,
             within: None,
             covered: false,
-        }];
-        let mut outcome = Walked::Watched;
-        while let Some(step) = stack.pop() {
-            let is_top = step.within.is_none();
-            let abs = step.dir.absolute(&root);
-            let opened = match self.watch_dir(&abs, &step) {
-                Ok(opened) => opened,
-                Err(e) => {
-                    let gone = is_gone(&e);
-                    self.refused(watch, &step.dir, step.parent.is_none(), e)?;
-                    if is_top {
-                        outcome = if gone {
-                            Walked::Missing
-                        } else {
-                            Walked::Skipped
-                        };
-                    }
-                    continue;
+        }
+    }
+
+    /// Puts what a visit found into the table and reports it as `report` asks; returns the
+    /// subdirectories to walk next. `outcome` is what became of the top of the walk.
+    pub(super) fn apply(
+        &mut self,
+        watch: WatchId,
+        visit: Visit,
+        report: &mut Report<'_>,
+        outcome: &mut Walked,
+    ) -> Result<Vec<Step>, WatchError> {
+        let Visit { step, found } = visit;
+        let found = match found {
+            Ok(found) => found,
+            Err(error) => {
+                let gone = is_gone(&error);
+                self.refused(watch, &step.dir, step.parent.is_none(), error)?;
+                if step.within.is_none() {
+                    *outcome = if gone {
+                        Walked::Missing
+                    } else {
+                        Walked::Skipped
+                    };
                 }
-            };
-            let Step {
-                dir,
-                parent,
-                covered,
-                ..
-            } = step;
-            // What held the place is homeless now: found again by a walk, or released once
-            // the kernel says it is gone.
-            let placed = self.tree.place(
-                opened.wd.clone(),
-                opened.key,
-                watch,
-                parent,
-                dir.file_name(),
-            );
-            let mut covered_here = covered;
-            if let Report::Repairs(out) = &mut report {
-                if placed != Placed::Unchanged && !covered {
-                    out.push(Event::now(EventKind::Rescan, dir.clone(), true, watch));
-                    covered_here = true;
-                }
+                return Ok(Vec::new());
             }
-            if self.debug {
-                tracing::debug!(watch = watch.0, path = %dir, "watch added");
+        };
+        let Step {
+            dir,
+            parent,
+            covered,
+            ..
+        } = step;
+        // What held the place is homeless now: found again by a walk, or released once
+        // the kernel says it is gone.
+        let placed = self
+            .tree
+            .place(found.wd, found.key, watch, parent, dir.file_name());
+        let mut covered_here = covered;
+        if let Report::Repairs(out) = report {
+            if placed != Placed::Unchanged && !covered {
+                out.push(Event::now(EventKind::Rescan, dir.clone(), true, watch));
+                covered_here = true;
             }
-            let entries = match fs::read_dir(listing_path(&opened, &abs, self.proc_fd)) {
-                Ok(entries) => entries,
-                Err(error) => {
-                    tracing::warn!(path = %abs.display(), %error, "cannot list directory");
-                    continue;
-                }
-            };
-            let opened_dir = Rc::new(opened.dir);
-            let mut listed_dirs: HashSet<Box<[u8]>> = HashSet::new();
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let child = dir.join(name.as_bytes());
-                // Does not follow symlinks; falls back to lstat() where the file system
-                // reports no type (XFS without ftype), whatever <fileSystem xfs> says.
-                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-                if self.filter.is_excluded(&child, is_dir) {
-                    continue;
-                }
-                if self.too_long(watch, &child) {
-                    continue;
-                }
-                if let Report::Entries(found) = &mut report {
-                    found.push(Event::now(EventKind::Create, child.clone(), is_dir, watch));
-                }
-                if is_dir {
-                    listed_dirs.insert(name.as_bytes().into());
-                    stack.push(Step {
-                        dir: child,
-                        parent: Some(opened.wd.clone()),
-                        within: Some(opened_dir.clone()),
-                        covered: covered_here,
-                    });
-                }
+        }
+        if self.debug {
+            tracing::debug!(watch = watch.0, path = %dir, "watch added");
+        }
+        // Watched subdirectories the listing does not have were deleted or renamed away:
+        // homeless until the kernel says which. Looked for only when there are any (a
+        // directory new to the table has none).
+        let had_children = self.tree.has_children(&found.wd);
+        let mut listed = match found.listed {
+            None => Listed::default(),
+            Some(Ok(listed)) => listed,
+            Some(Err(error)) => {
+                let root = self.root_path(watch);
+                tracing::warn!(path = %dir.absolute(root).display(), %error, "cannot list directory");
+                return Ok(Vec::new());
             }
-            // Watched subdirectories the listing no longer has were deleted or renamed
-            // away: homeless until the kernel says which.
-            for (name, wd) in self.tree.children(&opened.wd) {
-                if !listed_dirs.contains(&name) {
-                    self.tree.make_homeless(&wd);
+        };
+        for path in &listed.too_long {
+            self.too_long(watch, path);
+        }
+        if let Report::Entries(out) = report {
+            out.append(&mut listed.entries);
+        }
+        if had_children {
+            let names: HashSet<&[u8]> = listed
+                .children
+                .iter()
+                .map(|c| c.dir.file_name())
+                .chain(listed.names.iter().map(|n| &n[..]))
+                .collect();
+            for (name, child) in self.tree.children(&found.wd) {
+                if !names.contains(&name[..]) {
+                    self.tree.make_homeless(&child);
                 }
             }
         }
-        self.stats.set_directories(self.tree.len());
-        Ok(outcome)
-    }
-
-    /// Opens the directory of `step` without following a symlink, checks that it is where
-    /// the walk expects it, and watches it.
-    fn watch_dir(&mut self, abs: &Path, step: &Step) -> io::Result<Opened> {
-        let dir = match &step.within {
-            Some(parent) => open_dir_at(parent, step.dir.file_name())?,
-            None => {
-                if abs.as_os_str().len() >= PATH_MAX {
-                    return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-                }
-                let dir = File::options()
-                    .read(true)
-                    .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(abs)?;
-                // The path may lead through a directory renamed in since the event: then
-                // this is not the directory the event named, which is elsewhere.
-                if let Some(parent) = &step.parent {
-                    if self.tree.key(parent) != Some(key_of_parent(&dir)?) {
-                        return Err(io::Error::from_raw_os_error(libc::ENOENT));
-                    }
-                }
-                dir
-            }
-        };
-        let key = DirKey::of(&dir.metadata()?);
-        let wd = if self.proc_fd {
-            // The descriptor, not the path: whatever is at the path now, this is the
-            // directory just opened. Followed on purpose: it is a link to the directory.
-            let by_fd = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-            self.inotify
-                .watches()
-                .add(by_fd, self.mask & !WatchMask::DONT_FOLLOW)?
-        } else {
-            self.inotify.watches().add(abs, self.mask)?
-        };
-        Ok(Opened { dir, wd, key })
+        for child in &mut listed.children {
+            child.covered = covered_here;
+        }
+        Ok(listed.children)
     }
 
     /// Decides what a failure to watch the directory `rel` means: the limit of watches and
@@ -263,56 +461,13 @@ fn is_gone(error: &io::Error) -> bool {
     )
 }
 
-/// Where to list an opened directory: through its descriptor, so the listing is of the
-/// directory watched.
-fn listing_path(opened: &Opened, abs: &Path, proc_fd: bool) -> PathBuf {
-    if proc_fd {
-        PathBuf::from(format!("/proc/self/fd/{}", opened.dir.as_raw_fd()))
+/// The length of the absolute path of `name` in `dir`, below a root of `root_len` bytes.
+fn joined_len(root_len: usize, dir: &RelPath, name: &[u8]) -> usize {
+    let dir_len = if dir.is_root() {
+        0
     } else {
-        abs.to_path_buf()
-    }
-}
-
-/// Opens the directory `name` inside the open directory `parent`, without following a
-/// symlink.
-fn open_dir_at(parent: &File, name: &[u8]) -> io::Result<File> {
-    let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `parent` is an open descriptor and `name` a NUL-terminated string, both valid
-    // for the call; the descriptor returned is owned by the `File` made of it.
-    let fd = unsafe {
-        libc::openat(
-            parent.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
+        1 + dir.as_bytes().len()
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and nothing else owns it.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// The identity of the directory that contains the open directory `dir`.
-fn key_of_parent(dir: &File) -> io::Result<DirKey> {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `dir` is an open descriptor, the path is a NUL-terminated literal and `stat`
-    // is large enough for the result.
-    let ret = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c"..".as_ptr(),
-            stat.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstatat succeeded, so it filled `stat`.
-    let stat = unsafe { stat.assume_init() };
-    Ok(DirKey {
-        dev: stat.st_dev,
-        ino: stat.st_ino,
-    })
+    let name_len = if name.is_empty() { 0 } else { 1 + name.len() };
+    root_len + dir_len + name_len
 }

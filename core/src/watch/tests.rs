@@ -46,11 +46,17 @@ fn switches() -> EventSwitches {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with_tree(|_| {})
+    }
+
+    /// A fixture whose root `make` fills before it is watched.
+    fn with_tree(make: impl FnOnce(&Path)) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let outside = dir.path().join("outside");
         fs::create_dir(&root).unwrap();
         fs::create_dir(&outside).unwrap();
+        make(&root);
         let filter = Arc::new(Filter::new(&FilterConfig {
             excludes: Vec::new(),
             temp_names: Vec::new(),
@@ -268,6 +274,41 @@ fn a_tree_removed_and_made_again_at_once_is_watched_anew() {
     f.pump();
     f.assert_table_true("rm -rf t && mkdir -p t/u/v");
     f.assert_write_reported("t/u/v/f");
+}
+
+/// The start-up walk (on several threads where there are cores) opens each directory once
+/// and watches it under its path, leaves included (not listed where link counts say they
+/// have no subdirectory); a subdirectory made in a leaf afterwards is watched too, and the
+/// walking threads' working directory is where it was.
+#[test]
+fn a_tree_there_at_start_is_watched_whole_opening_each_directory_once() {
+    let cwd = std::env::current_dir().unwrap();
+    let mut f = Fixture::with_tree(|root| {
+        for a in 0..12 {
+            for b in 0..6 {
+                for c in 0..3 {
+                    let leaf = root.join(format!("a{a}/b{b}/c{c}"));
+                    fs::create_dir_all(&leaf).unwrap();
+                    fs::write(leaf.join("file"), b"x").unwrap();
+                }
+            }
+            symlink(root.join(format!("a{a}")), root.join(format!("link{a}"))).unwrap();
+        }
+        fs::create_dir(root.join("new\nline")).unwrap();
+    });
+    let directories = real_directories(&f.root).len() as u64;
+    assert_eq!(directories, 1 + 12 * (1 + 6 * (1 + 3)) + 1);
+    assert_eq!(
+        f.watcher.walking.opened, directories,
+        "each directory opened once"
+    );
+    f.assert_table_true("a tree there at start");
+    f.assert_write_reported("a11/b5/c2/f");
+    fs::create_dir(f.at("a3/b2/c1/d")).unwrap();
+    f.pump();
+    f.assert_table_true("a subdirectory made in a leaf");
+    f.assert_write_reported("a3/b2/c1/d/f");
+    assert_eq!(std::env::current_dir().unwrap(), cwd);
 }
 
 /// A small deterministic generator (xorshift).

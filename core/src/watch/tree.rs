@@ -8,11 +8,13 @@
 //! Laid out for a start-up walk of a large tree, which holds one node per directory: the
 //! nodes sit in one `Vec` (a slot each, freed slots reused), linked to their parent, first
 //! child and siblings by slot number; every name is in one byte arena (compacted when more
-//! than half of it is dead); two hash tables of slot numbers find a node by descriptor and
-//! a child by (parent, name). That is ~80 bytes per directory, where a hash map node per
-//! directory with a boxed name and a child map per parent took ~200. The descriptors
-//! themselves are not dense over time (the kernel hands them out cyclically), so they are
-//! not used as indices.
+//! than half of it is dead); the watch root and device a node belongs to are one index into
+//! a small table of the (watch, device) pairs met; two hash tables of slot numbers find a
+//! node by descriptor and a child by (parent, name). A node is 40 bytes with the kernel's
+//! descriptor number (~55 bytes per directory with the hash tables and names), where a hash
+//! map node per directory with a boxed name and a child map per parent took ~200. The
+//! descriptors themselves are not dense over time (the kernel hands them out cyclically),
+//! so they are not used as indices.
 //!
 //! The table keeps two promises, whatever order the reader applies changes in:
 //! - a place (parent, name) holds at most one descriptor, and a descriptor is in at most one
@@ -21,10 +23,14 @@
 //!   the kernel says it is gone;
 //! - every change of a node's place bumps its *generation*, so a decision taken on an older
 //!   view of the node (a rename whose second half never came) can tell it is stale.
+//!   The generation is 16 bits: it is compared only within one turn of the reader (a
+//!   rename's first half against what became of the node by the end of that turn's reads,
+//!   at most two buffers of ~16,000 events each), so a stale view taken for a fresh one
+//!   would need exactly 65,536 moves of that one directory in between.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use hashbrown::HashTable;
 use sersync_plugin_sdk::{RelPath, WatchId};
@@ -58,29 +64,39 @@ const NONE: Slot = Slot::MAX;
 /// The parent of a node whose parent descriptor was not in the table when it was placed
 /// there: it has no path.
 const ORPHAN: Slot = Slot::MAX - 1;
+/// The parent of a free slot.
+const FREE: Slot = Slot::MAX - 2;
+/// The previous sibling of a linked node that is its parent's first child (an unlinked
+/// node's is [`NONE`]).
+const HEAD: Slot = Slot::MAX - 3;
 
-/// Where a name lies in the arena.
-#[derive(Clone, Copy, Debug)]
-struct Name {
-    start: u32,
-    len: u16,
-}
-
-/// One watched directory.
+/// One watched directory: 40 bytes with a 4-byte descriptor.
 #[derive(Debug)]
 struct DirNode<W> {
     wd: W,
-    key: DirKey,
-    watch: WatchId,
-    generation: u32,
-    /// The place it has, or last had when it is homeless: [`NONE`] for a watch root.
+    /// `st_ino`, in two halves so that the node needs no 8-byte alignment.
+    ino: [u32; 2],
+    /// Its (watch, device) in [`WatchTree::realms`].
+    realm: u16,
+    name_len: u16,
+    name_start: u32,
+    generation: u16,
+    /// The place it has, or last had when it is homeless: [`NONE`] for a watch root,
+    /// [`FREE`] for a free slot.
     parent: Slot,
-    name: Name,
-    /// In its place: listed among its parent's children and found by (parent, name).
-    linked: bool,
     first_child: Slot,
     next_sibling: Slot,
+    /// [`HEAD`] for a first child; [`NONE`] when it is not in its place (not listed among
+    /// its parent's children nor found by (parent, name)).
     prev_sibling: Slot,
+}
+
+const _: () = assert!(std::mem::size_of::<DirNode<i32>>() == 40);
+
+impl<W> DirNode<W> {
+    fn linked(&self) -> bool {
+        self.prev_sibling != NONE
+    }
 }
 
 /// Arena bytes that may be dead before it is compacted (and only when more than half is).
@@ -103,10 +119,39 @@ pub enum Placed<W> {
     },
 }
 
+/// Hashes a descriptor the kernel handed out (not a value anyone writing into the tree
+/// chooses): a multiplication, where the (parent, name) table keeps a keyed hash.
+#[derive(Default)]
+struct DescriptorHasher(u64);
+
+impl Hasher for DescriptorHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n as u32));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Maps watch descriptors (`W`) to directories, per watch root.
 #[derive(Debug)]
 pub struct WatchTree<W> {
-    slots: Vec<Option<DirNode<W>>>,
+    slots: Vec<DirNode<W>>,
     free: Vec<Slot>,
     len: usize,
     /// Slots by descriptor.
@@ -115,13 +160,17 @@ pub struct WatchTree<W> {
     by_place: HashTable<Slot>,
     names: Vec<u8>,
     dead_name_bytes: usize,
+    /// Every (watch, device) a node has had, by index; never shrinks (a tree spans few).
+    realms: Vec<(WatchId, u64)>,
+    realm_index: HashMap<(WatchId, u64), u16>,
     /// Pushed out of their place by another directory and not found anywhere since: their
     /// subtrees have no path until a walk meets them again.
     homeless: HashSet<Slot>,
-    hasher: RandomState,
+    wd_hasher: BuildHasherDefault<DescriptorHasher>,
+    place_hasher: RandomState,
 }
 
-impl<W: Clone + Eq + Hash> Default for WatchTree<W> {
+impl<W: Copy + Eq + Hash> Default for WatchTree<W> {
     fn default() -> Self {
         WatchTree {
             slots: Vec::new(),
@@ -131,13 +180,16 @@ impl<W: Clone + Eq + Hash> Default for WatchTree<W> {
             by_place: HashTable::new(),
             names: Vec::new(),
             dead_name_bytes: 0,
+            realms: Vec::new(),
+            realm_index: HashMap::new(),
             homeless: HashSet::new(),
-            hasher: RandomState::new(),
+            wd_hasher: BuildHasherDefault::default(),
+            place_hasher: RandomState::new(),
         }
     }
 }
 
-impl<W: Clone + Eq + Hash> WatchTree<W> {
+impl<W: Copy + Eq + Hash> WatchTree<W> {
     /// Number of watched directories.
     pub fn len(&self) -> usize {
         self.len
@@ -155,10 +207,11 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         name: &[u8],
     ) -> Placed<W> {
         let parent_slot = parent.as_ref().map_or(NONE, |p| self.slot_or_orphan(p));
+        let realm = self.realm(watch, key.dev);
         if let Some(slot) = self.slot_of(&wd) {
             let node = self.node_mut(slot);
-            node.key = key;
-            node.watch = watch;
+            node.ino = split(key.ino);
+            node.realm = realm;
             // Found again, even in the same place: a rename out of the watch recorded
             // before this must not release it.
             node.generation = node.generation.wrapping_add(1);
@@ -176,35 +229,38 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
             };
             return Placed::Moved { displaced };
         }
-        let name = self.push_name(name);
+        let (name_start, name_len) = self.push_name(name);
         let node = DirNode {
-            wd: wd.clone(),
-            key,
-            watch,
+            wd,
+            ino: split(key.ino),
+            realm,
+            name_len,
+            name_start,
             generation: 0,
             parent: parent_slot,
-            name,
-            linked: false,
             first_child: NONE,
             next_sibling: NONE,
             prev_sibling: NONE,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = Some(node);
+                self.slots[slot as usize] = node;
                 slot
             }
             None => {
-                self.slots.push(Some(node));
-                (self.slots.len() - 1) as Slot
+                let slot = Slot::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&s| s < HEAD)
+                    .expect("fewer than 4 billion directories");
+                self.slots.push(node);
+                slot
             }
         };
         self.len += 1;
-        let hash = self.hasher.hash_one(&wd);
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.by_wd.insert_unique(hash, slot, |&s| {
-            hasher.hash_one(&slots[s as usize].as_ref().expect("a used slot").wd)
-        });
+        let hash = self.wd_hasher.hash_one(wd);
+        let (slots, hasher) = (&self.slots, &self.wd_hasher);
+        self.by_wd
+            .insert_unique(hash, slot, |&s| hasher.hash_one(slots[s as usize].wd));
         let displaced = if parent_slot < ORPHAN {
             self.link(slot, parent_slot)
         } else {
@@ -214,15 +270,20 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
             self.homeless.insert(d);
         }
         Placed::New {
-            displaced: displaced.map(|d| self.node(d).wd.clone()),
+            displaced: displaced.map(|d| self.node(d).wd),
         }
     }
 
     /// The watched child directory `name` of `parent`.
     pub fn child(&self, parent: &W, name: &[u8]) -> Option<W> {
         let parent = self.slot_of(parent)?;
-        self.find_child(parent, name)
-            .map(|c| self.node(c).wd.clone())
+        self.find_child(parent, name).map(|c| self.node(c).wd)
+    }
+
+    /// True when some watched directory is in its place inside `wd`.
+    pub fn has_children(&self, wd: &W) -> bool {
+        self.slot_of(wd)
+            .is_some_and(|s| self.node(s).first_child != NONE)
     }
 
     /// The names and descriptors of the watched children of `wd`.
@@ -234,7 +295,7 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         let mut child = self.node(slot).first_child;
         while child != NONE {
             let node = self.node(child);
-            children.push((self.name(child).into(), node.wd.clone()));
+            children.push((self.name(child).into(), node.wd));
             child = node.next_sibling;
         }
         children
@@ -242,11 +303,11 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
 
     /// The identity recorded for `wd`.
     pub fn key(&self, wd: &W) -> Option<DirKey> {
-        self.slot_of(wd).map(|s| self.node(s).key)
+        self.slot_of(wd).map(|s| self.key_of(s))
     }
 
-    /// How often `wd` has changed place; `None` when it is not known.
-    pub fn generation(&self, wd: &W) -> Option<u32> {
+    /// How often `wd` has changed place (modulo 2^16); `None` when it is not known.
+    pub fn generation(&self, wd: &W) -> Option<u16> {
         self.slot_of(wd).map(|s| self.node(s).generation)
     }
 
@@ -258,7 +319,7 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         if check_homeless && self.homeless.contains(&slot) {
             return None;
         }
-        let watch = self.node(slot).watch;
+        let watch = self.watch_of(slot);
         let mut names: Vec<&[u8]> = Vec::new();
         loop {
             let parent = self.node(slot).parent;
@@ -281,10 +342,12 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
     /// The descriptor of the root of `watch`, when it is watched.
     pub fn root_of(&self, watch: WatchId) -> Option<W> {
         self.used()
-            .find(|(slot, node)| {
-                node.watch == watch && node.parent == NONE && !self.homeless.contains(slot)
+            .find(|&(slot, node)| {
+                node.parent == NONE
+                    && self.watch_of(slot) == watch
+                    && !self.homeless.contains(&slot)
             })
-            .map(|(_, node)| node.wd.clone())
+            .map(|(_, node)| node.wd)
     }
 
     /// Moves `wd` (and everything below it) to `name` inside `new_parent`. Returns the
@@ -303,7 +366,7 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         }
         let displaced = self.link(slot, parent)?;
         self.homeless.insert(displaced);
-        Some(self.node(displaced).wd.clone())
+        Some(self.node(displaced).wd)
     }
 
     /// Takes `wd` out of its place, keeping it and its subtree, with no path until it is
@@ -324,17 +387,14 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         self.homeless
             .iter()
             .find(|&&s| self.node(s).parent == parent && self.name(s) == name)
-            .map(|&s| self.node(s).wd.clone())
+            .map(|&s| self.node(s).wd)
     }
 
     /// The homeless descriptors and their watches.
     pub fn homeless(&self) -> Vec<(W, WatchId)> {
         self.homeless
             .iter()
-            .map(|&s| {
-                let node = self.node(s);
-                (node.wd.clone(), node.watch)
-            })
+            .map(|&s| (self.node(s).wd, self.watch_of(s)))
             .collect()
     }
 
@@ -370,9 +430,9 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
     #[cfg(test)]
     pub fn entries(&self) -> Vec<(W, WatchId, RelPath, DirKey)> {
         self.used()
-            .filter_map(|(_, node)| {
+            .filter_map(|(slot, node)| {
                 let (watch, path) = self.path_of(&node.wd)?;
-                Some((node.wd.clone(), watch, path, node.key))
+                Some((node.wd, watch, path, self.key_of(slot)))
             })
             .collect()
     }
@@ -381,25 +441,57 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| Some((i as Slot, n.as_ref()?)))
+            .filter(|(_, n)| n.parent != FREE)
+            .map(|(i, n)| (i as Slot, n))
     }
 
     fn node(&self, slot: Slot) -> &DirNode<W> {
-        self.slots[slot as usize].as_ref().expect("a used slot")
+        let node = &self.slots[slot as usize];
+        debug_assert!(node.parent != FREE, "a used slot");
+        node
     }
 
     fn node_mut(&mut self, slot: Slot) -> &mut DirNode<W> {
-        self.slots[slot as usize].as_mut().expect("a used slot")
+        let node = &mut self.slots[slot as usize];
+        debug_assert!(node.parent != FREE, "a used slot");
+        node
     }
 
     fn name(&self, slot: Slot) -> &[u8] {
-        let name = self.node(slot).name;
-        &self.names[name.start as usize..name.start as usize + name.len as usize]
+        let node = self.node(slot);
+        let start = node.name_start as usize;
+        &self.names[start..start + node.name_len as usize]
+    }
+
+    fn key_of(&self, slot: Slot) -> DirKey {
+        let node = self.node(slot);
+        DirKey {
+            dev: self.realms[node.realm as usize].1,
+            ino: u64::from(node.ino[0]) | u64::from(node.ino[1]) << 32,
+        }
+    }
+
+    fn watch_of(&self, slot: Slot) -> WatchId {
+        self.realms[self.node(slot).realm as usize].0
+    }
+
+    /// The index of (`watch`, `dev`), added when new.
+    fn realm(&mut self, watch: WatchId, dev: u64) -> u16 {
+        if let Some(&i) = self.realm_index.get(&(watch, dev)) {
+            return i;
+        }
+        let i = u16::try_from(self.realms.len())
+            .expect("fewer than 65,536 (watch root, file system) pairs");
+        self.realms.push((watch, dev));
+        self.realm_index.insert((watch, dev), i);
+        i
     }
 
     fn slot_of(&self, wd: &W) -> Option<Slot> {
-        let hash = self.hasher.hash_one(wd);
-        self.by_wd.find(hash, |&s| self.node(s).wd == *wd).copied()
+        let hash = self.wd_hasher.hash_one(wd);
+        self.by_wd
+            .find(hash, |&s| self.slots[s as usize].wd == *wd)
+            .copied()
     }
 
     fn slot_or_orphan(&self, wd: &W) -> Slot {
@@ -407,7 +499,7 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
     }
 
     fn place_hash(&self, parent: Slot, name: &[u8]) -> u64 {
-        self.hasher.hash_one((parent, name))
+        self.place_hasher.hash_one((parent, name))
     }
 
     fn find_child(&self, parent: Slot, name: &[u8]) -> Option<Slot> {
@@ -422,18 +514,18 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
     /// Puts `slot` in its place (its `parent` and `name`), which must be a node's; returns
     /// the slot that held that place before, now out of it.
     fn link(&mut self, slot: Slot, parent: Slot) -> Option<Slot> {
-        debug_assert!(!self.node(slot).linked, "linked twice");
+        debug_assert!(!self.node(slot).linked(), "linked twice");
         let name = self.name(slot);
         let displaced = self.find_child(parent, name).filter(|&d| d != slot);
         if let Some(d) = displaced {
             self.unlink(d);
         }
         let hash = self.place_hash(parent, self.name(slot));
-        let (slots, names, hasher) = (&self.slots, &self.names, &self.hasher);
+        let (slots, names, hasher) = (&self.slots, &self.names, &self.place_hasher);
         self.by_place.insert_unique(hash, slot, |&s| {
-            let node = slots[s as usize].as_ref().expect("a used slot");
-            let start = node.name.start as usize;
-            hasher.hash_one((node.parent, &names[start..start + node.name.len as usize]))
+            let node = &slots[s as usize];
+            let start = node.name_start as usize;
+            hasher.hash_one((node.parent, &names[start..start + node.name_len as usize]))
         });
         let first = self.node(parent).first_child;
         if first != NONE {
@@ -442,15 +534,14 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         self.node_mut(parent).first_child = slot;
         let node = self.node_mut(slot);
         node.next_sibling = first;
-        node.prev_sibling = NONE;
-        node.linked = true;
+        node.prev_sibling = HEAD;
         displaced
     }
 
     /// Takes `slot` out of its place (if it is in one), keeping its parent and name.
     fn unlink(&mut self, slot: Slot) {
         let node = self.node(slot);
-        if !node.linked {
+        if !node.linked() {
             return;
         }
         let (parent, prev, next) = (node.parent, node.prev_sibling, node.next_sibling);
@@ -458,7 +549,7 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         if let Ok(entry) = self.by_place.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
-        if prev == NONE {
+        if prev == HEAD {
             self.node_mut(parent).first_child = next;
         } else {
             self.node_mut(prev).next_sibling = next;
@@ -467,7 +558,6 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
             self.node_mut(next).prev_sibling = prev;
         }
         let node = self.node_mut(slot);
-        node.linked = false;
         node.next_sibling = NONE;
         node.prev_sibling = NONE;
     }
@@ -483,7 +573,7 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
     /// Forgets the unlinked node at `slot` (its children already taken out); returns its
     /// descriptor.
     fn free_slot(&mut self, slot: Slot) -> W {
-        let hash = self.hasher.hash_one(&self.node(slot).wd);
+        let hash = self.wd_hasher.hash_one(self.node(slot).wd);
         if let Ok(entry) = self.by_wd.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
@@ -501,21 +591,23 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
                 self.node_mut(h).parent = ORPHAN;
             }
         }
-        let node = self.slots[slot as usize].take().expect("a used slot");
-        self.dead_name_bytes += node.name.len as usize;
+        let node = &mut self.slots[slot as usize];
+        node.parent = FREE;
+        let (wd, name_len) = (node.wd, node.name_len);
+        self.dead_name_bytes += name_len as usize;
         self.free.push(slot);
         self.len -= 1;
         self.compact_names();
-        node.wd
+        wd
     }
 
-    fn push_name(&mut self, name: &[u8]) -> Name {
+    fn push_name(&mut self, name: &[u8]) -> (u32, u16) {
         let start = self.names.len();
         self.names.extend_from_slice(name);
-        Name {
-            start: u32::try_from(start).expect("names arena below 4 GiB"),
-            len: u16::try_from(name.len()).expect("a file name is at most 255 bytes"),
-        }
+        (
+            u32::try_from(start).expect("names arena below 4 GiB"),
+            u16::try_from(name.len()).expect("a file name is shorter than 64 KiB"),
+        )
     }
 
     /// Gives the unlinked `slot` the name `name` (kept when it has it already).
@@ -523,10 +615,11 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
         if self.name(slot) == name {
             return;
         }
-        let old = self.node(slot).name;
-        self.dead_name_bytes += old.len as usize;
-        let new = self.push_name(name);
-        self.node_mut(slot).name = new;
+        self.dead_name_bytes += self.node(slot).name_len as usize;
+        let (start, len) = self.push_name(name);
+        let node = self.node_mut(slot);
+        node.name_start = start;
+        node.name_len = len;
         self.compact_names();
     }
 
@@ -536,15 +629,20 @@ impl<W: Clone + Eq + Hash> WatchTree<W> {
             return;
         }
         let mut names = Vec::with_capacity(self.names.len() - self.dead_name_bytes);
-        for node in self.slots.iter_mut().flatten() {
-            let start = node.name.start as usize;
-            let bytes = &self.names[start..start + node.name.len as usize];
-            node.name.start = names.len() as u32;
+        for node in self.slots.iter_mut().filter(|n| n.parent != FREE) {
+            let start = node.name_start as usize;
+            let bytes = &self.names[start..start + node.name_len as usize];
+            node.name_start = names.len() as u32;
             names.extend_from_slice(bytes);
         }
         self.names = names;
         self.dead_name_bytes = 0;
     }
+}
+
+/// `ino` in two halves, low first.
+fn split(ino: u64) -> [u32; 2] {
+    [ino as u32, (ino >> 32) as u32]
 }
 
 #[cfg(test)]
