@@ -15,9 +15,17 @@
 //! whose path needs quoting (a space, a quote, `%`, which ssh expands) or is too long for a
 //! Unix socket's name is not used: such remotes get plain `ssh`. A user's own `-e`/`--rsh`
 //! in `<commonParams>` always wins.
+//!
+//! Every rsync over the master connection is one session of it, and the slave's sshd allows
+//! [`MAX_SESSIONS`] per connection (`MaxSessions`, Debian's default 10; one more is refused
+//! and that run fails). The instances of every remote on one host (all `transfersPerRemote`
+//! of each remote, of every watch, and the auditors) share one connection, so each registers
+//! a [`Share`] of it while it lives; warm processes are kept only within that share.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use super::RsyncOptions;
 
@@ -30,6 +38,58 @@ const MAX_SOCKET_PATH: usize = 107 - 17;
 
 /// `ssh-` and the 40 hex digits of `%C`.
 const SOCKET_NAME_LEN: usize = 4 + 40;
+
+/// sshd's default `MaxSessions`: sessions one connection may have open at once.
+pub const MAX_SESSIONS: usize = 10;
+
+/// The most rsync processes one instance keeps waiting over ssh, however many sessions its
+/// share would allow (each is an `rsync --server` waiting on the slave).
+pub const MAX_POOL: usize = 4;
+
+/// The instances alive per connection: the remote shell and the host.
+static INSTANCES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+fn instances() -> std::sync::MutexGuard<'static, BTreeMap<String, usize>> {
+    INSTANCES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One sink instance's share of the connection to its ssh host, registered while it lives.
+#[derive(Debug)]
+pub struct Share {
+    key: String,
+}
+
+impl Share {
+    /// Registers an instance that sends over `shell` (the `-e` word) to `host`.
+    pub fn join(shell: &OsString, host: &str) -> Share {
+        let key = format!("{}\0{host}", shell.to_string_lossy());
+        *instances().entry(key.clone()).or_default() += 1;
+        Share { key }
+    }
+
+    /// How many processes this instance may keep waiting: each instance of the connection
+    /// runs at most one rsync and keeps this many waiting, and all of them together stay
+    /// below [`MAX_SESSIONS`] (at most [`MAX_POOL`]; 0 with more than 4 instances: then
+    /// none waits).
+    pub fn pool_bound(&self) -> usize {
+        let sharing = instances().get(&self.key).copied().unwrap_or(1).max(1);
+        ((MAX_SESSIONS - 1) / sharing)
+            .saturating_sub(1)
+            .min(MAX_POOL)
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut instances = instances();
+        if let Some(count) = instances.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                instances.remove(&self.key);
+            }
+        }
+    }
+}
 
 /// The program (and its options) rsync is given with `-e` to reach an ssh remote.
 pub fn remote_shell(options: &RsyncOptions) -> OsString {
@@ -73,6 +133,30 @@ mod tests {
             "ssh -o ControlMaster=auto -o ControlPath=/var/lib/sersync/ssh-%C -o ControlPersist=60"
         );
         assert_eq!(shell(None), "ssh");
+    }
+
+    #[test]
+    fn instances_of_one_connection_share_its_sessions() {
+        let shell = OsString::from("ssh -o test-share");
+        let first = Share::join(&shell, "u@share-host");
+        assert_eq!(first.pool_bound(), MAX_POOL);
+        let second = Share::join(&shell, "u@share-host");
+        let other = Share::join(&shell, "u@other-host");
+        // Two instances: 2 × (1 running + 3 waiting) = 8 sessions, below 10.
+        assert_eq!(first.pool_bound(), 3);
+        assert_eq!(second.pool_bound(), 3);
+        assert_eq!(
+            other.pool_bound(),
+            MAX_POOL,
+            "another host is another connection"
+        );
+        let more: Vec<Share> = (0..3)
+            .map(|_| Share::join(&shell, "u@share-host"))
+            .collect();
+        assert_eq!(first.pool_bound(), 0, "five instances: none waits");
+        drop(more);
+        drop(second);
+        assert_eq!(first.pool_bound(), MAX_POOL);
     }
 
     #[test]
