@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use super::command::{arguments, BasisShape, RunShape, Target};
 use super::guard::{self, Approval, RootIdentity};
@@ -400,7 +399,7 @@ impl RsyncSink {
                 warm.refill(bound, |args| self.launch(args, Stdio::null()));
             }
         };
-        let waiting = lock().take(args, &self.root);
+        let waiting = lock().take(args, &self.root, bound);
         // The next ones connect while this run transfers: under a steady stream a batch
         // comes sooner than a connection is set up (~50 ms to a default slave here, more
         // over ssh), so one started only after the run would still be connecting.
@@ -418,17 +417,7 @@ impl RsyncSink {
                     other => other,
                 }
             }
-            None => {
-                let began = Instant::now();
-                let outcome = self.spawn(args, list, output);
-                if outcome.is_ok() {
-                    let mut warm = lock();
-                    if warm.suits(args) {
-                        warm.fresh_run_took(began.elapsed());
-                    }
-                }
-                outcome
-            }
+            None => self.spawn(args, list, output),
         };
         // One started above may have died meanwhile (a daemon refusing it).
         refill();

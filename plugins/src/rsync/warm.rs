@@ -12,17 +12,17 @@
 //! every batch needs) waiting on their standard input; a run with exactly those arguments
 //! writes its list into the oldest and closes it, and any other run is started fresh.
 //!
-//! How many wait: a small pool, sized from what the instance measures, so that each process
-//! has had its set-up time before its batch comes. The set-up time is taken as a fresh
-//! changes run's whole duration (spawn to exit: more than the set-up, never less); the
-//! batch interval as the time between the starts of runs of the warm kind. The replacement
-//! of a process is started as its run begins, and is handed the batch that comes `pool`
-//! runs later: so the pool holds ⌈set-up ÷ interval⌉ processes, at least one, at most the
-//! bound the sink gives (one for a daemon: each is one of its `max connections`; over ssh a
-//! share of the master connection's sessions, see [`ssh::Share`](super::ssh::Share)). The
-//! oldest is always handed out first: it has been connecting longest, so a batch never
-//! waits for a connecting process when a fresh run would be sooner (that one would start
-//! its whole set-up only then).
+//! How many wait: a small pool, as few as hand each batch one that has finished its
+//! set-up. The replacement of a process is started as its run begins and is handed the
+//! batch that comes as many runs later as the pool is long, so the pool must be about
+//! set-up time ÷ batch interval; rather than estimate both, each batch looks at the process
+//! it is handed: still connecting, the pool grows by one; ready with the one behind it ready
+//! too, it shrinks by one ([`sizing`]). At least one, at most the bound the sink gives (one
+//! for a daemon: each is one of its `max connections`; over ssh a share of the master
+//! connection's sessions, see [`ssh::Share`](super::ssh::Share)). The oldest is always
+//! handed out first: it has been connecting longest, so a batch never waits for a
+//! connecting process when a fresh run would be sooner (that one would start its whole
+//! set-up only then).
 //!
 //! A waiting process is a connection to the remote: it counts against the daemon's
 //! `max connections` (or the sshd's `MaxSessions`), and a daemon's `timeout` ends it while
@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use sizing::Sizing;
 
-mod sizing;
+pub mod sizing;
 
 /// Warm processes of no use in a row after which an instance stops warming for [`REST`].
 pub const MAX_MISSES: u32 = 3;
@@ -99,6 +99,13 @@ impl Waiting {
     /// The process, unless the idle deadline ended it.
     fn take(&self) -> Option<Child> {
         lock(&self.child).take()
+    }
+
+    /// True when the process has finished its set-up and waits for its list.
+    fn ready(&self) -> bool {
+        lock(&self.child)
+            .as_ref()
+            .is_some_and(|child| sizing::ready(child.id()))
     }
 
     /// True while the process waits (neither ended at its deadline nor gone by itself).
@@ -154,19 +161,24 @@ impl Warm {
     /// The oldest waiting process, for a run with `args` in `root`, that is still alive,
     /// waits with exactly these arguments and stands in `root` (the ones before it that are
     /// gone or stand elsewhere are reaped or killed). `None` when there is none: the run goes
-    /// fresh. A run with these arguments counts towards the batch interval either way.
-    pub fn take(&mut self, args: &[OsString], root: &Path) -> Option<Child> {
+    /// fresh. Whether it (and the one behind it) had finished its set-up sizes the pool,
+    /// within `bound`.
+    pub fn take(&mut self, args: &[OsString], root: &Path, bound: usize) -> Option<Child> {
         if !self.suits(args) {
             return None;
         }
-        self.sizing.run_began(Instant::now());
         while let Some(waiting) = self.waiting.pop_front() {
             // Ended at its idle deadline: no miss.
             let Some(mut child) = waiting.take() else {
                 continue;
             };
             match child.try_wait() {
-                Ok(None) if stands_in(child.id(), root) => return Some(child),
+                Ok(None) if stands_in(child.id(), root) => {
+                    let next_ready = self.waiting.front().is_some_and(Waiting::ready);
+                    self.sizing
+                        .observed(sizing::ready(child.id()), next_ready, bound);
+                    return Some(child);
+                }
                 Ok(None) => end(child),
                 _ => {
                     let _ = child.wait();
@@ -186,12 +198,6 @@ impl Warm {
         } else {
             self.missed();
         }
-    }
-
-    /// A fresh run with the warm arguments (nothing was waiting) succeeded in `took`, spawn
-    /// to exit: the set-up time the pool is sized from.
-    pub fn fresh_run_took(&mut self, took: Duration) {
-        self.sizing.fresh_run_took(took);
     }
 
     /// Tops the pool up with `spawn` to its size (see the module docs), at most `bound`
@@ -291,20 +297,25 @@ mod tests {
         let args = vec![OsString::from("30")];
         let mut warm = Warm::new(args.clone());
         assert!(
-            warm.take(&args, dir.path()).is_none(),
+            warm.take(&args, dir.path(), 1).is_none(),
             "nothing started yet"
         );
         warm.refill(1, |a| sleeper(a, dir.path()));
-        assert!(warm.take(&[OsString::from("31")], dir.path()).is_none());
+        assert!(warm.take(&[OsString::from("31")], dir.path(), 1).is_none());
         let other = tempfile::tempdir().unwrap();
         assert!(
-            warm.take(&args, other.path()).is_none(),
+            warm.take(&args, other.path(), 1).is_none(),
             "a process in another directory was handed out"
         );
         warm.refill(1, |a| sleeper(a, dir.path()));
-        let child = warm.take(&args, dir.path()).expect("the waiting process");
+        let child = warm
+            .take(&args, dir.path(), 1)
+            .expect("the waiting process");
         end(child);
-        assert!(warm.take(&args, dir.path()).is_none(), "handed out twice");
+        assert!(
+            warm.take(&args, dir.path(), 1).is_none(),
+            "handed out twice"
+        );
     }
 
     #[test]
@@ -317,7 +328,7 @@ mod tests {
             let pid = warm.waiting_pid().expect("started");
             // `sleep 0` exits at once.
             wait_gone(pid);
-            assert!(warm.take(&args, dir.path()).is_none());
+            assert!(warm.take(&args, dir.path(), 1).is_none());
         }
         let mut started = false;
         warm.refill(1, |a| {
@@ -341,14 +352,14 @@ mod tests {
             // `sleep 30` outlives the test unless the deadline ends it.
             wait_gone(pid);
             assert!(
-                warm.take(&args, dir.path()).is_none(),
+                warm.take(&args, dir.path(), 1).is_none(),
                 "an ended one handed out"
             );
         }
         assert_eq!(warm.misses, 0, "ending an idle process is no miss");
         warm.refill(1, |a| sleeper(a, dir.path()));
         let child = warm
-            .take(&args, dir.path())
+            .take(&args, dir.path(), 1)
             .expect("taken before its deadline");
         std::thread::sleep(Duration::from_millis(300));
         let mut child = child;
@@ -360,39 +371,30 @@ mod tests {
     }
 
     #[test]
-    fn a_pool_is_sized_from_set_up_and_interval_bounded_and_handed_out_oldest_first() {
+    fn a_pool_grows_while_batches_find_their_process_connecting_within_its_bound_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
         let args = vec![OsString::from("30")];
         let mut warm = Warm::new(args.clone());
-        // A set-up of ten batch intervals: as many wait as the bound allows.
-        warm.fresh_run_took(Duration::from_millis(1_000));
-        for _ in 0..3 {
-            assert!(warm.take(&args, dir.path()).is_none());
-            std::thread::sleep(Duration::from_millis(100));
+        // `sleep` never waits on its standard input: every one handed out "was connecting".
+        for _ in 0..6 {
+            warm.refill(3, |a| sleeper(a, dir.path()));
+            end(warm.take(&args, dir.path(), 3).expect("one waits"));
         }
+        warm.refill(3, |a| sleeper(a, dir.path()));
+        assert_eq!(warm.waiting.len(), 3, "the pool at its bound");
         warm.refill(2, |a| sleeper(a, dir.path()));
-        assert_eq!(warm.waiting.len(), 2, "more than the bound");
-        warm.refill(4, |a| sleeper(a, dir.path()));
         let pids = warm.waiting_pids();
-        assert_eq!(
-            pids.len(),
-            4,
-            "the pool for a set-up of ten intervals, bound 4"
-        );
+        assert_eq!(pids.len(), 3, "a smaller bound starts none, ends none");
         // The oldest first; one killed while it waited is skipped for the next.
         // SAFETY: kill(2) on a child of this test.
         unsafe { libc::kill(pids[0] as libc::pid_t, libc::SIGKILL) };
         wait_gone(pids[0]);
-        let child = warm.take(&args, dir.path()).expect("the next one");
+        let child = warm.take(&args, dir.path(), 3).expect("the next one");
         assert_eq!(child.id(), pids[1]);
         end(child);
         assert_eq!(warm.misses, 1, "a killed one is a miss");
         warm.refill(0, |a| sleeper(a, dir.path()));
-        assert_eq!(
-            warm.waiting.len(),
-            pids.len() - 2,
-            "none started without a share"
-        );
+        assert_eq!(warm.waiting.len(), 1, "none started without a share");
     }
 
     impl Warm {

@@ -1,97 +1,136 @@
-//! How many processes an instance keeps waiting: ⌈set-up time ÷ batch interval⌉, from what
-//! the instance measures (see [`warm`](super::super::warm)).
+//! How many processes an instance keeps waiting: as few as hand each batch one that has
+//! finished its set-up, learnt batch by batch (see [`warm`](super::super::warm)).
+//!
+//! A process has finished its set-up when it waits for its list: rsync 3.2.7 then sits in
+//! `select` on its standard input alone (`pselect6(1, [0], …)` under strace; `/proc/PID/
+//! syscall` shows the call and its first argument, 1). The pool's replacement is started as
+//! a run begins and handed the batch that comes as many runs later as the pool is long; so
+//! when the process a batch is handed is still connecting, the set-up takes longer than that
+//! many batch intervals and the pool grows by one; when the one behind it is ready too, one
+//! fewer would do and it shrinks by one. It never grows past the bound the sink gives.
 
-use std::time::{Duration, Instant};
+use std::fs;
 
-use super::IDLE;
-
-/// Weight of a new sample in the running averages (1/4: a few runs adapt it, one odd run
-/// does not swing it).
-const WEIGHT: f64 = 0.25;
-
-/// The running averages a pool is sized from.
-#[derive(Debug, Default)]
+/// The pool size, adapted at each batch.
+#[derive(Debug)]
 pub struct Sizing {
-    /// A fresh changes run's duration, spawn to exit: the set-up time with a little more.
-    setup: Option<f64>,
-    /// Between the starts of two runs of the warm kind (a gap longer than [`IDLE`] counts as
-    /// [`IDLE`]: after it the pool is gone anyway).
-    interval: Option<f64>,
-    last_run: Option<Instant>,
+    target: usize,
+}
+
+impl Default for Sizing {
+    fn default() -> Sizing {
+        Sizing { target: 1 }
+    }
 }
 
 impl Sizing {
-    /// A run of the warm kind begins at `now`.
-    pub fn run_began(&mut self, now: Instant) {
-        if let Some(last) = self.last_run.replace(now) {
-            let gap = now.saturating_duration_since(last).min(IDLE);
-            average(&mut self.interval, gap);
+    /// A batch was handed a process: `handed_ready` when it had finished its set-up,
+    /// `next_ready` when the one waiting behind it had too.
+    pub fn observed(&mut self, handed_ready: bool, next_ready: bool, bound: usize) {
+        if !handed_ready {
+            self.target = (self.target + 1).min(bound.max(1));
+        } else if next_ready {
+            self.target = self.target.saturating_sub(1).max(1);
         }
     }
 
-    /// A fresh run of the warm kind took `took`, spawn to exit.
-    pub fn fresh_run_took(&mut self, took: Duration) {
-        average(&mut self.setup, took);
-    }
-
-    /// Processes to keep waiting: enough that each has had the set-up time before its batch
-    /// comes, at least one, at most `bound` (none when `bound` is 0).
+    /// Processes to keep waiting: the learnt size, at most `bound` (none when it is 0).
     pub fn target(&self, bound: usize) -> usize {
-        let wanted = match (self.setup, self.interval) {
-            (Some(setup), Some(interval)) if interval > 0.0 => (setup / interval).ceil() as usize,
-            _ => 1,
-        };
-        if bound == 0 {
-            0
-        } else {
-            wanted.clamp(1, bound)
-        }
+        self.target.min(bound)
     }
 }
 
-fn average(slot: &mut Option<f64>, sample: Duration) {
-    let sample = sample.as_secs_f64();
-    *slot = Some(match *slot {
-        Some(mean) => mean + WEIGHT * (sample - mean),
-        None => sample,
-    });
+/// True when rsync `pid` waits for its file list: blocked in `select` (or `pselect6`) on
+/// descriptor 0 alone, or reading it. False when that cannot be read (then the pool only
+/// grows, within its bound).
+pub fn ready(pid: u32) -> bool {
+    let Ok(line) = fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+        return false;
+    };
+    let mut fields = line.split(' ');
+    let (Some(call), Some(first)) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    let Ok(call) = call.parse::<libc::c_long>() else {
+        return false;
+    };
+    let selects = call == libc::SYS_pselect6 || is_select(call);
+    (selects && first == "0x1") || (call == libc::SYS_read && first == "0x0")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn is_select(call: libc::c_long) -> bool {
+    call == libc::SYS_select
+}
+
+/// Other architectures have no `select` system call (glibc uses `pselect6`).
+#[cfg(not(target_arch = "x86_64"))]
+fn is_select(_call: libc::c_long) -> bool {
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
 
-    fn sized(setup_ms: u64, interval_ms: u64, runs: u32) -> Sizing {
+    #[test]
+    fn the_pool_grows_when_a_batch_finds_its_process_connecting_and_shrinks_when_two_were_ready() {
         let mut sizing = Sizing::default();
-        sizing.fresh_run_took(Duration::from_millis(setup_ms));
-        let start = Instant::now();
-        for i in 0..runs {
-            sizing.run_began(start + Duration::from_millis(interval_ms) * i);
+        assert_eq!(sizing.target(4), 1);
+        sizing.observed(false, false, 4);
+        sizing.observed(false, false, 4);
+        assert_eq!(sizing.target(4), 3);
+        sizing.observed(true, false, 4);
+        assert_eq!(
+            sizing.target(4),
+            3,
+            "the one handed out was ready, the next not yet"
+        );
+        sizing.observed(true, true, 4);
+        assert_eq!(sizing.target(4), 2);
+        for _ in 0..10 {
+            sizing.observed(false, false, 2);
         }
-        sizing
+        assert_eq!(sizing.target(2), 2, "past its bound");
+        assert_eq!(sizing.target(0), 0, "no share of the connection: none");
+        for _ in 0..10 {
+            sizing.observed(true, true, 4);
+        }
+        assert_eq!(sizing.target(4), 1);
     }
 
     #[test]
-    fn the_pool_covers_the_set_up_time_at_the_batch_interval_within_its_bound() {
-        // 90 ms to set up, a batch every 40 ms: the third batch after a process starts is
-        // its own.
-        assert_eq!(sized(90, 40, 10).target(4), 3);
-        assert_eq!(sized(90, 40, 10).target(2), 2);
-        // Slower batches than the set-up: one is enough.
-        assert_eq!(sized(90, 500, 10).target(4), 1);
-        // Not measured yet: one.
-        assert_eq!(Sizing::default().target(4), 1);
-        assert_eq!(sized(90, 40, 1).target(4), 1);
-        // No share of the connection left: none.
-        assert_eq!(sized(90, 40, 10).target(0), 0);
-    }
-
-    #[test]
-    fn a_long_quiet_gap_counts_as_the_idle_time() {
-        let mut sizing = sized(90, 40, 5);
-        let later = Instant::now() + Duration::from_secs(3_600);
-        sizing.run_began(later);
-        let interval = sizing.interval.unwrap();
-        assert!(interval <= IDLE.as_secs_f64(), "{interval}");
+    fn an_rsync_waiting_for_its_list_is_ready_and_one_that_works_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        // A local copy reads its list once it has started: the same read as a remote one.
+        let mut rsync = Command::new("rsync")
+            .args(["-a", "--files-from=-", "--from0", "./"])
+            .arg(&dest)
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready(rsync.id()) {
+            assert!(Instant::now() < deadline, "rsync never waited for its list");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut stdin = rsync.stdin.take().unwrap();
+        stdin.write_all(b"").unwrap();
+        drop(stdin);
+        rsync.wait().unwrap();
+        let mut busy = Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        assert!(!ready(busy.id()), "a process that computes is not waiting");
+        let _ = busy.kill();
+        let _ = busy.wait();
+        assert!(!ready(u32::MAX), "no such process");
     }
 }
