@@ -177,7 +177,10 @@ impl RsyncSpec {
 
     /// This instance's share of the master connection to its ssh host.
     fn share(&self) -> Share {
-        Share::join(&ssh::remote_shell(&self.options), &self.target.host)
+        Share::join(
+            &ssh::remote_shell(&self.options, &self.target.host),
+            &self.target.host,
+        )
     }
 }
 
@@ -438,8 +441,12 @@ impl RsyncSink {
         self.finish(child, list, output)
     }
 
-    /// Starts rsync with `args` in the watch root, its standard input and error piped.
+    /// Starts rsync with `args` in the watch root, its standard input and error piped (over
+    /// ssh, after making sure the host's master connection is up or coming).
     fn launch(&self, args: &[OsString], stdout: Stdio) -> Result<Child, SinkError> {
+        if self.options.ssh {
+            ssh::keep_master(&self.options, &self.target.host);
+        }
         Command::new(&self.options.program)
             .args(args)
             .current_dir(&self.root)
