@@ -9,8 +9,10 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use tempfile::TempDir;
 
 use sersync_tests::random::HOSTILE_NAMES;
 use sersync_tests::{
@@ -19,28 +21,30 @@ use sersync_tests::{
 
 const CONVERGE: Duration = Duration::from_secs(20);
 
+/// Every process: its pid and `/proc` directory.
+fn processes() -> impl Iterator<Item = (u32, PathBuf)> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path())))
+}
+
+/// The command name and parent of the process at `proc_dir`.
+fn comm_and_parent(proc_dir: &Path) -> Option<(String, u32)> {
+    let stat = fs::read_to_string(proc_dir.join("stat")).ok()?;
+    // pid (comm) state ppid …
+    let (head, rest) = stat.rsplit_once(") ")?;
+    let comm = head.split_once(" (")?.1.to_string();
+    Some((comm, rest.split(' ').nth(1)?.parse().ok()?))
+}
+
 /// The rsync processes whose parent is `parent`.
 fn rsync_children(parent: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // pid (comm) state ppid …
-        let Some((comm, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if comm.ends_with("(rsync") && ppid == Some(parent) {
-            found.push(pid);
-        }
-    }
-    found
+    processes()
+        .filter(|(_, dir)| comm_and_parent(dir) == Some(("rsync".into(), parent)))
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// Waits (bounded) until an rsync waits as a child of `sersync`, and returns it.
@@ -138,23 +142,37 @@ fn with_warm_transfers_off_no_rsync_waits() {
     assert_clean_log(&sersync);
 }
 
-#[test]
-fn over_ssh_batches_go_through_a_waiting_rsync_on_a_multiplexed_connection() {
-    let Some(mut server) = SshServer::start_or_skip() else {
-        return;
-    };
+/// sersync with warm transfers and `transfers` per remote, pushing over ssh through `server`
+/// into its directory `name`, after a first file has landed: the test's directory, the
+/// watch root, the slave's directory and sersync.
+fn over_ssh(
+    server: &SshServer,
+    name: &str,
+    transfers: u32,
+) -> (TempDir, PathBuf, PathBuf, Sersync) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     fs::create_dir(&src).unwrap();
-    let slave = server.slave_dir("www");
+    let slave = server.slave_dir(name);
     let config = ConfigBuilder::new(&src)
         .ssh_remote(&slave)
-        .head_xml("<engine warmTransfers=\"true\" transfersPerRemote=\"1\"/>")
+        .head_xml(&format!(
+            "<engine warmTransfers=\"true\" transfersPerRemote=\"{transfers}\"/>"
+        ))
         .write(dir.path());
     let path = server.path_env();
     let sersync = Sersync::start_with_env(&config, &[], dir.path(), &[("PATH", &path)]);
     fs::write(src.join("first"), "1\n").unwrap();
     assert_converges(&src, &slave, CONVERGE);
+    (dir, src, slave, sersync)
+}
+
+#[test]
+fn over_ssh_batches_go_through_a_waiting_rsync_on_a_multiplexed_connection() {
+    let Some(mut server) = SshServer::start_or_skip() else {
+        return;
+    };
+    let (dir, src, slave, sersync) = over_ssh(&server, "www", 1);
     waiting_rsync(&sersync);
     // The connection is shared through a socket in the state directory.
     let state = dir.path().join("sersync-state");
@@ -190,47 +208,27 @@ fn over_ssh_batches_go_through_a_waiting_rsync_on_a_multiplexed_connection() {
 /// sshd for a session (not the receivers they fork).
 fn server_sessions(slave: &Path) -> Vec<u32> {
     let slave = slave.as_os_str().as_bytes();
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let mut args = cmdline.split(|&b| b == 0);
-        let is_server = args.clone().any(|a| a == b"--server");
-        if !is_server || !args.any(|a| a.starts_with(slave)) {
-            continue;
-        }
-        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok());
-        let parent = ppid
-            .map(|p| fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default())
-            .unwrap_or_default();
-        if parent.starts_with("sshd") {
-            found.push(pid);
-        }
-    }
-    found
+    processes()
+        .filter(|(_, dir)| {
+            let cmdline = fs::read(dir.join("cmdline")).unwrap_or_default();
+            let mut args = cmdline.split(|&b| b == 0);
+            let serves =
+                args.clone().any(|a| a == b"--server") && args.any(|a| a.starts_with(slave));
+            let parent = comm_and_parent(dir)
+                .and_then(|(_, ppid)| fs::read_to_string(format!("/proc/{ppid}/comm")).ok());
+            serves && parent.is_some_and(|comm| comm.starts_with("sshd"))
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// The processes whose working directory is `dir` (what makes `umount` say "target is
 /// busy").
 fn standing_in(dir: &Path) -> Vec<u32> {
     let dir = fs::canonicalize(dir).unwrap();
-    fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            (fs::read_link(entry.path().join("cwd")).ok()? == dir).then_some(pid)
-        })
+    processes()
+        .filter(|(_, proc_dir)| fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd == dir))
+        .map(|(pid, _)| pid)
         .collect()
 }
 
@@ -239,18 +237,7 @@ fn over_ssh_a_pool_of_waiting_sessions_stays_below_max_sessions_survives_cuts_an
     let Some(mut server) = SshServer::start_or_skip() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    let slave = server.slave_dir("pool");
-    let config = ConfigBuilder::new(&src)
-        .ssh_remote(&slave)
-        .head_xml("<engine warmTransfers=\"true\" transfersPerRemote=\"2\"/>")
-        .write(dir.path());
-    let path = server.path_env();
-    let sersync = Sersync::start_with_env(&config, &[], dir.path(), &[("PATH", &path)]);
-    fs::write(src.join("first"), "1\n").unwrap();
-    assert_converges(&src, &slave, CONVERGE);
+    let (_dir, src, slave, sersync) = over_ssh(&server, "pool", 2);
 
     // A steady stream of small batches, the slave's sessions counted all along; one waiting
     // rsync is killed and one waiting session is cut on the slave along the way.
