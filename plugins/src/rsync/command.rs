@@ -232,7 +232,7 @@ pub fn arguments(options: &RsyncOptions, target: &Target, shape: RunShape<'_>) -
     if options.ssh {
         if !user_sets("-e") && !user_sets("--rsh") {
             args.push("-e".into());
-            args.push(super::ssh::remote_shell(options));
+            args.push(super::ssh::remote_shell(options, &target.host));
         }
     } else {
         if !user_sets("--contimeout") {

@@ -11,6 +11,7 @@ use super::command::{arguments, BasisShape, RunShape, Target};
 use super::guard::{self, Approval, RootIdentity};
 use super::plan::{Basis, Run, TransferPlan};
 use super::progress;
+use super::ssh::{self, Share};
 use super::warm::Warm;
 use super::watchdog::{self, Watchdog};
 use super::{ancestry, audit, excludes, exit, replay, version, ProcessLimit, RsyncOptions};
@@ -170,7 +171,16 @@ impl RsyncSpec {
             identity: RootIdentity::record(&ctx.root),
             approval: self.approval.clone(),
             warm: None,
+            share: self.options.ssh.then(|| self.share()),
         })
+    }
+
+    /// This instance's share of the master connection to its ssh host.
+    fn share(&self) -> Share {
+        Share::join(
+            &ssh::remote_shell(&self.options, &self.target.host),
+            &self.target.host,
+        )
     }
 }
 
@@ -185,8 +195,10 @@ pub struct RsyncSink {
     /// The watch root's device when this instance started: every run checks it first.
     identity: RootIdentity,
     approval: Arc<Approval>,
-    /// The changes run waiting for its list, when warm transfers are on.
+    /// The changes runs waiting for their lists, when warm transfers are on.
     warm: Option<Mutex<Warm>>,
+    /// Over ssh: this instance's share of the connection's sessions.
+    share: Option<Share>,
 }
 
 impl RsyncSink {
@@ -363,10 +375,10 @@ impl RsyncSink {
             .collect()
     }
 
-    /// Runs rsync with `args`, `list` on its standard input: through this instance's warm
-    /// process when one waits with these arguments (see [`warm`](super::warm); one that fails before the
-    /// watchdog stopped it is followed by one fresh run), else fresh; a run the warm process
-    /// is kept for starts the next one as it begins.
+    /// Runs rsync with `args`, `list` on its standard input: through this instance's oldest
+    /// warm process when one waits with these arguments (see [`warm`](super::warm); one that
+    /// fails before the watchdog stopped it is followed by one fresh run), else fresh; a run
+    /// of the warm kind tops the pool up as it begins.
     fn transfer(
         &self,
         args: &[OsString],
@@ -381,15 +393,18 @@ impl RsyncSink {
             return self.spawn(args, list, output);
         };
         let lock = || warm.lock().unwrap_or_else(|e| e.into_inner());
+        // One for a daemon (each waiting one is one of its `max connections`); over ssh the
+        // instance's share of the connection's sessions.
+        let bound = self.share.as_ref().map_or(1, Share::pool_bound);
         let refill = || {
             let mut warm = lock();
             if warm.suits(args) {
-                warm.refill(|args| self.launch(args, Stdio::null()));
+                warm.refill(bound, |args| self.launch(args, Stdio::null()));
             }
         };
-        let waiting = lock().take(args, &self.root);
-        // The next one connects while this run transfers: under a steady stream a batch
-        // comes sooner than a connection is set up (~50 ms to a default slave here, hundreds
+        let waiting = lock().take(args, &self.root, bound);
+        // The next ones connect while this run transfers: under a steady stream a batch
+        // comes sooner than a connection is set up (~50 ms to a default slave here, more
         // over ssh), so one started only after the run would still be connecting.
         refill();
         let outcome = match waiting {
@@ -426,8 +441,12 @@ impl RsyncSink {
         self.finish(child, list, output)
     }
 
-    /// Starts rsync with `args` in the watch root, its standard input and error piped.
+    /// Starts rsync with `args` in the watch root, its standard input and error piped (over
+    /// ssh, after making sure the host's master connection is up or coming).
     fn launch(&self, args: &[OsString], stdout: Stdio) -> Result<Child, SinkError> {
+        if self.options.ssh {
+            ssh::keep_master(&self.options, &self.target.host);
+        }
         Command::new(&self.options.program)
             .args(args)
             .current_dir(&self.root)
