@@ -26,6 +26,12 @@ use super::pool::Pool;
 use super::writer::{JournalQueue, Step};
 use crate::coalesce::{Coalescer, Stamp};
 
+/// How long an append waits for the journal's writer, so that the appends of the pushes
+/// meanwhile are written together (see [`Lane::start_writer_soon`]). A change reaches the
+/// file this much later than it reached the lane, as if it had waited this long in the
+/// reader's channel; a heartbeat's catch-up finds what a crash in that moment lost.
+const JOURNAL_LINGER: Duration = Duration::from_millis(5);
+
 /// Who a lane is across restarts and reloads: its name (the sink it serves, e.g.
 /// `rsync backup@10.0.0.2::www`) and the root it watches. Its journal is named after it
 /// ([`Journal::file_name`]), and a reload tells the lanes it adds from those it keeps by it.
@@ -474,7 +480,7 @@ impl Lane {
         let look = look || state.pending.is_finished();
         drop(state);
         if write {
-            self.start_writer();
+            self.start_writer_soon();
         }
         if look {
             self.schedule();
@@ -723,6 +729,22 @@ impl Lane {
             state.left = Some(left);
             self.finished.notify_all();
         }
+    }
+
+    /// Runs the journal's writer on the pool a moment from now ([`JOURNAL_LINGER`]), so that
+    /// the appends of the pushes meanwhile are written together: under a stream of changes
+    /// one wake-up and one `write()` per moment, not per push. For appends only; what waits
+    /// for the writer (a rewrite, the lane's end) finds it started by then.
+    fn start_writer_soon(&self) {
+        let Some(pool) = self.pool.get() else {
+            return self.start_writer();
+        };
+        let lane = self.me.clone();
+        pool.at(Instant::now() + JOURNAL_LINGER, move || {
+            if let Some(lane) = lane.upgrade() {
+                lane.start_writer();
+            }
+        });
     }
 
     /// Runs the journal's writer on the pool (the caller marked it running). Before
