@@ -246,7 +246,9 @@ impl Engine {
             watcher,
             timing: LaneTiming {
                 settle: config.engine.settle,
+                idle_settle: config.engine.idle_settle,
                 max_delay: config.engine.max_delay,
+                busy_max_delay: config.engine.busy_max_delay,
                 retry_initial: config.engine.retry_initial,
                 retry_max: config.engine.retry_max,
             },

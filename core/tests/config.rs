@@ -131,7 +131,7 @@ fn describe_shows_the_effective_configuration() {
         "crontab: off",
         "plugins: none",
         "control: localhost:8008",
-        "engine: settle 10 ms, max delay 40 ms, max pending 100000 paths, retry 500 ms to 60000 ms, 2 transfers per remote (each keeping its next run connected), state in ",
+        "engine: settle 10 ms (2 ms when idle and finished), max delay 40 ms (300 ms while behind), max pending 100000 paths, retry 500 ms to 60000 ms, 2 transfers per remote (each keeping its next run connected), state in ",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -892,6 +892,27 @@ fn engine_tuning_is_read_and_checked() {
     assert_eq!(
         e.message,
         "<engine>: settleMs (500 ms) is more than maxDelayMs (40 ms)"
+    );
+    let c = ok("<head><engine settleMs=\"1\" maxDelayMs=\"2s\"/></head>");
+    assert_eq!(
+        (c.engine.idle_settle, c.engine.busy_max_delay),
+        (Duration::from_millis(1), Duration::from_secs(2)),
+        "the defaults give way to the windows they sit beside"
+    );
+    let c = ok("<head><engine idleSettleMs=\"0\" busyMaxDelayMs=\"1s\"/></head>");
+    assert_eq!(
+        (c.engine.idle_settle, c.engine.busy_max_delay),
+        (Duration::ZERO, Duration::from_secs(1))
+    );
+    let e = err("<head><engine idleSettleMs=\"20\"/></head>");
+    assert_eq!(
+        e.message,
+        "<engine>: idleSettleMs (20 ms) is more than settleMs (10 ms)"
+    );
+    let e = err("<head><engine busyMaxDelayMs=\"30\"/></head>");
+    assert_eq!(
+        e.message,
+        "<engine>: maxDelayMs (40 ms) is more than busyMaxDelayMs (30 ms)"
     );
     let e = err("<head><engine retryInitialMs=\"0\"/></head>");
     assert!(e.message.ends_with("0 is out of range"), "{e}");

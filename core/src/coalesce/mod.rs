@@ -21,14 +21,21 @@
 //! and raises its `last`, so an entry never claims to be newer, nor older, than a change it
 //! stands for. A lane ordered after others cuts only entries whose `last` they have
 //! delivered; an upstream lane's low watermark is its smallest `first` minus one.
+//!
+//! **Finished** (`finished.rs`): whether what is pending began after a quiet spell and holds
+//! only files their writers are done with, so that the lane may cut it without its whole
+//! settle window ([`Coalescer::is_finished`]).
 
+mod finished;
 #[cfg(test)]
 mod model_tests;
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sersync_plugin_sdk::{Event, EventKind, RelPath, WatchId};
+
+use finished::Finished;
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -115,6 +122,8 @@ pub struct Coalescer {
     /// When the oldest change still pending happened (its event's time), for the lag a
     /// monitor sees; see [`Coalescer::oldest`].
     oldest: Option<SystemTime>,
+    /// Whether what is pending is finished ([`Coalescer::is_finished`]).
+    finished: Finished,
 }
 
 impl Coalescer {
@@ -133,7 +142,24 @@ impl Coalescer {
             absorbed: Stamp::new(0),
             low: None,
             oldest: None,
+            finished: Finished::default(),
         }
+    }
+
+    /// From now on, a pending state that begins at least `quiet` after the previous change
+    /// is watched for being finished ([`Coalescer::is_finished`]); without this call it
+    /// never is.
+    pub fn track_finished_after(&mut self, quiet: Duration) {
+        self.finished.track_after(quiet);
+    }
+
+    /// True when something is pending, it began at least the quiet time given to
+    /// [`Coalescer::track_finished_after`] after the change before it, and every change in
+    /// it is a file its writer is done with: closed after writing, renamed (not while open),
+    /// or only its attributes changed. Any directory, delete or rescan, a failed batch put
+    /// back, a collapse or a partial cut makes it unfinished until the state is empty again.
+    pub fn is_finished(&self) -> bool {
+        !self.entries.is_empty() && self.finished.is_finished()
     }
 
     /// The changes pushed from now on are stamped `stamp`.
@@ -191,30 +217,37 @@ impl Coalescer {
         self.oldest = Some(self.oldest.map_or(time, |t| t.min(time)));
     }
 
-    /// Merges one event into the pending state.
-    pub fn push(&mut self, event: Event) {
-        self.merge(event, true);
+    /// Merges one event into the pending state. Returns whether it changed what is pending
+    /// other than in its times and stamps: a write or close of a file already pending as
+    /// created, moved or rescanned (or as the same kind of change), or anything below a
+    /// pending rescan, changes nothing a replay of the journal would restore, so the lane
+    /// need not record it again.
+    pub fn push(&mut self, event: Event) -> bool {
+        self.merge(event, true)
     }
 
     /// Merges `event` as [`Coalescer::push`] does, but as a change the remote may already
     /// have: a batch in flight that sends the directory it lies in can carry it there, so a
     /// create is not taken as "did not exist before" (a delete after it must still be sent).
-    pub fn push_maybe_sent(&mut self, event: Event) {
-        self.merge(event, false);
+    pub fn push_maybe_sent(&mut self, event: Event) -> bool {
+        self.merge(event, false)
     }
 
-    fn merge(&mut self, event: Event, fresh: bool) {
+    fn merge(&mut self, event: Event, fresh: bool) -> bool {
         let now = Instant::now();
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);
-        if self.entries.is_empty() {
+        let began = self.entries.is_empty();
+        if began {
             self.oldest = None;
         }
+        self.finished.merge(&event, began, now);
         self.note_time(event.time);
-        self.apply(event, fresh, self.incoming);
+        let changed = self.apply(event, fresh, self.incoming);
         if self.entries.len() > self.max_pending {
             self.collapse();
         }
+        changed
     }
 
     /// A copy of everything pending, in the order paths were first touched.
@@ -301,6 +334,7 @@ impl Coalescer {
             self.first_at = Some(now);
             self.last_at = Some(now);
         }
+        self.finished.spoil();
         self.recompute_low();
         let stamps = taken.iter().map(|(_, e)| e.stamp).collect();
         let events = taken
@@ -329,6 +363,7 @@ impl Coalescer {
     /// still owed keeps its place in the sequence).
     pub fn requeue_stamped(&mut self, failed: Vec<Event>, stamps: Vec<Stamp>) {
         debug_assert_eq!(failed.len(), stamps.len());
+        self.finished.spoil();
         let (first_at, last_at) = (self.first_at, self.last_at);
         if self.entries.is_empty() {
             self.oldest = None;
@@ -369,8 +404,9 @@ impl Coalescer {
     }
 
     /// Merges `event`, stamped `stamp`; `fresh` says a `Create` may be taken as "did not
-    /// exist before".
-    fn apply(&mut self, event: Event, fresh: bool, stamp: Stamp) {
+    /// exist before". Returns whether it changed more than times and stamps (see
+    /// [`Coalescer::push`]).
+    fn apply(&mut self, event: Event, fresh: bool, stamp: Stamp) -> bool {
         self.absorbed = stamp;
         let Event {
             kind,
@@ -382,10 +418,11 @@ impl Coalescer {
         } = event;
         if self.covered_by_rescan(&path) {
             self.stamp_covering_rescan(&path);
-            if let Some(from) = from {
-                self.keep_delete(from, is_dir, time);
-            }
-            return;
+            let Some(from) = from else {
+                return false;
+            };
+            self.keep_delete(from, is_dir, time);
+            return true;
         }
         match kind {
             EventKind::Create => {
@@ -403,11 +440,15 @@ impl Coalescer {
                             EventKind::Create | EventKind::Move | EventKind::Rescan
                         ) =>
                     {
-                        e.time = time
+                        e.time = time;
+                        return false;
                     }
                     Some(e) if e.kind != EventKind::Delete => {
-                        e.kind = stronger(e.kind, kind);
+                        let kind = stronger(e.kind, kind);
+                        let changed = kind != e.kind;
+                        e.kind = kind;
                         e.time = time;
+                        return changed;
                     }
                     _ => self.set(path, kind, None, is_dir, time, false),
                 }
@@ -426,7 +467,8 @@ impl Coalescer {
             }
             EventKind::Move => {
                 let Some(from) = from else {
-                    return self.set(path, EventKind::Create, None, is_dir, time, false);
+                    self.set(path, EventKind::Create, None, is_dir, time, false);
+                    return true;
                 };
                 let moved = self.remove(&from);
                 self.vacated.insert(from.clone());
@@ -470,6 +512,7 @@ impl Coalescer {
                 self.rescans.insert(path);
             }
         }
+        true
     }
 
     /// Replaces the state of `path`. A superseded `Move` leaves its old name as a delete.
@@ -651,6 +694,7 @@ impl Coalescer {
     /// Too many pending paths: replace them by rescans of their parent directories (and of
     /// the parents of moves' old names), one level up at a time, until few enough remain.
     fn collapse(&mut self) {
+        self.finished.spoil();
         while self.entries.len() > self.max_pending {
             let time = SystemTime::now();
             let mut dirs: HashSet<RelPath> = HashSet::new();

@@ -197,11 +197,20 @@ pub struct PluginConfig {
 pub struct EngineConfig {
     /// `settleMs`: quiet time after the last event before a batch is cut. Default 10 ms.
     pub settle: Duration,
+    /// `idleSettleMs`: the settle window of a lane that was idle (nothing changed for
+    /// `settleMs` before) when every pending change is a file its writer is done with (closed
+    /// after writing, renamed into place). Default 2 ms, at most `settleMs`.
+    pub idle_settle: Duration,
     /// `maxDelayMs`: a batch is cut at the latest this long after its first event, however
     /// busy the tree. Default 40 ms: under a steady stream of changes the quiet window never
     /// comes, and an idle sink should not wait longer than this (a busy one takes everything
     /// that accumulated while its previous transfer ran anyway).
     pub max_delay: Duration,
+    /// `busyMaxDelayMs`: while another delivery of the lane runs, a batch waits as long as
+    /// the lane's last delivery took (when that is more than `maxDelayMs`), at most this, so
+    /// that a lane behind a stream of changes cuts fewer, bigger batches. Default 300 ms, at
+    /// least `maxDelayMs`.
+    pub busy_max_delay: Duration,
     /// `maxPending`: pending paths per lane before they collapse into directory rescans.
     /// Default 100,000.
     pub max_pending: usize,

@@ -9,6 +9,7 @@
 //! lane waiting for its batch to settle, or for its backoff after a failure (which pauses
 //! the whole lane), only has a wake-up booked with the timer.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -24,6 +25,12 @@ use super::order::{self, Flights, Links, Sequence};
 use super::pool::Pool;
 use super::writer::{JournalQueue, Step};
 use crate::coalesce::{Coalescer, Stamp};
+
+/// How long an append waits for the journal's writer, so that the appends of the pushes
+/// meanwhile are written together (see [`Lane::start_writer_soon`]). A change reaches the
+/// file this much later than it reached the lane, as if it had waited this long in the
+/// reader's channel; a heartbeat's catch-up finds what a crash in that moment lost.
+const JOURNAL_LINGER: Duration = Duration::from_millis(5);
 
 /// Who a lane is across restarts and reloads: its name (the sink it serves, e.g.
 /// `rsync backup@10.0.0.2::www`) and the root it watches. Its journal is named after it
@@ -59,8 +66,18 @@ impl LaneId {
 pub struct LaneTiming {
     /// Quiet time after the last event before a batch is cut.
     pub settle: Duration,
-    /// Longest time a change waits for the batch to be cut, however busy the tree.
+    /// The settle window of a lane that was idle: when nothing had changed for `settle`
+    /// before the pending changes began, and every one of them is a file its writer is done
+    /// with ([`Coalescer::is_finished`]), the batch is cut this long after the last event
+    /// instead. At least `settle` turns it off.
+    pub idle_settle: Duration,
+    /// Longest time a change waits for the batch to be cut while the tree is busy, when no
+    /// other delivery of the lane runs.
     pub max_delay: Duration,
+    /// While another delivery of the lane runs, a batch waits, after its first change, as
+    /// long as the lane's last delivery took (when that is more than `max_delay`), at most
+    /// this: a lane behind a stream of changes cuts fewer, bigger batches.
+    pub busy_max_delay: Duration,
     /// First retry delay.
     pub retry_initial: Duration,
     /// Longest retry delay.
@@ -186,6 +203,8 @@ struct State {
     /// started after that, so a batch that keeps failing beside others that succeed still
     /// backs off.
     last_failure: Option<Instant>,
+    /// How long the last successful delivery took ([`LaneTiming::busy_max_delay`]).
+    last_took: Duration,
     /// Everything pending was held back by a batch in flight: a new change may be one that
     /// can go, so a push looks again.
     blocked: bool,
@@ -204,8 +223,10 @@ struct State {
 
 /// A started lane's sink instances and where it delivers.
 struct Slots {
-    /// Instances free for the next batch.
-    idle: Vec<Box<dyn Sink>>,
+    /// Instances free for the next batch, the one free the longest first: it has had the
+    /// most time to prepare its next delivery (an rsync instance's warm process connects
+    /// while the instance waits).
+    idle: VecDeque<Box<dyn Sink>>,
     /// Instances delivering now, on pool threads.
     busy: usize,
     mode: Mode,
@@ -281,6 +302,9 @@ impl Lane {
         sequence: Arc<Sequence>,
     ) -> Arc<Lane> {
         let mut pending = Coalescer::new(watch, max_pending);
+        if timing.idle_settle < timing.settle {
+            pending.track_finished_after(timing.settle);
+        }
         let journal = journal.map(|(journal, replayed)| {
             if !replayed.is_empty() {
                 tracing::info!(lane = %id.name, changes = replayed.len(), "replaying changes left undelivered by the previous run");
@@ -307,6 +331,7 @@ impl Lane {
                 held: None,
                 backoff: Backoff::new(timing.retry_initial, timing.retry_max),
                 last_failure: None,
+                last_took: Duration::ZERO,
                 blocked: false,
                 journal: queue,
                 slots: None,
@@ -420,31 +445,42 @@ impl Lane {
             return;
         }
         let mut state = self.lock();
-        // Only queued: the lane's writer appends it, so a slow disk delays no push.
-        let write = state
-            .journal
-            .as_mut()
-            .is_some_and(|queue| queue.append(&mine));
         // A lane waiting for its batch to settle, or for a free sink instance, need not look
-        // again: a new change only delays the batch.
+        // again: a new change only delays the batch, unless it finished it (below).
         let look = state.pending.is_empty() || state.blocked;
         // One number for this push ([`super::order`]), taken under the lock.
         let seq = self.order.sequence.next();
         state.pending.stamp(Stamp::new(seq));
+        let journaled = state.journal.is_some();
+        let mut recorded = Vec::with_capacity(if journaled { mine.len() } else { 0 });
         for event in mine {
             // A batch in flight that covers this path (a directory sent whole) may carry it
             // to the remote already: a create then is no "new" path a delete may cancel.
-            if state.in_flight.blocks(&event.path) {
-                state.pending.push_maybe_sent(event.clone());
+            let changed = if state.in_flight.blocks(&event.path) {
+                state.pending.push_maybe_sent(event.clone())
             } else {
-                state.pending.push(event.clone());
+                state.pending.push(event.clone())
+            };
+            // What changed nothing but times (a file written again while pending as created)
+            // is in the journal already, as the entry it merged into.
+            if journaled && changed {
+                recorded.push(event);
             }
         }
+        // Only queued, in the order merged: the lane's writer appends it, so a slow disk
+        // delays no push.
+        let write = !recorded.is_empty()
+            && state
+                .journal
+                .as_mut()
+                .is_some_and(|queue| queue.append(&recorded));
         // The push may have cancelled all this lane owed (created and deleted again).
         let emptied = state.pending.is_empty() && state.in_flight.events().next().is_none();
+        // Or finished it: it may go sooner than the settle window it was waiting for.
+        let look = look || state.pending.is_finished();
         drop(state);
         if write {
-            self.start_writer();
+            self.start_writer_soon();
         }
         if look {
             self.schedule();
@@ -496,7 +532,7 @@ impl Lane {
         let Some((first, last)) = state.pending.arrival_window() else {
             return Next::Wait;
         };
-        let due = (last + self.timing.settle).min(first + self.timing.max_delay);
+        let due = self.due(state, first, last);
         if !state.closing && Instant::now() < due {
             return Next::At(due);
         }
@@ -541,6 +577,28 @@ impl Lane {
         Next::Deliver(ticket, batch)
     }
 
+    /// When the pending changes, which arrived from `first` to `last`, are to be cut: after
+    /// the settle window (the idle one when they are finished), at the latest the maximum
+    /// delay after the first (stretched while another delivery runs, see
+    /// [`LaneTiming::busy_max_delay`]).
+    fn due(&self, state: &State, first: Instant, last: Instant) -> Instant {
+        let timing = &self.timing;
+        let settle = if state.pending.is_finished() {
+            timing.idle_settle
+        } else {
+            timing.settle
+        };
+        let delivering = state.slots.as_ref().is_some_and(|s| s.busy > 0);
+        let max_delay = if delivering {
+            timing
+                .max_delay
+                .max(state.last_took.min(timing.busy_max_delay))
+        } else {
+            timing.max_delay
+        };
+        (last + settle).min(first + max_delay)
+    }
+
     /// Starts delivering: each sink instance in `sinks` delivers one batch at a time, on a
     /// thread of `pool` taken only for that delivery. Wait for the end with
     /// [`Lane::wait_finished`] after [`Lane::close`].
@@ -551,7 +609,7 @@ impl Lane {
         let write = {
             let mut state = self.lock();
             state.slots = Some(Slots {
-                idle: sinks,
+                idle: sinks.into(),
                 busy: 0,
                 mode,
                 pool: pool.clone(),
@@ -585,7 +643,7 @@ impl Lane {
                 match self.next_batch(&mut state) {
                     Next::Deliver(ticket, batch) => {
                         let slots = state.slots.as_mut().expect("the lane was started");
-                        let sink = slots.idle.pop().expect("a free sink instance");
+                        let sink = slots.idle.pop_front().expect("a free sink instance");
                         slots.busy += 1;
                         deliveries.push((ticket, batch, sink));
                     }
@@ -646,7 +704,11 @@ impl Lane {
     fn finish(&self, state: &mut State) -> (Vec<Box<dyn Sink>>, bool) {
         state.left_owed = state.pending.min_first();
         let left = state.pending.take();
-        let sinks = state.slots.take().map(|s| s.idle).unwrap_or_default();
+        let sinks = state
+            .slots
+            .take()
+            .map(|s| s.idle.into())
+            .unwrap_or_default();
         match state.journal.as_mut().and_then(|queue| queue.finish(&left)) {
             Some(write) => {
                 state.left_unwritten = Some(left);
@@ -667,6 +729,22 @@ impl Lane {
             state.left = Some(left);
             self.finished.notify_all();
         }
+    }
+
+    /// Runs the journal's writer on the pool a moment from now ([`JOURNAL_LINGER`]), so that
+    /// the appends of the pushes meanwhile are written together: under a stream of changes
+    /// one wake-up and one `write()` per moment, not per push. For appends only; what waits
+    /// for the writer (a rewrite, the lane's end) finds it started by then.
+    fn start_writer_soon(&self) {
+        let Some(pool) = self.pool.get() else {
+            return self.start_writer();
+        };
+        let lane = self.me.clone();
+        pool.at(Instant::now() + JOURNAL_LINGER, move || {
+            if let Some(lane) = lane.upgrade() {
+                lane.start_writer();
+            }
+        });
     }
 
     /// Runs the journal's writer on the pool (the caller marked it running). Before
@@ -802,7 +880,7 @@ impl Lane {
             }
         }
         if let Some(slots) = self.lock().slots.as_mut() {
-            slots.idle.push(sink);
+            slots.idle.push_back(sink);
             slots.busy -= 1;
         }
         self.schedule();
@@ -817,6 +895,7 @@ impl Lane {
             let mut state = self.lock();
             state.in_flight.end(ticket);
             state.flights.end(ticket);
+            state.last_took = started.elapsed();
             let failed_meanwhile = state.last_failure.is_some_and(|at| at >= started);
             let recovered = !failed_meanwhile && state.backoff.failures() > 0;
             if !failed_meanwhile {
@@ -913,3 +992,7 @@ mod hold;
 #[cfg(test)]
 #[path = "lane_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "cut_tests.rs"]
+mod cut_tests;

@@ -23,7 +23,10 @@ const PATIENCE: Duration = Duration::from_secs(10);
 fn timing() -> LaneTiming {
     LaneTiming {
         settle: Duration::from_millis(1),
+        // Off: every batch waits out its settle window.
+        idle_settle: Duration::from_millis(1),
         max_delay: Duration::from_millis(5),
+        busy_max_delay: Duration::from_millis(5),
         retry_initial: Duration::from_millis(1),
         retry_max: Duration::from_millis(5),
     }

@@ -31,10 +31,20 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 use sersync_plugin_sdk::Event;
 
+/// The most events the router merges into one push when several messages wait.
+const MAX_PUSH: usize = 4096;
+
 /// Merges every message from the watcher into the lanes of its watch, until the watcher is
-/// gone.
+/// gone. Messages that queued up while the router was busy are pushed together, in order:
+/// one lock, one journal append and one look at the lane for all of them.
 pub fn route(events: Receiver<Vec<Event>>, lanes: &[Arc<Lane>]) {
-    for message in events {
+    for mut message in &events {
+        while message.len() < MAX_PUSH {
+            match events.try_recv() {
+                Ok(more) => message.extend(more),
+                Err(_) => break,
+            }
+        }
         for lane in lanes {
             lane.push_all(message.iter());
         }

@@ -32,6 +32,10 @@
 //! cache outlives `kill -9`) and a rewrite is atomic and fsynced; what changed is only that
 //! the write happens on the writer's thread a moment after the router merged the event,
 //! like the moment it spent in the reader's channel before — and nothing else waits for it.
+//! An append starts the writer 5 ms later (`JOURNAL_LINGER` in `lane.rs`), so that under a
+//! stream of changes the appends of that moment are one `write()` and one wake-up of a pool
+//! thread, not one per push; what a `kill -9` in that moment loses, the next start's
+//! catch-up finds (it walks from 2 s before the last heartbeat).
 
 use sersync_plugin_sdk::Event;
 

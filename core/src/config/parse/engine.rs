@@ -17,7 +17,14 @@ const TRANSFERS: Bounds = Bounds {
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-/// `settleMs`: a bare number is milliseconds; zero (no settle window) allowed, at most a day.
+/// `idleSettleMs` when not given: the settle window of an idle lane's finished changes.
+const IDLE_SETTLE: Duration = Duration::from_millis(2);
+
+/// `busyMaxDelayMs` when not given (and `maxDelayMs` is less).
+const BUSY_MAX_DELAY: Duration = Duration::from_millis(300);
+
+/// `settleMs`, `idleSettleMs`: a bare number is milliseconds; zero (no settle window) allowed,
+/// at most a day.
 const SETTLE: Span = Span {
     meaning: "a time",
     unit: Unit::Milliseconds,
@@ -25,7 +32,8 @@ const SETTLE: Span = Span {
     max: DAY,
 };
 
-/// `maxDelayMs`, `retryInitialMs`, `retryMaxMs`: like [`SETTLE`], but never zero.
+/// `maxDelayMs`, `busyMaxDelayMs`, `retryInitialMs`, `retryMaxMs`: like [`SETTLE`], but
+/// never zero.
 const POSITIVE: Span = Span {
     min: Duration::from_millis(1),
     ..SETTLE
@@ -39,8 +47,10 @@ const AUDIT: Span = Span {
     max: Duration::from_secs(31_536_000),
 };
 
-/// `<engine settleMs maxDelayMs maxPending retryInitialMs retryMaxMs transfersPerRemote
-/// warmTransfers auditSeconds stateDir>`, each optional.
+/// `<engine settleMs idleSettleMs maxDelayMs busyMaxDelayMs maxPending retryInitialMs
+/// retryMaxMs transfersPerRemote warmTransfers auditSeconds stateDir>`, each optional.
+/// `idleSettleMs` defaults to 2 ms (no more than `settleMs`), `busyMaxDelayMs` to 300 ms (no
+/// less than `maxDelayMs`).
 /// `stateDir` defaults to [`crate::state_dir::default_path`] (`$STATE_DIRECTORY`, else
 /// `/var/lib/sersync` for root, else the user's own state directory): never a directory
 /// others can write to.
@@ -49,9 +59,18 @@ pub fn engine(node: Option<&ConfigNode>) -> Result<EngineConfig, ConfigError> {
         duration_or(node, attr, span, Duration::from_millis(default))
     };
     let state_dir = optional(node, "statedir", "<engine stateDir=\"/var/lib/sersync\"/>")?;
+    let settle = millis("settlems", &SETTLE, 10)?;
+    let max_delay = millis("maxdelayms", &POSITIVE, 40)?;
     let engine = EngineConfig {
-        settle: millis("settlems", &SETTLE, 10)?,
-        max_delay: millis("maxdelayms", &POSITIVE, 40)?,
+        settle,
+        idle_settle: duration_or(node, "idlesettlems", &SETTLE, IDLE_SETTLE.min(settle))?,
+        max_delay,
+        busy_max_delay: duration_or(
+            node,
+            "busymaxdelayms",
+            &POSITIVE,
+            BUSY_MAX_DELAY.max(max_delay),
+        )?,
         max_pending: number_or(node, "maxpending", &COUNT, 100_000)? as usize,
         audit: Some(duration_or(node, "auditseconds", &AUDIT, Duration::ZERO)?)
             .filter(|d| !d.is_zero()),
@@ -65,6 +84,16 @@ pub fn engine(node: Option<&ConfigNode>) -> Result<EngineConfig, ConfigError> {
         node,
         ("settleMs", engine.settle),
         ("maxDelayMs", engine.max_delay),
+    )?;
+    ordered(
+        node,
+        ("idleSettleMs", engine.idle_settle),
+        ("settleMs", engine.settle),
+    )?;
+    ordered(
+        node,
+        ("maxDelayMs", engine.max_delay),
+        ("busyMaxDelayMs", engine.busy_max_delay),
     )?;
     ordered(
         node,

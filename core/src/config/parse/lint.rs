@@ -120,7 +120,9 @@ const HEAD: Shape = shape(
             "engine",
             &[
                 "settlems",
+                "idlesettlems",
                 "maxdelayms",
+                "busymaxdelayms",
                 "maxpending",
                 "retryinitialms",
                 "retrymaxms",
