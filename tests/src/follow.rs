@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::daemon::{free_port, RsyncDaemon, USER};
 use crate::http::http;
-use crate::sersync::sersync_bin;
+use crate::sersync::{sersync_bin, ConfigBuilder, Sersync};
 
 /// The `<plugin>` section and `<sersync><plugin start>` line of a master publishing to
 /// `stream` (subject `sersync.STREAM`) on `servers`, with `create` as the `<create>` element's
@@ -21,6 +21,80 @@ pub fn master_plugin_xml(servers: &str, stream: &str, create: &str) -> (String, 
         ),
         "    <plugin start=\"true\" name=\"stream\"/>\n".to_string(),
     )
+}
+
+/// A master of the change stream: its tree is the module `src` of an rsync daemon (what
+/// followers pull from), watched by `sersync -m stream` (attribute changes on) publishing to
+/// `stream` on `servers`.
+pub struct StreamMaster {
+    /// The rsync daemon serving the tree as module `src`.
+    pub daemon: RsyncDaemon,
+    /// The watched tree.
+    pub root: PathBuf,
+    _dir: tempfile::TempDir,
+    /// The running master.
+    pub sersync: Sersync,
+}
+
+impl StreamMaster {
+    /// Starts the daemon and the master; `create` as in [`master_plugin_xml`].
+    pub fn start(servers: &str, stream: &str, create: &str) -> StreamMaster {
+        let daemon = RsyncDaemon::start(&["src"]);
+        let root = daemon.module_path("src");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (plugin, enable) = master_plugin_xml(servers, stream, create);
+        let config = ConfigBuilder::new(&root)
+            .switch("attrib", true)
+            .head_xml(&plugin)
+            .sersync_xml(&enable)
+            .write(dir.path());
+        let sersync = Sersync::start(&config, &["-m", "stream"], dir.path());
+        StreamMaster {
+            daemon,
+            root,
+            _dir: dir,
+            sersync,
+        }
+    }
+
+    /// A directory outside the watched tree, on its file system (for the walk's moves out).
+    pub fn outside(&self) -> PathBuf {
+        self.root
+            .parent()
+            .expect("below the modules")
+            .join("outside")
+    }
+
+    /// `n` followers of `stream` on `servers`, consumers `edge0…`, each in a directory of
+    /// its own, pulling from this master's module.
+    pub fn followers(
+        &self,
+        n: usize,
+        servers: &str,
+        stream: &str,
+    ) -> Vec<(tempfile::TempDir, Follower)> {
+        (0..n)
+            .map(|i| {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let f = Follower::start(
+                    dir.path(),
+                    servers,
+                    stream,
+                    &format!("edge{i}"),
+                    &self.daemon,
+                    "src",
+                );
+                (dir, f)
+            })
+            .collect()
+    }
+}
+
+/// The `RUST_LOG` of the followers the tests start: `SERSYNC_FOLLOW_LOG` when set, else
+/// the follower's plans at debug level (one line a group: what it removed, renamed and
+/// pulled), which is what a convergence failure is read from.
+fn follow_log_filter() -> String {
+    std::env::var("SERSYNC_FOLLOW_LOG").unwrap_or_else(|_| "info,sersync::follow=debug".into())
 }
 
 /// A running `sersync follow`; killed when dropped.
@@ -43,11 +117,24 @@ impl Follower {
         daemon: &RsyncDaemon,
         module: &str,
     ) -> Follower {
+        Follower::start_with(dir, servers, stream, consumer, daemon, module, "")
+    }
+
+    /// As [`Follower::start`], with more attributes of `<nats>` (e.g. `batch="1"`).
+    pub fn start_with(
+        dir: &Path,
+        servers: &str,
+        stream: &str,
+        consumer: &str,
+        daemon: &RsyncDaemon,
+        module: &str,
+        nats_attributes: &str,
+    ) -> Follower {
         let local = dir.join("tree");
         let port = free_port();
         let config = dir.join("follow.xml");
         let xml = format!(
-            "<follow>\n  <nats servers=\"{servers}\" stream=\"{stream}\" subject=\"sersync.{stream}\" consumer=\"{consumer}\" timeout=\"5s\" ackWait=\"20s\"/>\n  <source url=\"rsync://{USER}@{}:{}/{module}\" passwordFile=\"{}\" timeout=\"30\"/>\n  <local path=\"{}\"/>\n  <host hostip=\"127.0.0.1\" port=\"{port}\"/>\n</follow>\n",
+            "<follow>\n  <nats servers=\"{servers}\" stream=\"{stream}\" subject=\"sersync.{stream}\" consumer=\"{consumer}\" timeout=\"5s\" ackWait=\"20s\" {nats_attributes}/>\n  <source url=\"rsync://{USER}@{}:{}/{module}\" passwordFile=\"{}\" timeout=\"30\"/>\n  <local path=\"{}\"/>\n  <host hostip=\"127.0.0.1\" port=\"{port}\"/>\n</follow>\n",
             daemon.address(),
             daemon.port(),
             daemon.password_file().display(),
@@ -78,7 +165,7 @@ impl Follower {
             .arg("-o")
             .arg(&self.config)
             .arg("follow")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", follow_log_filter())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out)
@@ -132,6 +219,36 @@ impl Follower {
         }
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the process (SIGSTOP) until the returned guard is dropped (SIGCONT): what the
+    /// stream receives meanwhile is read at once afterwards, in as few groups as its batch
+    /// size allows, so orders that are otherwise races happen every time.
+    pub fn freeze(&self) -> FrozenFollower<'_> {
+        let pid = self.pid().expect("the follower runs");
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        let stat = PathBuf::from(format!("/proc/{pid}/stat"));
+        crate::wait_for(Duration::from_secs(10), || {
+            let text = fs::read_to_string(&stat).unwrap_or_default();
+            match text
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+            {
+                Some('T' | 't') => Ok(()),
+                state => Err(format!("in state {state:?}")),
+            }
+        })
+        .unwrap_or_else(|e| panic!("sersync follow did not stop: {e}"));
+        FrozenFollower {
+            pid,
+            _follower: std::marker::PhantomData,
+        }
+    }
+
     /// SIGTERM, and waits for the exit (SIGKILL after 10 s).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -143,6 +260,20 @@ impl Follower {
             }
             let _ = child.wait();
         }
+    }
+}
+
+/// A stopped [`Follower`] (see [`Follower::freeze`]); continued when dropped, also when the
+/// test panics.
+pub struct FrozenFollower<'a> {
+    pid: u32,
+    _follower: std::marker::PhantomData<&'a Follower>,
+}
+
+impl Drop for FrozenFollower<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.pid as i32, libc::SIGCONT) };
     }
 }
 

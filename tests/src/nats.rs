@@ -2,6 +2,8 @@
 //! with routes between them, each with its store in a temporary directory. Nodes can be
 //! killed and started again on the same ports and store (a node that crashed and came back).
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -10,9 +12,14 @@ use crate::daemon::free_port;
 use crate::http::http;
 use crate::wait_for;
 
-/// The `nats-server` program: on `PATH`, or Debian's `/usr/sbin/nats-server`; `None` when it
-/// is not installed (the tests that need it then say SKIPPED).
+/// The `nats-server` program: `$SERSYNC_NATS_SERVER` when set (a path; one that is not a
+/// file, e.g. `none`, stands for "not installed", to see the tests skip), else on `PATH`, or
+/// Debian's `/usr/sbin/nats-server`; `None` when it is not installed (the tests that need it
+/// then say SKIPPED).
 pub fn nats_server_program() -> Option<PathBuf> {
+    if let Some(chosen) = std::env::var_os("SERSYNC_NATS_SERVER") {
+        return Some(PathBuf::from(chosen)).filter(|p| p.is_file());
+    }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("nats-server"))
@@ -161,6 +168,183 @@ impl NatsCluster {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// One change read back from a stored message, as a test prints it: `kind`, the path (and
+/// the old name of a move), exact bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredChange {
+    /// The stream sequence of its message.
+    pub sequence: u64,
+    /// `create`, `delete`, `move`, …
+    pub kind: String,
+    /// The path, relative to the watch root.
+    pub path: Vec<u8>,
+    /// A move's old name.
+    pub from: Option<Vec<u8>>,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+impl std::fmt::Display for StoredChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dir = if self.is_dir { " dir" } else { "" };
+        write!(f, "#{} {}{dir} ", self.sequence, self.kind)?;
+        if let Some(from) = &self.from {
+            write!(f, "\"{}\" -> ", from.escape_ascii())?;
+        }
+        write!(f, "\"{}\"", self.path.escape_ascii())
+    }
+}
+
+impl NatsCluster {
+    /// Every change stored in `stream` (read from node `node` with JetStream's direct
+    /// `MSG.GET` requests over a plain NATS connection), in stream order: what a master
+    /// published, for a test's failure report.
+    pub fn stored_changes(&self, node: usize, stream: &str) -> Result<Vec<StoredChange>, String> {
+        let mut reader = RawClient::connect(self.nodes[node].client_port)?;
+        let mut changes = Vec::new();
+        let mut misses = 0;
+        let mut sequence = 0u64;
+        while misses < 3 {
+            sequence += 1;
+            let reply = reader.request(
+                &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+                format!("{{\"seq\":{sequence}}}").as_bytes(),
+            )?;
+            let value: serde_json::Value =
+                serde_json::from_slice(&reply).map_err(|e| format!("reply: {e}"))?;
+            let Some(data) = value.pointer("/message/data").and_then(|d| d.as_str()) else {
+                misses += 1;
+                continue;
+            };
+            misses = 0;
+            let payload = base64(data)?;
+            for line in payload.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let event: serde_json::Value =
+                    serde_json::from_slice(line).map_err(|e| format!("event: {e}"))?;
+                let bytes = |key: &str| -> Option<Vec<u8>> {
+                    if let Some(b) = event.get(format!("{key}_b64")).and_then(|v| v.as_str()) {
+                        return base64(b).ok();
+                    }
+                    event.get(key)?.as_str().map(|s| s.as_bytes().to_vec())
+                };
+                changes.push(StoredChange {
+                    sequence,
+                    kind: event["kind"].as_str().unwrap_or("?").to_string(),
+                    path: bytes("path").unwrap_or_default(),
+                    from: bytes("from"),
+                    is_dir: event["is_dir"].as_bool().unwrap_or(false),
+                });
+            }
+        }
+        Ok(changes)
+    }
+}
+
+/// A NATS connection spoken by hand (the text protocol: `CONNECT`, `SUB`, `PUB`, `MSG`):
+/// enough for requests, without a client library in the test harness.
+struct RawClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl RawClient {
+    const INBOX: &'static str = "_INBOX.sersync-tests";
+
+    fn connect(port: u16) -> Result<RawClient, String> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let mut client = RawClient {
+            reader: BufReader::new(stream.try_clone().map_err(|e| e.to_string())?),
+            writer: stream,
+        };
+        client.line()?; // INFO
+        client.send(
+            format!(
+                "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true}}\r\nSUB {} 1\r\nPING\r\n",
+                Self::INBOX
+            )
+            .as_bytes(),
+        )?;
+        while client.line()? != "PONG" {}
+        Ok(client)
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.writer.write_all(bytes).map_err(|e| e.to_string())
+    }
+
+    fn line(&mut self) -> Result<String, String> {
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| format!("reading from nats: {e}"))?;
+        if line.is_empty() {
+            return Err("nats closed the connection".into());
+        }
+        Ok(line.trim_end().to_string())
+    }
+
+    /// Publishes `payload` on `subject` with the inbox as reply subject; the reply's payload.
+    fn request(&mut self, subject: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = format!("PUB {subject} {} {}\r\n", Self::INBOX, payload.len()).into_bytes();
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+        self.send(&out)?;
+        loop {
+            let line = self.line()?;
+            let words: Vec<&str> = line.split(' ').collect();
+            match words.first().copied() {
+                Some("PING") => self.send(b"PONG\r\n")?,
+                // MSG subject sid [reply] bytes; HMSG subject sid [reply] header-bytes bytes.
+                Some("MSG") | Some("HMSG") => {
+                    let total: usize = words
+                        .last()
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| format!("bad line {line:?}"))?;
+                    let headers: usize = if words[0] == "HMSG" {
+                        words[words.len() - 2].parse().unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    let mut body = vec![0; total + 2];
+                    self.reader
+                        .read_exact(&mut body)
+                        .map_err(|e| e.to_string())?;
+                    body.truncate(total);
+                    return Ok(body.split_off(headers));
+                }
+                Some("-ERR") => return Err(line),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Standard padded base64, decoded.
+fn base64(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let digit = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return Err(format!("{text:?} is not base64")),
+        };
+        acc = acc << 6 | u32::from(digit);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Ok(out)
 }
 
 impl Drop for NatsCluster {

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use sersync_tests::follow::{master_plugin_xml, Follower};
-use sersync_tests::nats::{nats_server_program, NatsCluster};
-use sersync_tests::random::Walk;
-use sersync_tests::{paced_writer, ConfigBuilder, RsyncDaemon, Sersync};
+use sersync_tests::follow::{Follower, StreamMaster as Master};
+use sersync_tests::nats::{nats_server_program, NatsCluster, StoredChange};
+use sersync_tests::paced_writer;
+use sersync_tests::random::{seed_from_env, Rng, Walk};
 
 /// How long a follower may take to equal the source once writing stopped.
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -27,40 +27,6 @@ fn installed() -> bool {
     found
 }
 
-/// The master: its tree is the module `src` of an rsync daemon (what the followers pull
-/// from), watched by `sersync -m stream` publishing to `stream` on `servers`.
-struct Master {
-    daemon: RsyncDaemon,
-    root: PathBuf,
-    _dir: tempfile::TempDir,
-    sersync: Sersync,
-}
-
-impl Master {
-    fn start(servers: &str, stream: &str, create: &str) -> Master {
-        let daemon = RsyncDaemon::start(&["src"]);
-        let root = daemon.module_path("src");
-        let dir = tempfile::tempdir().unwrap();
-        let (plugin, enable) = master_plugin_xml(servers, stream, create);
-        let config = ConfigBuilder::new(&root)
-            .head_xml(&plugin)
-            .sersync_xml(&enable)
-            .write(dir.path());
-        let sersync = Sersync::start(&config, &["-m", "stream"], dir.path());
-        Master {
-            daemon,
-            root,
-            _dir: dir,
-            sersync,
-        }
-    }
-
-    /// A directory outside the watched tree, on its file system (for the walk's moves out).
-    fn outside(&self) -> PathBuf {
-        self.root.parent().unwrap().join("outside")
-    }
-}
-
 /// `n` followers of `stream`, consumers `edge0…`, each in a directory of its own.
 fn followers(
     n: usize,
@@ -68,20 +34,7 @@ fn followers(
     stream: &str,
     master: &Master,
 ) -> Vec<(tempfile::TempDir, Follower)> {
-    (0..n)
-        .map(|i| {
-            let dir = tempfile::tempdir().unwrap();
-            let f = Follower::start(
-                dir.path(),
-                servers,
-                stream,
-                &format!("edge{i}"),
-                &master.daemon,
-                "src",
-            );
-            (dir, f)
-        })
-        .collect()
+    master.followers(n, servers, stream)
 }
 
 fn converge_all(master: &Master, followers: &[(tempfile::TempDir, Follower)]) {
@@ -119,12 +72,286 @@ fn load(master: &Master, seed: u64, steps: usize, paced: usize) {
     writer.join().unwrap();
 }
 
-/// Ignored in CI while it fails: under load a follower was seen to keep a directory where the
-/// source had made a symbolic link (`c d/$(q)`: source a link, follower a directory with an
-/// entry in it), in 2 of 3 runs on a loaded 2-core box. Issue 19 stays open for it; run it
-/// with `cargo test -p sersync-tests --test stream -- --ignored three_followers`.
+/// Random-walk seeds played in CI by [`random_walks_converge_on_the_followers_of_one_node`].
+const WALK_SEEDS: usize = 4;
+/// Steps of one of those walks (`SERSYNC_STREAM_STEPS` sets another number).
+const WALK_STEPS: usize = 600;
+
+/// The seeds the random walks play: `SERSYNC_STREAM_SEED` alone when set; else
+/// `SERSYNC_STREAM_SEEDS` of them (default [`WALK_SEEDS`]), the same ones every run.
+fn walk_seeds() -> Vec<u64> {
+    if let Some(seed) = seed_from_env("SERSYNC_STREAM_SEED") {
+        return vec![seed];
+    }
+    let count = std::env::var("SERSYNC_STREAM_SEEDS")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(WALK_SEEDS);
+    let mut rng = Rng::new(0x5e5_f011_0019);
+    (0..count).map(|_| rng.next_u64()).collect()
+}
+
+/// The lines of a follower's log that name `path` or one of its directories (as the log
+/// writes names: `"a/b\x0a"`), the last `n` of them: what it was told and did about it.
+fn log_about(log: &str, path: &str, n: usize) -> Vec<String> {
+    let mut names = vec![path.to_string()];
+    let mut rest = path;
+    while let Some((parent, _)) = rest.rsplit_once('/') {
+        names.push(parent.to_string());
+        rest = parent;
+    }
+    let quoted: Vec<String> = names
+        .iter()
+        .flat_map(|n| [format!("\"{n}\""), format!("\"{n}/")])
+        .collect();
+    let lines: Vec<String> = log
+        .lines()
+        .filter(|l| quoted.iter().any(|q| l.contains(q.as_str())))
+        .map(str::to_string)
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// The last `n` changes of `stored` that name `path`, a directory above it or a path below
+/// it (`path` in the log's escaping).
+fn stored_about(stored: &[StoredChange], path: &str, n: usize) -> Vec<String> {
+    let log_form = |bytes: &[u8]| {
+        let mut out = String::new();
+        for &b in bytes {
+            match b {
+                b'\\' => out.push_str("\\\\"),
+                0x20..=0x7e => out.push(b as char),
+                _ => out.push_str(&format!("\\x{b:02x}")),
+            }
+        }
+        out
+    };
+    let related = |name: &[u8]| {
+        let name = log_form(name);
+        name == path
+            || path.starts_with(&format!("{name}/"))
+            || name.starts_with(&format!("{path}/"))
+    };
+    let hits: Vec<String> = stored
+        .iter()
+        .filter(|c| related(&c.path) || c.from.as_deref().is_some_and(related))
+        .map(|c| c.to_string())
+        .collect();
+    hits[hits.len().saturating_sub(n)..].to_vec()
+}
+
+/// The names a [`sersync_tests::tree_diff`] report lists, in the log's escaping
+/// (`escape_ascii`'s `\n` is the log's `\x0a`).
+fn names_in_diff(diff: &str) -> Vec<String> {
+    diff.split("; ")
+        .filter_map(|item| {
+            let name = [
+                "missing on the remote: ",
+                "extra on the remote: ",
+                "differs: ",
+            ]
+            .iter()
+            .find_map(|marker| item.split_once(marker).map(|(_, name)| name))?;
+            let name = name.split(" (source ").next().unwrap_or(name);
+            Some(
+                name.replace("\\n", "\\x0a")
+                    .replace("\\t", "\\x09")
+                    .replace("\\r", "\\x0d")
+                    .replace("\\'", "'")
+                    .replace("\\\"", "\""),
+            )
+        })
+        .collect()
+}
+
+/// What a follower that did not converge in a random walk was told and did: for each of the
+/// first differing paths, the stream's changes about it and its directories (read back from
+/// JetStream) and the follower's log lines; its whole log and the stream's listing are kept in
+/// the temporary directory.
+fn divergence(seed: u64, f: &Follower, diff: &str, cluster: &NatsCluster, stream: &str) -> String {
+    let log = f.log();
+    let kept = std::env::temp_dir().join(format!(
+        "sersync-follow-{seed}-{}.log",
+        f.tree()
+            .parent()
+            .and_then(|d| d.file_name())
+            .map_or("".into(), |n| n.to_string_lossy())
+    ));
+    let _ = std::fs::write(&kept, &log);
+    let stored = cluster.stored_changes(0, stream).unwrap_or_default();
+    let listing: Vec<String> = stored.iter().map(|c| c.to_string()).collect();
+    let _ = std::fs::write(kept.with_extension("stream"), listing.join("\n"));
+    let mut report = format!(
+        "seed {seed}: follower {} did not converge (its log: {}, the stream: {}): {diff}",
+        f.tree().display(),
+        kept.display(),
+        kept.with_extension("stream").display()
+    );
+    for name in names_in_diff(diff).into_iter().take(3) {
+        report.push_str(&format!("\n  the stream about {name} and its directories:"));
+        for change in stored_about(&stored, &name, 12) {
+            report.push_str(&format!("\n    {change}"));
+        }
+        report.push_str(&format!("\n  the follower's log about {name}:"));
+        for line in log_about(&log, &name, 6) {
+            report.push_str(&format!("\n    {line}"));
+        }
+    }
+    report
+}
+
+/// Seeded random walks (hostile names, type changes, moves in and out, `rm -rf` while
+/// writing) on a master publishing to one JetStream node, followed by two followers: one
+/// applying up to 256 messages at once, frozen (SIGSTOP) for a stretch of the walk so that
+/// it reads many at once; the other applying them one at a time. Both must equal the source
+/// byte for byte. Every seed prints the command that replays it; a failure names the
+/// follower's log lines about each differing path.
 #[test]
-#[ignore = "a follower can keep a directory the source replaced by a link (issue 19, open)"]
+fn random_walks_converge_on_the_followers_of_one_node() {
+    if !installed() {
+        return;
+    }
+    let cluster = NatsCluster::single();
+    let servers = cluster.servers();
+    let mut failures = Vec::new();
+    let seeds = walk_seeds();
+    for (i, &seed) in seeds.iter().enumerate() {
+        eprintln!(
+            "random walk: SERSYNC_STREAM_SEED={seed} (replay: SERSYNC_STREAM_SEED={seed} cargo test -p sersync-tests --test stream -- random_walks --nocapture)"
+        );
+        let stream = format!("W{i}");
+        let master = Master::start(&servers, &stream, "");
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let batched = Follower::start(
+            dirs[0].path(),
+            &servers,
+            &stream,
+            "many",
+            &master.daemon,
+            "src",
+        );
+        let single = Follower::start_with(
+            dirs[1].path(),
+            &servers,
+            &stream,
+            "one",
+            &master.daemon,
+            "src",
+            r#"batch="1""#,
+        );
+        let started = std::time::Instant::now();
+        let steps = std::env::var("SERSYNC_STREAM_STEPS")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(WALK_STEPS)
+            .max(4);
+        let mut walk = Walk::new(&master.root, &master.outside(), seed);
+        let frozen_from = walk.rng().below(steps / 2);
+        let frozen_for = steps / 4 + walk.rng().below(steps / 4);
+        walk.run(frozen_from, 200);
+        {
+            let _frozen = batched.freeze();
+            walk.run(frozen_for, 200);
+        }
+        walk.run(steps - frozen_from - frozen_for, 200);
+        eprintln!(
+            "random walk: seed {seed} played in {:.1?}",
+            started.elapsed()
+        );
+        let played = std::time::Instant::now();
+        for f in [&batched, &single] {
+            if let Err(e) = sersync_tests::wait_for(CONVERGE, || {
+                sersync_tests::tree_diff(&master.root, f.tree())
+            }) {
+                let report = divergence(seed, f, &e, &cluster, &stream);
+                eprintln!("{report}");
+                failures.push(report);
+            }
+        }
+        eprintln!(
+            "random walk: seed {seed}: followers compared {:.1?} after the walk",
+            played.elapsed()
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds did not converge:\n{}",
+        failures.len(),
+        seeds.len(),
+        failures.join("\n")
+    );
+}
+
+/// The relay chain of `docs/scale.md`: the master pushes with its rsync sink to a relay's
+/// rsync daemon, and its `nats` sink publishes only after rsync delivered (`after="rsync"`);
+/// the followers pull from the relay's module, never the master's. Under the random walk and
+/// paced writes, the relay and both followers equal the master's tree.
+#[test]
+fn a_relay_chain_master_to_relay_to_followers_converges() {
+    if !installed() {
+        return;
+    }
+    let cluster = NatsCluster::single();
+    let servers = cluster.servers();
+    let relay = sersync_tests::RsyncDaemon::start(&["relay"]);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("master");
+    std::fs::create_dir_all(&root).unwrap();
+    let (plugin, _) = sersync_tests::follow::master_plugin_xml(&servers, "RELAY", "");
+    let config = sersync_tests::ConfigBuilder::new(&root)
+        .remote(&relay, "relay")
+        .switch("attrib", true)
+        .head_xml(&plugin)
+        .sersync_xml("    <plugin start=\"true\" name=\"stream\" after=\"rsync\"/>\n")
+        .write(dir.path());
+    let master = sersync_tests::Sersync::start(&config, &[], dir.path());
+    let followers: Vec<(tempfile::TempDir, Follower)> = ["edge-a", "edge-b"]
+        .iter()
+        .map(|consumer| {
+            let d = tempfile::tempdir().unwrap();
+            let f = Follower::start(d.path(), &servers, "RELAY", consumer, &relay, "relay");
+            (d, f)
+        })
+        .collect();
+    let paced = root.join("paced");
+    std::fs::create_dir_all(&paced).unwrap();
+    let writer = paced_writer(paced, "f", 150, 50);
+    let mut walk = Walk::new(&root, &dir.path().join("outside"), 37);
+    walk.run(800, 200);
+    writer.join().unwrap();
+    let relayed = relay.module_path("relay");
+    if let Err(e) = sersync_tests::wait_for(CONVERGE, || sersync_tests::tree_diff(&root, &relayed))
+    {
+        panic!(
+            "the relay did not converge: {e}\n--- master log\n{}",
+            tail(&master.log())
+        );
+    }
+    for (_, f) in &followers {
+        if let Err(e) =
+            sersync_tests::wait_for(CONVERGE, || sersync_tests::tree_diff(&root, f.tree()))
+        {
+            panic!(
+                "follower {} did not converge: {e}\n--- follower log\n{}\n--- master log\n{}",
+                f.tree().display(),
+                tail(&f.log()),
+                tail(&master.log())
+            );
+        }
+        assert_eq!(
+            full_pulls(f),
+            1.0,
+            "only the first start's full pull\n{}",
+            f.log()
+        );
+    }
+}
+
+/// Three followers of a stream with three replicas on three nodes, under a seeded random walk
+/// and paced writes at once. (It once failed two runs in three on a loaded box: a follower
+/// kept a directory where the source had made a link — rsync given a stale name below the
+/// link made it one — or a name a skipped deletion left; see `core/src/follow/plan.rs`.)
+#[test]
 fn three_followers_converge_byte_for_byte_from_a_three_node_cluster() {
     if !installed() {
         return;
@@ -145,11 +372,8 @@ fn three_followers_converge_byte_for_byte_from_a_three_node_cluster() {
     }
 }
 
-/// Ignored in CI while it fails: under the random walk a follower was seen to keep a file the
-/// source had removed (`\xff\xfe-bin/\xff\xfe-bin`), once in two runs on a loaded 2-core
-/// box; the node's death itself lost nothing. Issue 19 stays open for it.
+/// A node of three killed during the load: nothing is lost, no follower pulls whole again.
 #[test]
-#[ignore = "a follower can keep a name the source removed under the random walk (issue 19, open)"]
 fn a_nats_node_killed_during_the_load_loses_nothing() {
     if !installed() {
         return;

@@ -6,7 +6,7 @@
 //!           consumer="edge-1" [credentials="FILE"] [timeout="10s"] [ackWait="60s"] [batch="256"]/>
 //!     <source url="rsync://10.0.0.5:873/www" [passwordFile="FILE"] [rsh="ssh -i KEY"]
 //!             [timeout="60"] [rsync="rsync"]/>
-//!     <local path="/srv/www"/>
+//!     <local path="/srv/www" [healAfter="5s"]/>
 //!     <host hostip="localhost" port="8009"/>
 //! </follow>
 //! ```
@@ -28,6 +28,15 @@ const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_BATCH: usize = 256;
 /// rsync's `--timeout` (I/O stall) by default, in seconds.
 const DEFAULT_RSYNC_TIMEOUT: u64 = 60;
+/// How long after a recursive pull its directories are looked at again (see `heal.rs`).
+const DEFAULT_HEAL_AFTER: Duration = Duration::from_secs(5);
+
+const HEAL_AFTER: Span = Span {
+    meaning: "how long after a recursive pull its directories are pruned again",
+    unit: Unit::Seconds,
+    min: Duration::ZERO,
+    max: Duration::from_secs(3_600),
+};
 
 const ACK_WAIT: Span = Span {
     meaning: "how long a message may stay unacked",
@@ -53,6 +62,9 @@ pub struct FollowConfig {
     pub source: Source,
     /// `<local path>`: the tree kept equal to the source.
     pub local: PathBuf,
+    /// `<local healAfter>`: how long after a recursive pull its directories are pruned
+    /// again, recursively, deleting only (0: never).
+    pub heal_after: Duration,
     /// `<host>`: the control endpoint (`/status`, `/metrics`, `POST /sync` for a full pull).
     pub control: ControlAddress,
 }
@@ -115,6 +127,7 @@ pub fn parse(text: &str, file: &Path) -> Result<FollowConfig, ConfigError> {
         batch: count(nats, "batch")?.unwrap_or(DEFAULT_BATCH),
         source: source_of(source)?,
         local: local_path,
+        heal_after: duration_or(Some(local), "healafter", &HEAL_AFTER, DEFAULT_HEAL_AFTER)?,
         control: sersync::config::parse_control(root.child("host"), &root)?,
     })
 }
@@ -191,6 +204,13 @@ mod tests {
         assert_eq!(c.source.url, "rsync://127.0.0.1:8730/www/");
         assert!(c.source.is_daemon());
         assert_eq!(c.control.port, 8009);
+        assert_eq!(c.heal_after, DEFAULT_HEAL_AFTER);
+        let off = parse(
+            &GOOD.replace(r#"path="/srv/www""#, r#"path="/srv/www" healAfter="0""#),
+            Path::new("f.xml"),
+        )
+        .unwrap();
+        assert_eq!(off.heal_after, Duration::ZERO);
     }
 
     #[test]

@@ -58,6 +58,15 @@ impl Group {
     pub fn len(&self) -> usize {
         self.messages.len()
     }
+
+    /// The stream sequences of its messages, in the order read (`7,8,9`), for the debug log.
+    pub fn sequences(&self) -> String {
+        self.messages
+            .iter()
+            .filter_map(|m| m.info().ok().map(|i| i.stream_sequence.to_string()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// The connection, the consumer and its message stream.

@@ -17,6 +17,17 @@ pub struct LocalTree {
     fd: OwnedFd,
 }
 
+/// What stands at a path of the local tree, never following a symlink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A real directory, reached through real directories.
+    Directory,
+    /// Something else: a file, a symlink (to anything), a device.
+    Other,
+    /// Nothing, or an ancestor that is not a real directory.
+    Missing,
+}
+
 /// Whether the components of `path` are all plain names (no `.`, `..`, empty ones): the only
 /// paths the follower acts on.
 pub fn is_plain(path: &RelPath) -> bool {
@@ -76,6 +87,52 @@ impl LocalTree {
             }
             // SAFETY: just opened, ours.
             dir = unsafe { OwnedFd::from_raw_fd(fd) };
+        }
+        Ok(None)
+    }
+
+    /// What is at `path`, judged without following symlinks (the root is a directory).
+    pub fn kind(&self, path: &RelPath) -> io::Result<Kind> {
+        if path.is_root() {
+            return Ok(Kind::Directory);
+        }
+        let Some((dir, name)) = self.parent(path)? else {
+            return Ok(Kind::Missing);
+        };
+        // SAFETY: a zeroed stat buffer filled by fstatat relative to a descriptor we own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR) => Ok(Kind::Missing),
+                _ => Err(e),
+            };
+        }
+        Ok(if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            Kind::Directory
+        } else {
+            Kind::Other
+        })
+    }
+
+    /// The outermost directory above `path` (not `path` itself) that is not a real directory
+    /// here — a symlink, a file, or missing — if any. rsync given `path` would make that one
+    /// a real directory (`--relative` sends every implied directory as one), so the pulls name
+    /// it instead.
+    pub fn first_non_directory_above(&self, path: &RelPath) -> io::Result<Option<RelPath>> {
+        for ancestor in path.ancestors() {
+            let ancestor = RelPath::new(ancestor);
+            if self.kind(&ancestor)? != Kind::Directory {
+                return Ok(Some(ancestor));
+            }
         }
         Ok(None)
     }
@@ -141,7 +198,13 @@ impl LocalTree {
                 // Something of another kind, or a non-empty directory, holds the new name.
                 Some(libc::ENOTEMPTY | libc::EEXIST | libc::EISDIR | libc::ENOTDIR) => {
                     self.remove(to)?;
-                    rename().map(|()| true)
+                    match rename() {
+                        Ok(()) => Ok(true),
+                        // `from` was below `to` (a late rename of `a/b` to `a`): gone with it;
+                        // the pull brings `to` as the source has it.
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+                        Err(e) => Err(e),
+                    }
                 }
                 _ => Err(e),
             },
@@ -184,5 +247,51 @@ mod tests {
         assert!(!tree
             .rename(&RelPath::new(&b"gone"[..]), &RelPath::new(&b"x"[..]))
             .unwrap());
+        // A name renamed onto a directory above it (a late message: `a/b` to `a`).
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/other"), "o").unwrap();
+        assert!(!tree
+            .rename(&RelPath::new(&b"a/b"[..]), &RelPath::new(&b"a"[..]))
+            .unwrap());
+        assert!(!root.join("a").exists());
+    }
+
+    #[test]
+    fn kinds_are_judged_without_following_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        let tree = LocalTree::open(&root).unwrap();
+        std::fs::create_dir_all(root.join("d/e")).unwrap();
+        std::fs::write(root.join("f"), "f").unwrap();
+        std::os::unix::fs::symlink("d", root.join("l")).unwrap();
+        let p = |s: &str| RelPath::from(s);
+        assert_eq!(tree.kind(&RelPath::ROOT).unwrap(), Kind::Directory);
+        assert_eq!(tree.kind(&p("d/e")).unwrap(), Kind::Directory);
+        assert_eq!(tree.kind(&p("f")).unwrap(), Kind::Other);
+        assert_eq!(
+            tree.kind(&p("l")).unwrap(),
+            Kind::Other,
+            "a link to a directory"
+        );
+        assert_eq!(
+            tree.kind(&p("l/e")).unwrap(),
+            Kind::Missing,
+            "not through the link"
+        );
+        assert_eq!(tree.kind(&p("f/x")).unwrap(), Kind::Missing);
+        assert_eq!(tree.first_non_directory_above(&p("d/e/x")).unwrap(), None);
+        assert_eq!(
+            tree.first_non_directory_above(&p("l/e/x")).unwrap(),
+            Some(p("l"))
+        );
+        assert_eq!(
+            tree.first_non_directory_above(&p("f/x/y")).unwrap(),
+            Some(p("f"))
+        );
+        assert_eq!(
+            tree.first_non_directory_above(&p("d/gone/x/y")).unwrap(),
+            Some(p("d/gone"))
+        );
+        assert_eq!(tree.first_non_directory_above(&p("top")).unwrap(), None);
     }
 }

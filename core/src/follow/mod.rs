@@ -9,7 +9,10 @@
 //! control endpoint's view).
 
 mod config;
+#[cfg(test)]
+mod crafted_tests;
 mod feed;
+mod heal;
 mod local;
 mod plan;
 mod pull;
@@ -22,13 +25,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use sersync::cli::Cli;
 use sersync::dispatch::Backoff;
+use sersync_plugin_sdk::RelPath;
 
 use crate::supervisor::Notice;
 use crate::systemd;
 use config::FollowConfig;
 use feed::{Feed, Group, Start};
+use heal::Healing;
 use local::LocalTree;
-use plan::{LocalOp, Plan};
+use plan::{LocalOp, Lookup, Plan, Pulls};
 use pull::Puller;
 use status::Board;
 
@@ -117,6 +122,7 @@ struct Follower {
     tree: LocalTree,
     puller: Puller,
     backoff: Backoff,
+    healing: Healing,
 }
 
 impl Follower {
@@ -129,6 +135,7 @@ impl Follower {
             .map_err(|e| format!("local tree {}: {e}", config.local.display()))?;
         Ok(Follower {
             puller: Puller::new(config.source.clone(), &config.local),
+            healing: Healing::new(config.heal_after),
             config,
             board,
             notices,
@@ -193,7 +200,17 @@ impl Follower {
                 tracing::info!("POST /sync: pulling the whole tree");
                 self.full_pull_until_done()?;
             }
-            match feed.next(POLL) {
+            if self
+                .healing
+                .next_due()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                self.heal();
+            }
+            let wait = self.healing.next_due().map_or(POLL, |at| {
+                at.saturating_duration_since(Instant::now()).min(POLL)
+            });
+            match feed.next(wait.max(Duration::from_millis(10))) {
                 Ok(None) => {
                     if last_pending_check.elapsed() > Duration::from_secs(5) {
                         if let Some(p) = feed.pending() {
@@ -231,6 +248,43 @@ impl Follower {
         Ok(())
     }
 
+    /// Prunes again the directories pulled whole a while ago (`heal.rs`): recursively,
+    /// deleting only, and each one level in its own directory. A failure puts them back.
+    fn heal(&mut self) {
+        let due = self.healing.take_due();
+        let mut lookup = TreeLookup(&self.tree);
+        let mut dirs = Vec::new();
+        let mut parents = std::collections::BTreeSet::new();
+        for path in &due {
+            // Below something that is no real directory here: that thing's own change is
+            // in the stream (or was applied), and nothing below it is this tree's.
+            match lookup.first_non_directory_above(path) {
+                Ok(None) => {}
+                _ => continue,
+            }
+            if matches!(lookup.kind(path), Ok(local::Kind::Directory)) {
+                dirs.push(path.clone());
+            }
+            if let Some(parent) = path.parent() {
+                parents.insert(parent);
+            }
+        }
+        let healed = self
+            .puller
+            .prune(&parents)
+            .and_then(|()| self.puller.heal(&dirs));
+        match healed {
+            Ok(()) => tracing::debug!("pruned again: {}", names(&due)),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: pruning again what was pulled whole: {e}",
+                    self.board.name()
+                );
+                self.healing.again(&due);
+            }
+        }
+    }
+
     /// What the position found asks for before following.
     fn begin(&mut self, start: Start) -> Result<(), String> {
         match start {
@@ -262,6 +316,7 @@ impl Follower {
             let started = Instant::now();
             match self.puller.full() {
                 Ok(()) => {
+                    self.healing.pulled([RelPath::ROOT].iter());
                     self.board.full_pull_done();
                     self.backoff.reset();
                     tracing::info!(took = ?started.elapsed(), "full pull done");
@@ -284,17 +339,23 @@ impl Follower {
         if let Some(why) = &group.missed {
             tracing::warn!("{why}: changes in between are gone from the stream (retention); pulling the whole tree once");
             self.puller.full()?;
+            self.healing.pulled([RelPath::ROOT].iter());
             self.board.full_pull_done();
         }
         let plan = Plan::of(group.changes.iter().map(|c| &c.event));
         for refused in &plan.refused {
             tracing::warn!(path = %refused, "a path with '.', '..' or an empty component is not applied");
         }
-        tracing::debug!(
-            messages = group.len(),
-            changes = group.changes.len(),
-            "applying"
-        );
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                messages = group.len(),
+                changes = group.changes.len(),
+                sequences = %group.sequences(),
+                "applying: {}",
+                plan.describe()
+            );
+            tracing::trace!("changes: {}", describe_changes(group));
+        }
         for op in &plan.local {
             let done = match op {
                 LocalOp::Remove(path) => self.tree.remove(path),
@@ -311,9 +372,65 @@ impl Follower {
                 )
             })?;
         }
-        self.puller.prune(&plan.parents)?;
-        self.puller.whole(&plan.whole)?;
-        self.puller.files(&plan.files)?;
+        let mut lookup = TreeLookup(&self.tree);
+        let pulls = plan.pulls(&mut lookup)?;
+        tracing::debug!("pulling: {}", pulls.describe());
+        self.puller.prune(&pulls.prune)?;
+        self.puller.whole(&pulls.whole)?;
+        self.healing.pulled(&pulls.whole);
+        for level in &pulls.files {
+            let mut listed = Vec::with_capacity(level.len());
+            for path in level {
+                if Pulls::still_listable(&mut lookup, path)? {
+                    listed.push(path);
+                }
+            }
+            self.puller.files(listed)?;
+        }
         Ok(())
     }
+}
+
+/// `paths` for a log line.
+fn names(paths: &[RelPath]) -> String {
+    paths
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The local tree as [`Plan::pulls`] looks at it.
+struct TreeLookup<'t>(&'t LocalTree);
+
+impl Lookup for TreeLookup<'_> {
+    fn first_non_directory_above(&mut self, path: &RelPath) -> Result<Option<RelPath>, String> {
+        self.0
+            .first_non_directory_above(path)
+            .map_err(|e| format!("looking at {path} in {}: {e}", self.0.root().display()))
+    }
+
+    fn kind(&mut self, path: &RelPath) -> Result<local::Kind, String> {
+        self.0
+            .kind(path)
+            .map_err(|e| format!("looking at {path} in {}: {e}", self.0.root().display()))
+    }
+}
+
+/// A group's changes, one after the other (`create dir "a"; move "b" -> "c"`), for the trace
+/// log.
+fn describe_changes(group: &Group) -> String {
+    group
+        .changes
+        .iter()
+        .map(|c| {
+            let e = &c.event;
+            let dir = if e.is_dir { " dir" } else { "" };
+            match &e.from {
+                Some(from) => format!("{}{dir} {from:?} -> {:?}", e.kind, e.path),
+                None => format!("{}{dir} {:?}", e.kind, e.path),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -49,6 +49,12 @@ impl Board {
         self.ready.store(true, Ordering::SeqCst);
     }
 
+    /// Whether it reads the stream yet.
+    #[cfg(test)]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
     /// A full pull ran.
     pub fn full_pull_done(&self) {
         self.full_pulls.fetch_add(1, Ordering::SeqCst);
