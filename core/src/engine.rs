@@ -545,6 +545,9 @@ fn start_lanes(
                 lane.order_after(upstream, rule.rule);
             }
         }
+        if plan.spec.consumers_read_the_tree() {
+            lane.tell_every_delete();
+        }
         if let (Some(log), true) = (script, plan.spec.takes_full_syncs()) {
             lane.record_failures(Arc::new(SpecRecorder {
                 log: log.clone(),

@@ -131,7 +131,7 @@ fn describe_shows_the_effective_configuration() {
         "crontab: off",
         "plugins: none",
         "control: localhost:8008",
-        "engine: settle 10 ms (2 ms when idle and finished), max delay 40 ms (300 ms while behind), max pending 100000 paths, retry 500 ms to 60000 ms, 2 transfers per remote (each keeping its next run connected), state in ",
+        "engine: settle 10 ms (2 ms when idle and finished), max delay 40 ms, max pending 100000 paths, retry 500 ms to 60000 ms, 2 transfers per remote (each keeping its next run connected), state in ",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

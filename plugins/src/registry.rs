@@ -51,6 +51,17 @@ pub trait SinkSpec: Send + Sync + fmt::Debug {
         false
     }
 
+    /// True when whoever reads this sink's output also reads the watched tree itself, at
+    /// moments of its own: the change stream's followers pull the paths they are told of,
+    /// and directories whole, from the source. A path made and removed (or renamed) again
+    /// before its batch left may then have reached them inside such a directory, so the
+    /// lanes of this sink never let a delete cancel the create it follows: the delete, or
+    /// the rename's old name, is told. The default is false (a create and its delete
+    /// cancel out: nobody was told of the path, nobody needs to hear it is gone).
+    fn consumers_read_the_tree(&self) -> bool {
+        false
+    }
+
     /// A `/bin/sh` command, with every word single-quoted, that applies `batch` by hand: what
     /// the `<failLog>` script records for a batch that failed. `None` for sinks that have no
     /// command-line equivalent (only rsync has one).

@@ -208,8 +208,8 @@ pub struct EngineConfig {
     pub max_delay: Duration,
     /// `busyMaxDelayMs`: while another delivery of the lane runs, a batch waits as long as
     /// the lane's last delivery took (when that is more than `maxDelayMs`), at most this, so
-    /// that a lane behind a stream of changes cuts fewer, bigger batches. Default 300 ms, at
-    /// least `maxDelayMs`.
+    /// that a lane behind a stream of changes cuts fewer, bigger batches. Default `maxDelayMs`
+    /// (off), at least `maxDelayMs`.
     pub busy_max_delay: Duration,
     /// `maxPending`: pending paths per lane before they collapse into directory rescans.
     /// Default 100,000.

@@ -130,11 +130,15 @@ fn describe_crontab(crontab: Option<&CrontabConfig>, full_syncs: Option<String>)
 
 fn describe_engine(engine: &EngineConfig) -> String {
     format!(
-        "engine: settle {} ({} when idle and finished), max delay {} ({} while behind), max pending {} paths, retry {} to {}, {} transfers per remote{}, state in {}{}",
+        "engine: settle {} ({} when idle and finished), max delay {}{}, max pending {} paths, retry {} to {}, {} transfers per remote{}, state in {}{}",
         millis(engine.settle),
         millis(engine.idle_settle),
         millis(engine.max_delay),
-        millis(engine.busy_max_delay),
+        if engine.busy_max_delay > engine.max_delay {
+            format!(" ({} while behind)", millis(engine.busy_max_delay))
+        } else {
+            String::new()
+        },
         engine.max_pending,
         millis(engine.retry_initial),
         millis(engine.retry_max),

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -265,6 +265,9 @@ pub struct Lane {
     me: Weak<Lane>,
     stats: LaneStats,
     recorder: std::sync::OnceLock<Arc<dyn FailureRecorder>>,
+    /// Set by [`Lane::tell_every_delete`]: every change is pushed as one the destination may
+    /// have seen already.
+    tells_every_delete: AtomicBool,
     /// The journal's file, written only by the lane's writer (see [`super::writer`]),
     /// never under the lane's lock.
     journal_file: Mutex<Option<Journal>>,
@@ -343,6 +346,7 @@ impl Lane {
             me: me.clone(),
             stats: LaneStats::default(),
             recorder: std::sync::OnceLock::new(),
+            tells_every_delete: AtomicBool::new(false),
             journal_file: Mutex::new(journal),
             journal_bytes,
             pool: std::sync::OnceLock::new(),
@@ -452,11 +456,13 @@ impl Lane {
         let seq = self.order.sequence.next();
         state.pending.stamp(Stamp::new(seq));
         let journaled = state.journal.is_some();
+        let tells_every_delete = self.tells_every_delete.load(Ordering::Relaxed);
         let mut recorded = Vec::with_capacity(if journaled { mine.len() } else { 0 });
         for event in mine {
             // A batch in flight that covers this path (a directory sent whole) may carry it
             // to the remote already: a create then is no "new" path a delete may cancel.
-            let changed = if state.in_flight.blocks(&event.path) {
+            // Nor is any create for a lane whose consumers read the tree themselves.
+            let changed = if tells_every_delete || state.in_flight.blocks(&event.path) {
                 state.pending.push_maybe_sent(event.clone())
             } else {
                 state.pending.push(event.clone())
@@ -488,6 +494,15 @@ impl Lane {
         if emptied && self.order.has_downstream() {
             self.order.wake_downstream();
         }
+    }
+
+    /// Never lets a delete cancel a create (set before `start`): for a sink whose
+    /// consumers read the watched tree themselves, at moments of their own
+    /// ([`sersync_plugins::SinkSpec::consumers_read_the_tree`]), a path made and removed or
+    /// renamed again before its batch left may have reached them with a directory they
+    /// pulled whole, so its delete, or the rename's old name, must still be told.
+    pub fn tell_every_delete(&self) {
+        self.tells_every_delete.store(true, Ordering::Relaxed);
     }
 
     /// Reports this lane's failures and recoveries to `recorder` (set once, before `start`).

@@ -601,3 +601,51 @@ fn a_failure_reports_everything_the_lane_owes_not_only_the_batch_that_failed() {
         Some(vec!["a/f".to_string(), "b/g".to_string()])
     );
 }
+
+/// What a lane delivers for a directory made (with a file in it) and renamed before its
+/// batch left: each event's kind, path and old name.
+fn made_then_renamed(tells_every_delete: bool) -> Vec<String> {
+    let lane = lane();
+    if tells_every_delete {
+        lane.tell_every_delete();
+    }
+    let w = WatchId(0);
+    let p = |s: &str| RelPath::new(s.as_bytes());
+    lane.push_all(&[
+        Event::now(EventKind::Create, p("d/.tmp"), true, w),
+        Event::now(EventKind::CloseWrite, p("d/.tmp/f"), false, w),
+        Event::moved(p("d/.tmp"), p("d/final"), true, w),
+    ]);
+    let (tx, rx) = unbounded();
+    struct Recording(Sender<Vec<String>>);
+    impl Sink for Recording {
+        fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+            let told = batch
+                .events
+                .iter()
+                .map(|e| match &e.from {
+                    Some(from) => format!("{:?} {from} -> {}", e.kind, e.path),
+                    None => format!("{:?} {}", e.kind, e.path),
+                })
+                .collect();
+            self.0.send(told).unwrap();
+            Ok(())
+        }
+    }
+    lane.start(vec![Box::new(Recording(tx))], Mode::Deliver, &Pool::new());
+    let told = rx.recv_timeout(PATIENCE).unwrap();
+    lane.close();
+    told
+}
+
+#[test]
+fn a_lane_whose_consumers_read_the_tree_tells_the_old_name_of_a_new_directory_renamed() {
+    // Nobody was told of `d/.tmp`, so by default nobody hears of it.
+    let plain = made_then_renamed(false);
+    assert!(plain.iter().all(|e| !e.contains(".tmp")), "{plain:?}");
+    // A follower may have pulled `d` whole while `.tmp` was there: it must hear it is gone
+    // (a create the destination may have is no longer renamed as new, but deleted).
+    let told = made_then_renamed(true);
+    assert!(told.iter().any(|e| e == "Delete d/.tmp"), "{told:?}");
+    assert!(told.iter().any(|e| e == "Create d/final"), "{told:?}");
+}

@@ -63,6 +63,11 @@ impl SinkSpec for NatsSpec {
         )
     }
 
+    /// Followers pull what a message names, and new directories whole, from the source.
+    fn consumers_read_the_tree(&self) -> bool {
+        true
+    }
+
     fn start(&self, _ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         let publisher = match self.publisher.get() {
             Some(p) => p.clone(),

@@ -19,6 +19,13 @@ use crate::audit::{Auditor, Drift};
 use crate::progress::{ProgressDisplay, ProgressReporter};
 use crate::SinkSpec;
 
+/// Waiting processes an instance may keep for an rsync daemon: one is what a batch every
+/// few tens of milliseconds needs when a connection is set up sooner than that, two when it
+/// is not (to a default slave under load, ~50 ms against ~40 ms between an instance's
+/// batches at 50 files/s); the pool grows to it only when a batch found its process still
+/// connecting ([`super::warm`]).
+const DAEMON_POOL: usize = 2;
+
 mod guarded;
 
 /// The rsync sink for one `<remote>` of one `<localpath>`.
@@ -393,9 +400,9 @@ impl RsyncSink {
             return self.spawn(args, list, output);
         };
         let lock = || warm.lock().unwrap_or_else(|e| e.into_inner());
-        // One for a daemon (each waiting one is one of its `max connections`); over ssh the
-        // instance's share of the connection's sessions.
-        let bound = self.share.as_ref().map_or(1, Share::pool_bound);
+        // For a daemon at most [`DAEMON_POOL`] (each waiting one is one of its `max
+        // connections`); over ssh the instance's share of the connection's sessions.
+        let bound = self.share.as_ref().map_or(DAEMON_POOL, Share::pool_bound);
         let refill = || {
             let mut warm = lock();
             if warm.suits(args) {

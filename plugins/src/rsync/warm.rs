@@ -17,7 +17,7 @@
 //! batch that comes as many runs later as the pool is long, so the pool must be about
 //! set-up time ÷ batch interval; rather than estimate both, each batch looks at the process
 //! it is handed: still connecting, the pool grows by one; ready with the one behind it ready
-//! too, it shrinks by one ([`sizing`]). At least one, at most the bound the sink gives (one
+//! too, it shrinks by one ([`sizing`]). At least one, at most the bound the sink gives (two
 //! for a daemon: each is one of its `max connections`; over ssh a share of the master
 //! connection's sessions, see [`ssh::Share`](super::ssh::Share)). The oldest is always
 //! handed out first: it has been connecting longest, so a batch never waits for a

@@ -56,7 +56,7 @@ fn mib(kib: u64) -> String {
 /// The header of the rate table.
 pub fn rate_header() -> String {
     format!(
-        "{:<8} {:>3} {:>6} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7} {:>7} {:>9}",
+        "{:<8} {:>3} {:>6} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>9}",
         "tool",
         "rem",
         "rate",
@@ -66,6 +66,7 @@ pub fn rate_header() -> String {
         "p50 ms",
         "p99 ms",
         "max ms",
+        "first ms",
         "drain s",
         "cpu s",
         "slave s",
@@ -84,7 +85,7 @@ pub fn rate_row(r: &RateResult) -> String {
         )
     });
     format!(
-        "{:<8} {:>3} {:>6} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>7.2} {:>7.2} {:>7.2} {:>9}{}",
+        "{:<8} {:>3} {:>6} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7.2} {:>7.2} {:>7.2} {:>9}{}",
         r.tool,
         r.remotes,
         r.rate,
@@ -94,6 +95,7 @@ pub fn rate_row(r: &RateResult) -> String {
         p50,
         p99,
         max,
+        r.first_file_ms.map_or("—".into(), |ms| format!("{ms:.0}")),
         opt(r.drain_s, ""),
         r.cpu_s,
         r.slave_cpu_s,

@@ -113,6 +113,29 @@ impl Stage {
         )
     }
 
+    /// Writes one file at the source's root and waits until every remote has it: the tool's
+    /// cold start, ms (`None` past the drain timeout). The measured stream comes after it.
+    fn first_file(&self, bench: &Bench) -> Result<Option<f64>, String> {
+        let name = "first-file";
+        let closed = Instant::now();
+        std::fs::write(self.src().join(name), vec![b'x'; 30_000]).map_err(|e| e.to_string())?;
+        let closed_at = closed.elapsed();
+        let landed = wait_for(bench.drain_timeout, || {
+            if self
+                .modules
+                .iter()
+                .all(|m| self.slave(m).join(name).exists())
+            {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        });
+        Ok(landed
+            .ok()
+            .map(|()| (closed.elapsed() - closed_at).as_secs_f64() * 1000.0))
+    }
+
     /// Removes everything from every module (the daemon keeps serving them).
     fn empty_modules(&self) -> Result<(), String> {
         for m in &self.modules {
@@ -186,6 +209,11 @@ pub struct RateResult {
     pub bench_cpu_s: f64,
     /// Kernel queue overflows in the landing probes (figures around one are a little late).
     pub probe_overflows: u64,
+    /// close() → landing of one file written before the measured stream, on every remote,
+    /// ms: the cold start (sersync's first connection to each remote, over ssh the master
+    /// connection). Kept out of the latency figures, which are the steady state; `None` when
+    /// it did not land within the drain timeout.
+    pub first_file_ms: Option<f64>,
 }
 
 impl RateResult {
@@ -212,8 +240,9 @@ pub fn rate_run(
     remotes: usize,
 ) -> Result<RateResult, String> {
     let stage = Stage::new(bench, remotes)?;
-    let probes = stage.probes()?;
     let tool = stage.start(bench, kind)?;
+    let first_file_ms = stage.first_file(bench)?;
+    let probes = stage.probes()?;
     let (before, slave_before) = (tool.usage(), stage.slave_usage());
     let own_before = own_cpu_seconds();
     let plan = WritePlan {
@@ -253,6 +282,7 @@ pub fn rate_run(
         rss_peak_kib: usage.rss_peak_kib,
         bench_cpu_s: own,
         probe_overflows: probes.iter().map(LandingProbe::overflows).sum(),
+        first_file_ms,
     })
 }
 
