@@ -51,26 +51,22 @@ impl Puller {
             .into_iter()
             .map(|d| Listed::contents(d.clone()))
             .collect();
-        self.deleting(
-            &[
-                "--dirs",
-                "--delete",
-                "--existing",
-                "--ignore-existing",
-                "--ignore-missing-args",
-            ],
-            listed,
-            DELETE_RETRIES,
-        )
+        self.delete_only("--dirs", listed)
     }
 
     /// Deletes below each of `dirs`, recursively, what the source no longer has; nothing is
     /// sent or updated (`--existing --ignore-existing`). See `heal.rs`.
     pub fn heal<'p>(&self, dirs: impl IntoIterator<Item = &'p RelPath>) -> Result<(), String> {
         let listed = dirs.into_iter().map(|d| Listed::name(d.clone())).collect();
+        self.delete_only("-r", listed)
+    }
+
+    /// A run that only deletes (`--existing --ignore-existing`: nothing sent or updated),
+    /// `recursion` deep (`--dirs`: one level; `-r`: all of it), below what is `listed`.
+    fn delete_only(&self, recursion: &str, listed: Vec<Listed>) -> Result<(), String> {
         self.deleting(
             &[
-                "-r",
+                recursion,
                 "--delete",
                 "--existing",
                 "--ignore-existing",

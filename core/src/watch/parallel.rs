@@ -46,6 +46,20 @@ struct Shared {
 /// The shared stack and the condition helpers wait on for work.
 type Work = (Mutex<Shared>, Condvar);
 
+/// Ends one step of the walk: its subdirectories go on the shared stack, and the others are
+/// woken when there is more to do or nothing is left (then they end).
+fn step_done(work: &Work, children: Vec<Step>) {
+    let more = !children.is_empty();
+    let mut shared = lock(work);
+    shared.stack.extend(children);
+    shared.busy -= 1;
+    let done = shared.busy == 0 && shared.stack.is_empty();
+    drop(shared);
+    if more || done {
+        work.1.notify_all();
+    }
+}
+
 fn lock(work: &Work) -> MutexGuard<'_, Shared> {
     work.0.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -143,15 +157,7 @@ impl Watcher {
                     // about directories elsewhere: in first.
                     self.apply_sent(watch, rx, outcome)?;
                     let children = self.apply(watch, visit, &mut Report::Nothing, outcome)?;
-                    let more = !children.is_empty();
-                    let mut shared = lock(work);
-                    shared.stack.extend(children);
-                    shared.busy -= 1;
-                    let done = shared.busy == 0 && shared.stack.is_empty();
-                    drop(shared);
-                    if more || done {
-                        work.1.notify_all();
-                    }
+                    step_done(work, children);
                 }
                 Next::Wait => {
                     if let Ok(visit) = rx.recv_timeout(IDLE_WAIT) {
@@ -205,17 +211,7 @@ fn help(ctx: &WalkCtx, work: &Work, tx: Sender<Visit>) -> u64 {
         let mut visit = ctx.visit(&mut state, step);
         let children = visit.hand_on();
         let sent = tx.send(visit).is_ok();
-        let more = sent && !children.is_empty();
-        let mut shared = lock(work);
-        if sent {
-            shared.stack.extend(children);
-        }
-        shared.busy -= 1;
-        let done = shared.busy == 0 && shared.stack.is_empty();
-        drop(shared);
-        if more || done {
-            work.1.notify_all();
-        }
+        step_done(work, if sent { children } else { Vec::new() });
         if !sent {
             return state.opened;
         }
